@@ -1,0 +1,13 @@
+DROP TABLE incident_events;
+DROP TABLE incident_alerts;
+DROP INDEX incidents_first_seen_idx;
+DROP INDEX incidents_resolved_at_idx;
+DROP INDEX incidents_resolved_idx;
+DROP INDEX incidents_active_key_uniq;
+ALTER TABLE incidents
+    DROP CONSTRAINT incidents_severity_check,
+    DROP CONSTRAINT incidents_status_check,
+    DROP COLUMN flap_count,
+    DROP COLUMN mapping_rule,
+    DROP COLUMN resolved_by,
+    DROP COLUMN resolved_at;

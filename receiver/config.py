@@ -1,0 +1,356 @@
+"""Configuration: one optional YAML file plus environment variables, validated once at start.
+
+Every section is a frozen dataclass. An unknown key or a bad value raises ConfigError naming the
+file, the line and the key. Secrets are never written in the file itself: the file names an
+environment variable (`*_env`) or a file (`*_file`) that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import rules as rules_mod
+from .timeutil import parse_duration
+
+DEFAULT_PORT = 9095
+
+
+class ConfigError(Exception):
+    """The configuration is not valid."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value that never prints itself."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    token: Secret | None = None
+    basic_auth: BasicAuth | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CorrelationConfig:
+    reopen_window: timedelta = timedelta(minutes=5)
+    stale_after: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: Secret | None = None
+    pool_min: int = 1
+    pool_max: int = 8
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    external_url: str = ""
+    data_dir: str | None = None
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
+    rules: tuple[rules_mod.Rule, ...] = ()
+    default_owner: str = rules_mod.DEFAULT_OWNER
+    source: str = "<defaults>"
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+class _Doc:
+    """A parsed YAML document that remembers the line of every key, for error messages."""
+
+    def __init__(self, source: str, text: str):
+        self.source = source
+        self.lines: dict[str, int] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark else source
+            raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        self.data = self._convert(node, "") if node is not None else {}
+
+    def _convert(self, node: yaml.Node, path: str) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(yaml.SafeLoader(" ").construct_object(key_node))
+                child = f"{path}.{key}" if path else key
+                if key in out:
+                    raise ConfigError(f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key")
+                self.lines[child] = key_node.start_mark.line + 1
+                out[key] = self._convert(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        return yaml.SafeLoader(" ").construct_object(node)
+
+    def error(self, path: str, reason: str) -> ConfigError:
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+        line = self.lines.get(probe)
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {path}: {reason}")
+
+
+class _Section:
+    """Reads one mapping of the document, rejecting keys nobody asked for."""
+
+    def __init__(self, doc: _Doc, value: Any, path: str):
+        self.doc, self.path = doc, path
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise doc.error(path or "<top>", "expected a mapping")
+        self.value: dict[str, Any] = value
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, convert: Callable[[Any], Any], default: Any) -> Any:
+        self.used.add(name)
+        if name not in self.value or self.value[name] is None:
+            return default
+        try:
+            return convert(self.value[name])
+        except (ValueError, TypeError, rules_mod.RuleError) as e:
+            raise self.doc.error(self.key(name), str(e)) from None
+
+    def section(self, name: str) -> _Section:
+        self.used.add(name)
+        return _Section(self.doc, self.value.get(name), self.key(name))
+
+    def secret(self, name: str, env: Mapping[str, str]) -> Secret | None:
+        """`<name>_env` names an environment variable, `<name>_file` a file; inline values are refused."""
+        self.used.update({name, f"{name}_env", f"{name}_file"})
+        if name in self.value:
+            raise self.doc.error(
+                self.key(name), f"secrets are not written in the config; use {name}_env or {name}_file"
+            )
+        env_name = self.value.get(f"{name}_env")
+        file_name = self.value.get(f"{name}_file")
+        if env_name and file_name:
+            raise self.doc.error(self.key(f"{name}_env"), f"set {name}_env or {name}_file, not both")
+        if env_name:
+            if not isinstance(env_name, str):
+                raise self.doc.error(self.key(f"{name}_env"), "expected an environment variable name")
+            value = env.get(env_name)
+            if not value:
+                raise self.doc.error(self.key(f"{name}_env"), f"environment variable {env_name} is not set")
+            return Secret(value)
+        if file_name:
+            return Secret(_read_secret_file(self.doc, self.key(f"{name}_file"), str(file_name)))
+        return None
+
+    def finish(self) -> None:
+        for name in self.value:
+            if name not in self.used:
+                raise self.doc.error(self.key(name), "unknown key")
+
+
+def _read_secret_file(doc: _Doc, path: str, file_name: str) -> str:
+    try:
+        value = Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise doc.error(path, f"cannot read {file_name}: {e.strerror}") from None
+    if not value:
+        raise doc.error(path, f"{file_name} is empty")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _port(value: Any) -> int:
+    port = _positive_int(value)
+    if port > 65535:
+        raise ValueError("expected a port number between 1 and 65535")
+    return port
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(value)
+
+
+def _byte_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        for suffix, factor in (("KIB", 1024), ("MIB", 1024**2), ("GIB", 1024**3), ("KB", 1000), ("MB", 1000**2),
+                               ("GB", 1000**3), ("B", 1)):
+            if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+                return int(text[: -len(suffix)]) * factor
+    raise ValueError("expected a size such as 16MiB or a number of bytes")
+
+
+def _severity(value: Any) -> str:
+    if value not in rules_mod.SEVERITIES:
+        raise ValueError(f"expected one of {', '.join(rules_mod.SEVERITIES)}")
+    return str(value)
+
+
+def _rules(doc: _Doc, value: Any) -> tuple[rules_mod.Rule, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise doc.error("rules", "expected a list of rules")
+    out = []
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        s = _Section(doc, item, f"rules[{i}]")
+        name = s.get("name", _string, f"rule-{i + 1}")
+        if name in names or name == rules_mod.DEFAULT_RULE:
+            raise doc.error(s.key("name"), f"rule name {name!r} is used twice")
+        names.add(name)
+        matchers = s.get("match", _matchers, None)
+        if matchers is None:
+            raise doc.error(s.key("match"), "a rule needs matchers (use match: [] to match everything)")
+        rule = rules_mod.Rule(
+            name=name,
+            matchers=matchers,
+            route=s.get("route", _string, None),
+            kind=s.get("kind", _string, None),
+            severity=s.get("severity", _severity, None),
+            owner=s.get("owner", _string, None),
+        )
+        s.finish()
+        out.append(rule)
+    return tuple(out)
+
+
+def _matchers(value: Any) -> tuple[rules_mod.Matcher, ...]:
+    if isinstance(value, str):
+        return rules_mod.parse_matchers(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return rules_mod.parse_matchers(value)
+    if isinstance(value, dict):  # the shorthand {label: value} means equality
+        return tuple(rules_mod.Matcher(str(k), "=", str(v)) for k, v in value.items())
+    raise ValueError('expected a list of matchers such as ["alertname=~\\"High.*\\"", "service=\\"checkout\\""]')
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the config file (optional) and the environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        source, text = "<defaults>", ""
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read the config file: {e.strerror}") from None
+    return parse_config(text, source=source, env=env)
+
+
+def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    doc = _Doc(source, text)
+    top = _Section(doc, doc.data, "")
+
+    listen = top.section("listen")
+    host = listen.get("host", _string, "0.0.0.0")
+    port = listen.get("port", _port, DEFAULT_PORT)
+    listen.finish()
+
+    external_url = top.get("external_url", _string, "").rstrip("/")
+    data_dir = top.get("data_dir", _string, None)
+
+    db = top.section("database")
+    db_url = db.secret("url", env)
+    if db_url is None and env.get("DATABASE_URL"):
+        db_url = Secret(env["DATABASE_URL"])
+    database = DatabaseConfig(
+        url=db_url,
+        pool_min=db.get("pool_min", _positive_int, 1),
+        pool_max=db.get("pool_max", _positive_int, 8),
+        connect_timeout=db.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
+    )
+    db.finish()
+    if database.pool_min > database.pool_max:
+        raise doc.error("database.pool_min", "must not exceed database.pool_max")
+
+    wh = top.section("webhook")
+    token = wh.secret("token", env)
+    if token is None and env.get("RECEIVER_WEBHOOK_TOKEN"):
+        token = Secret(env["RECEIVER_WEBHOOK_TOKEN"])
+    basic = None
+    if wh.value.get("basic_auth") is not None:
+        ba = wh.section("basic_auth")
+        username = ba.get("username", _string, None)
+        password = ba.secret("password", env)
+        ba.finish()
+        if not username or password is None:
+            raise doc.error("webhook.basic_auth", "needs username and password_env or password_file")
+        basic = BasicAuth(username, password)
+    else:
+        wh.used.add("basic_auth")
+    webhook = WebhookConfig(
+        token=token,
+        basic_auth=basic,
+        max_body_bytes=wh.get("max_body_bytes", _byte_size, WebhookConfig.max_body_bytes),
+    )
+    wh.finish()
+
+    corr = top.section("correlation")
+    correlation = CorrelationConfig(
+        reopen_window=corr.get("reopen_window", _duration, CorrelationConfig.reopen_window),
+        stale_after=corr.get("stale_after", _duration, CorrelationConfig.stale_after),
+    )
+    corr.finish()
+
+    top.used.add("rules")
+    rules = _rules(doc, doc.data.get("rules") if isinstance(doc.data, dict) else None)
+    default_owner = top.get("default_owner", _string, rules_mod.DEFAULT_OWNER)
+    top.finish()
+
+    return Config(
+        host=host,
+        port=port,
+        external_url=external_url,
+        data_dir=data_dir,
+        database=database,
+        webhook=webhook,
+        correlation=correlation,
+        rules=rules,
+        default_owner=default_owner,
+        source=source,
+    )

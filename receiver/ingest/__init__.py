@@ -1,0 +1,1 @@
+"""Turning what senders post into typed alerts, and alerts into incidents."""

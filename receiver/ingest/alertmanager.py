@@ -1,0 +1,214 @@
+"""Alertmanager's webhook (version "4") as typed alerts: a pure parser, no aiohttp, no database.
+
+A payload that can never be valid raises PayloadError (the caller answers 400). A single bad alert
+inside a good payload is reported in `Notification.invalid` and the rest are kept. Unknown fields are
+ignored, because newer Alertmanagers add some (`notification_reason`, `routeLabels`). Strings are made
+safe for PostgreSQL here: NUL bytes and lone surrogates, which `text` and `jsonb` reject, are replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..timeutil import parse_rfc3339
+
+SUPPORTED_VERSION = "4"
+ALERT_STATUSES = ("firing", "resolved")
+_REPLACEMENT = "\ufffd"
+
+
+class PayloadError(ValueError):
+    """The webhook body is not an Alertmanager version 4 notification."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    index: int
+    fingerprint: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str
+
+
+@dataclass(frozen=True)
+class InvalidAlert:
+    index: int
+    fingerprint: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "fingerprint": self.fingerprint, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Notification:
+    receiver: str
+    status: str
+    alerts: list[Alert]
+    invalid: list[InvalidAlert] = field(default_factory=list)
+    external_url: str = ""
+    group_key: str = ""
+    truncated_alerts: int = 0
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+
+
+def clean_text(value: str) -> str:
+    """Make a string storable: PostgreSQL refuses NUL in text and jsonb, and UTF-8 refuses lone surrogates."""
+    if "\x00" in value:
+        value = value.replace("\x00", _REPLACEMENT)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def parse_body(body: bytes) -> Notification:
+    """Decode and parse a webhook body."""
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise PayloadError("the body is not valid UTF-8") from None
+    except RecursionError:
+        raise PayloadError("the JSON is nested too deeply") from None
+    except ValueError as e:
+        raise PayloadError(f"the body is not valid JSON: {e}") from None
+    return parse_notification(data)
+
+
+def parse_notification(data: Any) -> Notification:
+    if not isinstance(data, dict):
+        raise PayloadError("expected a JSON object")
+    version = data.get("version")
+    if version is None:
+        raise PayloadError('missing "version"; this receiver accepts Alertmanager webhook version "4"')
+    if version != SUPPORTED_VERSION:
+        raise PayloadError(f'unsupported "version" {str(version)[:32]!r}; expected "4"')
+    alerts_raw = data.get("alerts")
+    if not isinstance(alerts_raw, list):
+        raise PayloadError('"alerts" must be a list')
+    receiver = _optional_str(data, "receiver")
+    status = _optional_str(data, "status")
+    external_url = _optional_str(data, "externalURL")
+    group_key = _optional_str(data, "groupKey")
+    truncated = data.get("truncatedAlerts", 0)
+    if truncated is None:
+        truncated = 0
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
+        raise PayloadError('"truncatedAlerts" must be a non-negative integer')
+    group_labels = _optional_labels(data, "groupLabels")
+    common_labels = _optional_labels(data, "commonLabels")
+    _optional_labels(data, "commonAnnotations")
+
+    alerts: list[Alert] = []
+    invalid: list[InvalidAlert] = []
+    for index, raw in enumerate(alerts_raw):
+        try:
+            alerts.append(parse_alert(index, raw))
+        except ValueError as e:
+            fp = raw.get("fingerprint") if isinstance(raw, dict) else None
+            invalid.append(InvalidAlert(index, clean_text(fp)[:64] if isinstance(fp, str) else None, str(e)))
+    if alerts_raw and not alerts:
+        reasons = "; ".join(f"alerts[{i.index}]: {i.reason}" for i in invalid[:5])
+        raise PayloadError(f"no valid alert in the payload: {reasons}")
+    return Notification(
+        receiver=receiver,
+        status=status,
+        alerts=alerts,
+        invalid=invalid,
+        external_url=external_url,
+        group_key=group_key,
+        truncated_alerts=truncated,
+        group_labels=group_labels,
+        common_labels=common_labels,
+    )
+
+
+def parse_alert(index: int, raw: Any) -> Alert:
+    if not isinstance(raw, dict):
+        raise ValueError("an alert must be a JSON object")
+    status = raw.get("status")
+    if status not in ALERT_STATUSES:
+        raise ValueError('"status" must be "firing" or "resolved"')
+    labels = _labels(raw.get("labels"), "labels", required=True)
+    if not labels:
+        raise ValueError('"labels" must not be empty')
+    annotations = _labels(raw.get("annotations"), "annotations", required=False)
+    starts_raw = raw.get("startsAt")
+    if not isinstance(starts_raw, str):
+        raise ValueError('"startsAt" must be an RFC 3339 timestamp')
+    starts_at = parse_rfc3339(starts_raw)
+    if starts_at is None:
+        raise ValueError('"startsAt" must be set')
+    ends_raw = raw.get("endsAt")
+    if ends_raw is None or ends_raw == "":
+        ends_at = None
+    elif isinstance(ends_raw, str):
+        ends_at = parse_rfc3339(ends_raw)
+    else:
+        raise ValueError('"endsAt" must be an RFC 3339 timestamp')
+    generator_url = raw.get("generatorURL") or ""
+    if not isinstance(generator_url, str):
+        raise ValueError('"generatorURL" must be a string')
+    fingerprint = raw.get("fingerprint")
+    if fingerprint is None or fingerprint == "":
+        fingerprint = label_fingerprint(labels)
+    elif not isinstance(fingerprint, str):
+        raise ValueError('"fingerprint" must be a string')
+    elif len(fingerprint) > 128:
+        raise ValueError('"fingerprint" is longer than 128 characters')
+    return Alert(
+        index=index,
+        fingerprint=clean_text(fingerprint),
+        status=status,
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        generator_url=clean_text(generator_url),
+    )
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable stand-in for senders that omit the fingerprint (Alertmanager always sends one)."""
+    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _labels(value: Any, name: str, *, required: bool) -> dict[str, str]:
+    if value is None:
+        if required:
+            raise ValueError(f'"{name}" is required')
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f'"{name}" must be an object of strings')
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(val, str):
+            raise ValueError(f'"{name}" must be an object of strings ({clean_text(key)[:64]!r} is not)')
+        out[clean_text(key)] = clean_text(val)
+    return out
+
+
+def _optional_str(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f'"{name}" must be a string')
+    return clean_text(value)
+
+
+def _optional_labels(data: dict[str, Any], name: str) -> dict[str, str]:
+    try:
+        return _labels(data.get(name), name, required=False)
+    except ValueError as e:
+        raise PayloadError(str(e)) from None

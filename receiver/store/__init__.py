@@ -1,0 +1,215 @@
+"""The store: the only place that talks SQL. Named queries live in queries.sql, loaded once.
+
+Methods are named for intent and work on batches; driver errors become StoreUnavailable, which the
+web layer answers with 503 so that Alertmanager retries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .. import correlation
+from ..ingest.alertmanager import Alert
+from ..rules import Mapping
+
+
+class StoreError(Exception):
+    """A database error."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is unavailable or the transaction failed; the work can be retried."""
+
+
+def _load_queries() -> dict[str, str]:
+    try:
+        text = resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover - a checkout without package data
+        text = (Path(__file__).parent / "queries.sql").read_text(encoding="utf-8")
+    queries: dict[str, str] = {}
+    parts = re.split(r"^-- (\w+) --$", text, flags=re.MULTILINE)
+    for name, body in zip(parts[1::2], parts[2::2]):
+        queries[name] = body.strip()
+    return queries
+
+
+QUERIES = _load_queries()
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.UniqueViolationError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+    TimeoutError,
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    # --- ingest ---------------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        alerts: Sequence[Alert],
+        mappings: dict[str, Mapping],
+        now: datetime,
+        *,
+        reopen_window_start: datetime,
+        external_url: str = "",
+        owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
+        on_plan: Callable[[correlation.Plan], None] | None = None,
+    ) -> correlation.Plan:
+        """Correlate one webhook's alerts in one transaction: lock keys, read state, plan, write."""
+        alerts = correlation.dedupe(alerts)
+        keys = sorted({mappings[a.fingerprint].incident_key for a in alerts})
+        fingerprints = [a.fingerprint for a in alerts]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not alerts:
+                    return correlation.Plan()
+                await conn.fetchval(QUERIES["lock_keys"], keys)
+                member_rows = await conn.fetch(QUERIES["latest_members"], fingerprints)
+                members = {
+                    r["fingerprint"]: correlation.MemberState(
+                        r["fingerprint"], r["incident_id"], r["status"], r["starts_at"]
+                    )
+                    for r in member_rows
+                }
+                member_incidents = list({m.incident_id for m in members.values()})
+                rows = await conn.fetch(QUERIES["ingest_incidents"], keys, member_incidents, reopen_window_start)
+                state = _state(rows, members)
+                plan = correlation.plan(
+                    alerts, mappings, state, now, external_url=external_url, owner_snapshot=owner_snapshot
+                )
+                await conn.execute(QUERIES["apply_ingest"], *_apply_args(plan, now))
+        except TRANSIENT_ERRORS as e:
+            raise StoreUnavailable(type(e).__name__) from e
+        except asyncpg.PostgresError as e:
+            raise StoreUnavailable(type(e).__name__) from e
+        if on_plan is not None:
+            on_plan(plan)
+        return plan
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def list_incidents(
+        self,
+        *,
+        statuses: Sequence[str],
+        routes: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        severities: Sequence[str] = (),
+        after: tuple[datetime, uuid.UUID] | None = None,
+        limit: int = 50,
+    ) -> list[asyncpg.Record]:
+        first_seen, inc_id = after if after else (None, None)
+        return await self._fetch(
+            "list_incidents", list(statuses), list(routes), list(kinds), list(severities), first_seen, inc_id, limit
+        )
+
+    async def get_incident(self, incident_id: uuid.UUID) -> asyncpg.Record | None:
+        rows = await self._fetch("get_incident", incident_id)
+        return rows[0] if rows else None
+
+    async def incident_alerts(self, incident_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self._fetch("incident_alerts", incident_id)
+
+    async def incident_events(self, incident_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self._fetch("incident_events", incident_id)
+
+    async def applied_migrations(self) -> set[str]:
+        return {r["migration_id"] for r in await self._fetch("applied_migrations")}
+
+    async def ping(self) -> None:
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
+            raise StoreUnavailable(type(e).__name__) from e
+
+    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return await self.pool.fetch(QUERIES[name], *args)
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
+            raise StoreUnavailable(type(e).__name__) from e
+
+
+def _state(rows: Sequence[asyncpg.Record], members: dict[str, correlation.MemberState]) -> correlation.State:
+    state = correlation.State(active={}, reopenable={}, incidents={}, members=members)
+    for r in rows:
+        inc = correlation.IncidentState(
+            id=r["id"],
+            incident_key=r["incident_key"],
+            status=r["status"],
+            severity=r["severity"],
+            metadata=dict(r["metadata"] or {}),
+            firing=set(r["firing"]),
+            flap_count=r["flap_count"],
+            resolved_at=r["resolved_at"],
+        )
+        state.incidents[inc.id] = inc
+        if inc.status != "resolved":
+            state.active[inc.incident_key] = inc
+        elif r["reopenable"]:
+            state.reopenable[inc.incident_key] = inc
+    for key in list(state.reopenable):
+        if key in state.active:
+            del state.reopenable[key]
+    return state
+
+
+def _apply_args(plan: correlation.Plan, now: datetime) -> list[Any]:
+    n = plan.new_incidents
+    c = list(plan.changes.values())
+    m = plan.members
+    e = plan.events
+    return [
+        now,
+        [x.id for x in n],
+        [x.incident_key for x in n],
+        [x.route for x in n],
+        [x.kind for x in n],
+        [x.severity for x in n],
+        [_dumps(x.owner) for x in n],
+        [_dumps(x.metadata) for x in n],
+        [x.mapping_rule for x in n],
+        [x.id for x in c],
+        [x.severity for x in c],
+        [x.status for x in c],
+        [_dumps(x.metadata) for x in c],
+        [x.flap_count for x in c],
+        [x.reopened for x in c],
+        [x.incident_id for x in m],
+        [x.alert.fingerprint for x in m],
+        [x.status for x in m],
+        [_dumps(x.alert.labels) for x in m],
+        [_dumps(x.alert.annotations) for x in m],
+        [x.alert.starts_at for x in m],
+        [x.ends_at for x in m],
+        [x.alert.generator_url for x in m],
+        [x.incident_id for x in e],
+        [x.type for x in e],
+        [x.actor for x in e],
+        [_dumps(x.detail) for x in e],
+    ]

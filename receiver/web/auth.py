@@ -1,0 +1,42 @@
+"""Authentication of the webhook, exactly as Alertmanager's `http_config` sends it.
+
+`authorization: {credentials: T}` or `bearer_token` sends `Authorization: Bearer T`; `basic_auth`
+sends `Authorization: Basic base64(user:password)`. Comparisons run in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from ..config import WebhookConfig
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
+def webhook_authorized(config: WebhookConfig, header: str | None) -> bool:
+    """True when no credential is configured, or the header carries a configured one."""
+    if config.token is None and config.basic_auth is None:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and config.token is not None:
+        return _same(value, config.token.value)
+    if scheme == "basic" and config.basic_auth is not None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        user_ok = _same(user, config.basic_auth.username)
+        password_ok = _same(password, config.basic_auth.password.value)
+        return user_ok and password_ok
+    return False

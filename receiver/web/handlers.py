@@ -1,0 +1,164 @@
+"""HTTP handlers: the webhook, the read API, health and readiness."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from ..database import migration_ids
+from ..ingest.alertmanager import PayloadError, parse_body
+from ..keys import CONFIG, INGESTOR, STORE
+from ..store import StoreUnavailable
+from ..timeutil import utcnow
+from .auth import webhook_authorized
+from .middleware import json_error
+
+STATUSES = ("open", "acknowledged", "silenced", "resolved")
+ACTIVE = ("open", "acknowledged", "silenced")
+MAX_LIMIT = 500
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    if not webhook_authorized(config.webhook, request.headers.get("Authorization")):
+        return web.json_response(
+            {"error": "missing or wrong credentials"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
+        )
+    body = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        notification = parse_body(body)
+    except PayloadError as e:
+        return json_error(400, str(e))
+    plan = await request.app[INGESTOR].ingest(notification, utcnow())
+    return json_response(
+        {
+            "status": "ok",
+            "incidents": plan.summary(),
+            "alerts": {"received": len(notification.alerts) + len(notification.invalid), **plan.outcomes,
+                       "invalid": len(notification.invalid)},
+            "invalid": [i.as_dict() for i in notification.invalid],
+        }
+    )
+
+
+def incident_json(row: asyncpg.Record) -> dict[str, Any]:
+    data = dict(row)
+    owner = data.get("owner")
+    if isinstance(owner, dict):
+        data["owner"] = public_owner(owner)
+    return data
+
+
+def public_owner(owner: dict[str, Any]) -> dict[str, Any]:
+    """The owner snapshot without secrets: only names and target kinds."""
+    return {k: v for k, v in owner.items() if k in ("name", "targets")}
+
+
+def _csv(request: web.Request, name: str) -> list[str]:
+    values: list[str] = []
+    for raw in request.query.getall(name, []):
+        values.extend(v.strip() for v in raw.split(",") if v.strip())
+    return values
+
+
+def encode_cursor(first_seen: datetime, incident_id: uuid.UUID) -> str:
+    raw = f"{first_seen.isoformat()}|{incident_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, ident = raw.partition("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(text="cursor is not valid") from None
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    statuses = _csv(request, "status") or list(ACTIVE)
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        return json_error(400, f"unknown status {bad[0][:32]!r}; expected any of {', '.join(STATUSES)}")
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        return json_error(400, "limit must be an integer")
+    if not 1 <= limit <= MAX_LIMIT:
+        return json_error(400, f"limit must be between 1 and {MAX_LIMIT}")
+    cursor = request.query.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    rows = await request.app[STORE].list_incidents(
+        statuses=statuses,
+        routes=_csv(request, "route"),
+        kinds=_csv(request, "kind"),
+        severities=_csv(request, "severity"),
+        after=after,
+        limit=limit + 1,
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["first_seen"], rows[-1]["id"])
+    return json_response({"incidents": [incident_json(r) for r in rows], "next_cursor": next_cursor})
+
+
+def parse_incident_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such incident") from None
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    incident_id = parse_incident_id(request)
+    store = request.app[STORE]
+    row = await store.get_incident(incident_id)
+    if row is None:
+        return json_error(404, "no such incident")
+    data = incident_json(row)
+    data["alerts"] = [dict(r) for r in await store.incident_alerts(incident_id)]
+    data["events"] = [dict(r) for r in await store.incident_events(incident_id)]
+    return json_response(data)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        await store.ping()
+        applied = await store.applied_migrations()
+    except StoreUnavailable:
+        return json_error(503, "the database is unreachable")
+    pending = [m for m in migration_ids() if m not in applied]
+    if pending:
+        return json_error(503, f"migrations pending: {', '.join(pending)}")
+    return web.json_response({"status": "ready"})
