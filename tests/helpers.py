@@ -1,0 +1,54 @@
+"""Builders for Alertmanager-shaped payloads used across tests."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def fp(labels: dict[str, str]) -> str:
+    return hashlib.sha1(repr(sorted(labels.items())).encode()).hexdigest()[:16]
+
+
+def alert(
+    status: str = "firing",
+    *,
+    starts_at: str = "2026-11-27T10:00:00Z",
+    ends_at: str = ZERO,
+    annotations: dict[str, str] | None = None,
+    fingerprint: str | None = None,
+    generator_url: str = "http://prometheus:9090/graph?g0.expr=up",
+    **labels: str,
+) -> dict[str, Any]:
+    labels = {"alertname": "HighLatency", "method": "GET", "path": "/notifications/recent", **labels}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations if annotations is not None else {"summary": "p99 latency is high"},
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "generatorURL": generator_url,
+        "fingerprint": fingerprint or fp(labels),
+    }
+
+
+def payload(*alerts: dict[str, Any], status: str | None = None, external_url: str = "http://am-1:9093",
+            **extra: Any) -> dict[str, Any]:
+    if status is None:
+        status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    body = {
+        "receiver": "receiver",
+        "status": status,
+        "alerts": list(alerts),
+        "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": external_url,
+        "version": "4",
+        "groupKey": '{}:{alertname="HighLatency"}',
+        "truncatedAlerts": 0,
+    }
+    body.update(extra)
+    return body
