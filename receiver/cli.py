@@ -21,7 +21,6 @@ from . import __version__
 from .config import Config, ConfigError, load_config
 from .database import default_data_dir, embedded_postgres, migrate, redact
 from .ingest.alertmanager import PayloadError, parse_body
-from .rules import map_labels
 
 log = logging.getLogger("receiver")
 
@@ -113,7 +112,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         label_sets = [labels]
     results = []
     for labels in label_sets:
-        m = map_labels(labels, config.rules, config.default_owner)
+        m = config.map(labels)
         results.append({"labels": labels, "rule": m.rule, "route": m.route, "kind": m.kind,
                         "severity": m.severity, "incident_key": m.incident_key, "owner": m.owner})
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,76 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a notification goes. `id` is safe to show; `url` is a secret."""
+
+    id: str
+    type: str  # slack | webhook
+    url: Secret
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    targets: tuple[Target, ...] = ()
+    matchers: tuple[rules_mod.Matcher, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    after: timedelta
+    notify: tuple[str, ...] = ("owner",)
+
+
+@dataclass(frozen=True)
+class Policy:
+    notify_on_open: bool = True
+    steps: tuple[Step, ...] = ()
+    repeat_every: timedelta | None = None
+    repeat_max: int = 0
+    notify_on_resolve: bool = True
+
+
+DEFAULT_POLICIES = {
+    "critical": Policy(
+        steps=(Step(timedelta(minutes=5)), Step(timedelta(minutes=15))),
+        repeat_every=timedelta(minutes=30),
+        repeat_max=6,
+    ),
+    "warning": Policy(steps=(Step(timedelta(minutes=30)),), repeat_every=timedelta(hours=2), repeat_max=3),
+}
+
+
+@dataclass(frozen=True)
+class EscalationConfig:
+    interval: timedelta = timedelta(seconds=2)
+    ack_timeout: timedelta | None = None
+    policies: Mapping[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    timeout: timedelta = timedelta(seconds=10)
+    max_age: timedelta = timedelta(hours=1)
+    initial_backoff: timedelta = timedelta(seconds=2)
+    max_backoff: timedelta = timedelta(minutes=5)
+    max_retry_after: timedelta = timedelta(hours=1)
+    batch_size: int = 50
+
+
+@dataclass(frozen=True)
+class LinksConfig:
+    signing_secret: Secret | None = None
+    ttl: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    token: Secret
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -76,7 +146,31 @@ class Config:
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     rules: tuple[rules_mod.Rule, ...] = ()
     default_owner: str = rules_mod.DEFAULT_OWNER
+    owners: Mapping[str, Owner] = field(default_factory=dict)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    links: LinksConfig = field(default_factory=LinksConfig)
+    api_tokens: tuple[ApiToken, ...] = ()
     source: str = "<defaults>"
+
+    def map(self, labels: Mapping[str, str]) -> rules_mod.Mapping:
+        """Route, kind, severity, owner and rule for one label set."""
+        m = rules_mod.map_labels(labels, self.rules, self.default_owner)
+        rule = next((r for r in self.rules if r.name == m.rule), None)
+        owner = self.owner_for(labels, rule.owner if rule else None)
+        return replace(m, owner=owner) if owner != m.owner else m
+
+    def owner(self, name: str) -> Owner:
+        return self.owners.get(name) or Owner(name)
+
+    def owner_for(self, labels: Mapping[str, str], rule_owner: str | None) -> str:
+        """A rule's explicit owner, else the first owner whose matchers match, else the default."""
+        if rule_owner:
+            return rule_owner
+        for owner in self.owners.values():
+            if owner.matchers is not None and all(m.matches(labels) for m in owner.matchers):
+                return owner.name
+        return self.default_owner
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -101,7 +195,7 @@ class _Doc:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = str(yaml.SafeLoader(" ").construct_object(key_node))
+                key = str(self._scalar(key_node, path))
                 child = f"{path}.{key}" if path else key
                 if key in out:
                     raise ConfigError(f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key")
@@ -110,7 +204,17 @@ class _Doc:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        return yaml.SafeLoader(" ").construct_object(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: str) -> Any:
+        # Tags and implicit types are resolved here, after compose: `!!int abc`, `2024-13-01` or an unsafe
+        # tag fail now, and must fail with the line like every other bad value.
+        try:
+            return yaml.SafeLoader(" ").construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
+            reason = getattr(e, "problem", None) or e
+            where = f"{self.source}:{node.start_mark.line + 1}"
+            raise ConfigError(f"{where}: {path or '<top>'}: not a valid value: {reason}") from None
 
     def error(self, path: str, reason: str) -> ConfigError:
         probe = path
@@ -218,7 +322,9 @@ def _byte_size(value: Any) -> int:
         for suffix, factor in (("KIB", 1024), ("MIB", 1024**2), ("GIB", 1024**3), ("KB", 1000), ("MB", 1000**2),
                                ("GB", 1000**3), ("B", 1)):
             if text.endswith(suffix) and text[: -len(suffix)].isdigit():
-                return int(text[: -len(suffix)]) * factor
+                size = int(text[: -len(suffix)]) * factor
+                if size > 0:
+                    return size
     raise ValueError("expected a size such as 16MiB or a number of bytes")
 
 
@@ -265,6 +371,103 @@ def _matchers(value: Any) -> tuple[rules_mod.Matcher, ...]:
     if isinstance(value, dict):  # the shorthand {label: value} means equality
         return tuple(rules_mod.Matcher(str(k), "=", str(v)) for k, v in value.items())
     raise ValueError('expected a list of matchers such as ["alertname=~\\"High.*\\"", "service=\\"checkout\\""]')
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise doc.error("owners", "expected a list of owners")
+    owners: dict[str, Owner] = {}
+    for i, item in enumerate(value):
+        s = _Section(doc, item, f"owners[{i}]")
+        name = s.get("name", _string, None)
+        if not name:
+            raise doc.error(s.key("name"), "an owner needs a name")
+        if name in owners:
+            raise doc.error(s.key("name"), f"owner {name!r} is defined twice")
+        targets: list[Target] = []
+        slack = s.secret("slack_url", env)
+        if slack is not None:
+            targets.append(Target(f"{name}/slack", "slack", _checked_url(doc, s.key("slack_url_env"), slack)))
+        s.used.add("webhooks")
+        hooks = s.value.get("webhooks") or []
+        if not isinstance(hooks, list):
+            raise doc.error(s.key("webhooks"), "expected a list of webhooks")
+        for j, hook in enumerate(hooks):
+            h = _Section(doc, hook, s.key(f"webhooks[{j}]"))
+            url = h.secret("url", env)
+            if url is None:
+                raise doc.error(h.key("url_env"), "a webhook needs url_env or url_file")
+            targets.append(Target(f"{name}/webhook-{j + 1}", "webhook", _checked_url(doc, h.key("url_env"), url)))
+            h.finish()
+        matchers = s.get("match", _matchers, None)
+        s.finish()
+        owners[name] = Owner(name, tuple(targets), matchers)
+    return owners
+
+
+def _checked_url(doc: _Doc, path: str, url: Secret) -> Secret:
+    if not url.value.startswith(("http://", "https://")):
+        raise doc.error(path, "the URL must start with http:// or https:// (its value is not shown)")
+    return url
+
+
+def _policy(doc: _Doc, value: Any, path: str, default: Policy) -> Policy:
+    s = _Section(doc, value, path)
+    steps_raw = s.value.get("steps")
+    s.used.add("steps")
+    steps = default.steps
+    if steps_raw is not None:
+        if not isinstance(steps_raw, list):
+            raise doc.error(s.key("steps"), "expected a list of steps")
+        parsed = []
+        for j, raw in enumerate(steps_raw):
+            st = _Section(doc, raw, s.key(f"steps[{j}]"))
+            after = st.get("after", _duration, None)
+            if after is None:
+                raise doc.error(st.key("after"), "a step needs after: (a duration)")
+            notify = st.get("notify", _names, ("owner",))
+            st.finish()
+            if parsed and after <= parsed[-1].after:
+                raise doc.error(st.key("after"), "steps must be in increasing order of after")
+            parsed.append(Step(after, notify))
+        steps = tuple(parsed)
+    repeat = s.section("repeat") if s.value.get("repeat") is not None else None
+    repeat_every, repeat_max = (default.repeat_every, default.repeat_max) if steps_raw is None else (None, 0)
+    if repeat is not None:
+        repeat_every = repeat.get("every", _duration, None)
+        repeat_max = repeat.get("max", _positive_int, 3)
+        repeat.finish()
+        if repeat_every is None or repeat_every.total_seconds() <= 0:
+            raise doc.error(repeat.key("every"), "repeat needs every: (a positive duration)")
+        if not steps:
+            raise doc.error(repeat.key("every"), "repeat repeats the last step; add steps first")
+    else:
+        s.used.add("repeat")
+    policy = Policy(
+        notify_on_open=s.get("notify_on_open", _bool, default.notify_on_open),
+        steps=steps,
+        repeat_every=repeat_every,
+        repeat_max=repeat_max,
+        notify_on_resolve=s.get("notify_on_resolve", _bool, default.notify_on_resolve),
+    )
+    s.finish()
+    return policy
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of owner names, or "owner" for the incident\'s own owner')
+    return tuple(value)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -337,9 +540,68 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
     )
     corr.finish()
 
-    top.used.add("rules")
-    rules = _rules(doc, doc.data.get("rules") if isinstance(doc.data, dict) else None)
+    top.used.update({"rules", "owners"})
+    data = doc.data if isinstance(doc.data, dict) else {}
+    rules = _rules(doc, data.get("rules"))
     default_owner = top.get("default_owner", _string, rules_mod.DEFAULT_OWNER)
+    owners = _owners(doc, data.get("owners"), env)
+    if default_owner not in owners:
+        slack = env.get("RECEIVER_SLACK_WEBHOOK_URL")
+        targets = (Target(f"{default_owner}/slack", "slack", Secret(slack)),) if slack else ()
+        owners[default_owner] = Owner(default_owner, targets)
+    for i, rule in enumerate(rules):
+        if rule.owner and rule.owner not in owners:
+            raise doc.error(f"rules[{i}].owner", f"no owner named {rule.owner!r} in owners")
+
+    esc = top.section("escalation")
+    policies_section = esc.section("policies")
+    policies = {
+        sev: _policy(doc, policies_section.value.get(sev), policies_section.key(sev), DEFAULT_POLICIES[sev])
+        for sev in rules_mod.SEVERITIES
+    }
+    policies_section.used.update(rules_mod.SEVERITIES)
+    policies_section.finish()
+    for sev, policy in policies.items():
+        for j, step in enumerate(policy.steps):
+            for name in step.notify:
+                if name != "owner" and name not in owners:
+                    raise doc.error(f"escalation.policies.{sev}.steps[{j}].notify", f"no owner named {name!r}")
+    ack_timeout = esc.get("ack_timeout", _duration, None)
+    escalation = EscalationConfig(
+        interval=esc.get("interval", _duration, EscalationConfig.interval),
+        ack_timeout=ack_timeout if ack_timeout and ack_timeout.total_seconds() > 0 else None,
+        policies=policies,
+    )
+    esc.finish()
+
+    dl = top.section("delivery")
+    delivery = DeliveryConfig(
+        timeout=dl.get("timeout", _duration, DeliveryConfig.timeout),
+        max_age=dl.get("max_age", _duration, DeliveryConfig.max_age),
+        initial_backoff=dl.get("initial_backoff", _duration, DeliveryConfig.initial_backoff),
+        max_backoff=dl.get("max_backoff", _duration, DeliveryConfig.max_backoff),
+        max_retry_after=dl.get("max_retry_after", _duration, DeliveryConfig.max_retry_after),
+        batch_size=dl.get("batch_size", _positive_int, DeliveryConfig.batch_size),
+    )
+    dl.finish()
+
+    ln = top.section("links")
+    links = LinksConfig(signing_secret=ln.secret("signing_secret", env), ttl=ln.get("ttl", _duration, LinksConfig.ttl))
+    ln.finish()
+
+    top.used.add("api_tokens")
+    api_tokens = []
+    raw_tokens = data.get("api_tokens") or []
+    if not isinstance(raw_tokens, list):
+        raise doc.error("api_tokens", "expected a list of {name, token_env | token_file}")
+    for i, raw in enumerate(raw_tokens):
+        t = _Section(doc, raw, f"api_tokens[{i}]")
+        name = t.get("name", _string, None)
+        token = t.secret("token", env)
+        t.finish()
+        if not name or token is None:
+            raise doc.error(f"api_tokens[{i}]", "an API token needs a name and token_env or token_file")
+        api_tokens.append(ApiToken(name, token))
     top.finish()
 
     return Config(
@@ -352,5 +614,10 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         correlation=correlation,
         rules=rules,
         default_owner=default_owner,
+        owners=owners,
+        escalation=escalation,
+        delivery=delivery,
+        links=links,
+        api_tokens=tuple(api_tokens),
         source=source,
     )

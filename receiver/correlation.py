@@ -86,6 +86,8 @@ class IncidentChange:
     resolved: bool = False
     reopened: bool = False
     severity_raised: bool = False
+    rearm: bool = False  # restart escalation from level 0 in a new cycle
+    clear_ack: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def plan(
                 if reopen is not None:
                     ch = change(reopen)
                     ch.status, ch.reopened, ch.resolved = "open", True, False
+                    ch.rearm = ch.clear_ack = True
                     ch.flap_count += 1
                     reopen.status = "open"
                     state.active[key] = reopen
@@ -254,6 +257,13 @@ def plan(
                 p.events.append(Event(target.id, "severity_raised", {"from": ch.severity, "to": mapping.severity}))
                 ch.severity = mapping.severity
                 ch.severity_raised = True
+                if ch.severity == "critical" and not ch.rearm:
+                    # re-arm on the critical policy, even when acknowledged
+                    ch.rearm = True
+                    if ch.status == "acknowledged":
+                        ch.status, ch.clear_ack = "open", True
+                        target.status = "open"
+                        p.events.append(Event(target.id, "unacknowledged", {"reason": "severity raised to critical"}))
             target.firing.add(alert.fingerprint)
             p.members.append(MemberWrite(target.id, alert, "firing", alert.ends_at))
             p.events.append(Event(target.id, "alert_fired", _alert_detail(alert)))

@@ -23,7 +23,8 @@ MAX_KEY_PART = 400
 _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
 _TEMPLATE_FIELD = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
-_SLO = re.compile(r"slo|burn.?rate|error.?budget|availability", re.IGNORECASE)
+# "SLO" as a word of the alertname (HighSLOBurn, SloViolation, slo_breach), never the "slo" inside "Slow" or "Slots".
+_SLO = re.compile(r"SLO(?!W)|Slo(?![a-z])|(?<![A-Za-z])slo(?![a-z])|(?i:burn.?rate|error.?budget|availability)")
 _ERROR = re.compile(r"error|5xx|fail|exception", re.IGNORECASE)
 _LATENCY = re.compile(r"latency|slow|duration|response.?time|p9[059]", re.IGNORECASE)
 
@@ -220,8 +221,11 @@ def severity_rank(severity: str) -> int:
 
 
 def _bound(value: str) -> str:
-    """Keep a key part index-sized; a digest keeps distinct long values distinct."""
-    if len(value) <= MAX_KEY_PART:
+    """Keep a key part index-sized (in UTF-8 bytes: the index limit is in bytes); a digest keeps distinct
+    long values distinct."""
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= MAX_KEY_PART:
         return value
-    digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
-    return f"{value[: MAX_KEY_PART - 20]}…{digest}"
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    head = encoded[: MAX_KEY_PART - 20].decode("utf-8", "ignore")  # never split a character
+    return f"{head}…{digest}"

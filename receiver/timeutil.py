@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 _ZERO_YEAR = 1
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$",
+    re.ASCII,
 )
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -35,7 +36,7 @@ def parse_rfc3339(value: str) -> datetime | None:
 
     Returns None for Go's zero time (year 1), which means "unset". Raises ValueError otherwise.
     """
-    m = _RFC3339.match(value)
+    m = _RFC3339.fullmatch(value)
     if not m:
         raise ValueError(f"not an RFC 3339 timestamp: {value[:64]!r}")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
@@ -56,10 +57,9 @@ def parse_rfc3339(value: str) -> datetime | None:
     if second == 60:  # a leap second; PostgreSQL and Python both lack it
         second = 59
     try:
-        parsed = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    except ValueError as e:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(timezone.utc)
+    except (ValueError, OverflowError) as e:  # OverflowError: year 9999 with a negative offset
         raise ValueError(f"invalid date in {value[:64]!r}: {e}") from None
-    return parsed.astimezone(timezone.utc)
 
 
 def parse_duration(value: str | int | float) -> timedelta:
@@ -70,6 +70,8 @@ def parse_duration(value: str | int | float) -> timedelta:
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as 30s, 5m or 12h")
     text = value.strip()
     if not text:
         raise ValueError("expected a duration such as 30s, 5m or 12h")

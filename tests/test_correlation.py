@@ -52,7 +52,7 @@ async def test_firing_opens_one_incident_with_owner_metadata_and_timeline(ingest
     assert inc["incident_key"] == "GET /notifications/recent::latency"
     assert (inc["route"], inc["kind"], inc["severity"], inc["status"]) == (
         "GET /notifications/recent", "latency", "warning", "open")
-    assert inc["owner"] == {"name": "default"}
+    assert inc["owner"] == {"name": "default", "targets": []}
     assert inc["mapping_rule"] == "default"
     assert inc["metadata"]["summary"] == "p99 over 2s"
     assert inc["metadata"]["runbook_url"] == "https://runbooks/x"

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import correlation
 from ..config import Config
-from ..rules import Mapping, map_labels
+from ..rules import Mapping
 from ..store import Store
 from .alertmanager import Notification
 
@@ -21,10 +21,19 @@ class Ingestor:
         self.store = store
 
     def map(self, labels: dict[str, str]) -> Mapping:
-        return map_labels(labels, self.config.rules, self.config.default_owner)
+        return self.config.map(labels)
 
     def owner_snapshot(self, name: str) -> dict[str, Any]:
-        return {"name": name}
+        """What the incident keeps of its owner, so a config change never re-routes it."""
+        owner = self.config.owner(name)
+        return {
+            "name": owner.name,
+            "targets": [{"id": t.id, "type": t.type, "url": t.url.value} for t in owner.targets],
+        }
+
+    @property
+    def resolve_notice_severities(self) -> frozenset[str]:
+        return frozenset(s for s, p in self.config.escalation.policies.items() if p.notify_on_resolve)
 
     async def ingest(self, notification: Notification, now: datetime) -> correlation.Plan:
         alerts = correlation.dedupe(notification.alerts)
@@ -36,4 +45,5 @@ class Ingestor:
             reopen_window_start=now - self.config.correlation.reopen_window,
             external_url=notification.external_url,
             owner_snapshot=self.owner_snapshot,
+            resolve_notice_severities=self.resolve_notice_severities,
         )

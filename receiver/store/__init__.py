@@ -78,7 +78,7 @@ class Store:
         reopen_window_start: datetime,
         external_url: str = "",
         owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
-        on_plan: Callable[[correlation.Plan], None] | None = None,
+        resolve_notice_severities: frozenset[str] = frozenset(),
     ) -> correlation.Plan:
         """Correlate one webhook's alerts in one transaction: lock keys, read state, plan, write."""
         alerts = correlation.dedupe(alerts)
@@ -102,13 +102,9 @@ class Store:
                 plan = correlation.plan(
                     alerts, mappings, state, now, external_url=external_url, owner_snapshot=owner_snapshot
                 )
-                await conn.execute(QUERIES["apply_ingest"], *_apply_args(plan, now))
-        except TRANSIENT_ERRORS as e:
+                await conn.execute(QUERIES["apply_ingest"], *_apply_args(plan, now, resolve_notice_severities))
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
-        except asyncpg.PostgresError as e:
-            raise StoreUnavailable(type(e).__name__) from e
-        if on_plan is not None:
-            on_plan(plan)
         return plan
 
     # --- reads ----------------------------------------------------------------------------------
@@ -179,7 +175,7 @@ def _state(rows: Sequence[asyncpg.Record], members: dict[str, correlation.Member
     return state
 
 
-def _apply_args(plan: correlation.Plan, now: datetime) -> list[Any]:
+def _apply_args(plan: correlation.Plan, now: datetime, notice_severities: frozenset[str]) -> list[Any]:
     n = plan.new_incidents
     c = list(plan.changes.values())
     m = plan.members
@@ -200,6 +196,8 @@ def _apply_args(plan: correlation.Plan, now: datetime) -> list[Any]:
         [_dumps(x.metadata) for x in c],
         [x.flap_count for x in c],
         [x.reopened for x in c],
+        [x.rearm for x in c],
+        [x.clear_ack for x in c],
         [x.incident_id for x in m],
         [x.alert.fingerprint for x in m],
         [x.status for x in m],
@@ -212,4 +210,5 @@ def _apply_args(plan: correlation.Plan, now: datetime) -> list[Any]:
         [x.type for x in e],
         [x.actor for x in e],
         [_dumps(x.detail) for x in e],
+        [x.id for x in c if x.resolved and x.severity in notice_severities],
     ]

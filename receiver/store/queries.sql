@@ -44,9 +44,9 @@ FOR UPDATE OF i;
 -- in one statement. $1 is now.
 WITH new_incidents AS (
     INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
-                           owner, metadata, mapping_rule)
+                           owner, metadata, mapping_rule, escalation_cycle, escalation_anchor_at, next_escalation_at)
     SELECT n.id, n.incident_key, n.route, n.kind, n.severity, 'open', $1, $1,
-           n.owner::jsonb, n.metadata::jsonb, n.mapping_rule
+           n.owner::jsonb, n.metadata::jsonb, n.mapping_rule, 1, $1, $1
     FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
          AS n(id, incident_key, route, kind, severity, owner, metadata, mapping_rule)
 ), changed AS (
@@ -58,18 +58,29 @@ WITH new_incidents AS (
         last_seen = greatest(i.last_seen, $1),
         resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, $1) END,
         resolved_by = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_by, 'alertmanager') END,
-        acknowledged_by = CASE WHEN c.reopened THEN NULL ELSE i.acknowledged_by END,
-        acknowledged_at = CASE WHEN c.reopened THEN NULL ELSE i.acknowledged_at END
-    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::int[], $15::bool[])
-         AS c(id, severity, status, metadata, flap_count, reopened)
+        acknowledged_by = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_by END,
+        acknowledged_at = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_at END,
+        escalation_cycle = i.escalation_cycle + CASE WHEN c.rearm THEN 1 ELSE 0 END,
+        escalation_level = CASE WHEN c.rearm THEN 0 ELSE i.escalation_level END,
+        escalation_anchor_at = CASE WHEN c.rearm THEN $1 ELSE i.escalation_anchor_at END,
+        next_escalation_at = CASE WHEN c.status = 'resolved' THEN NULL WHEN c.rearm THEN $1
+                                  ELSE i.next_escalation_at END,
+        silenced_until = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.silenced_until END,
+        silenced_at = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.silenced_at END,
+        status_before_silence = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL
+                                     WHEN c.clear_ack AND i.status = 'silenced' THEN 'open'
+                                     ELSE i.status_before_silence END
+    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::int[], $15::bool[], $16::bool[],
+                $17::bool[])
+         AS c(id, severity, status, metadata, flap_count, reopened, rearm, clear_ack)
     WHERE i.id = c.id
 ), members AS (
     INSERT INTO incident_alerts AS a (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                       generator_url, first_received_at, last_received_at, receive_count)
     SELECT m.incident_id, m.fingerprint, m.status, m.labels::jsonb, m.annotations::jsonb, m.starts_at, m.ends_at,
            m.generator_url, $1, $1, 1
-    FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[],
-                $22::timestamptz[], $23::text[])
+    FROM unnest($18::uuid[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamptz[],
+                $24::timestamptz[], $25::text[])
          AS m(incident_id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url)
     ON CONFLICT (incident_id, fingerprint) DO UPDATE
     SET status = excluded.status,
@@ -83,9 +94,19 @@ WITH new_incidents AS (
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT e.incident_id, $1, e.type, e.actor, e.detail::jsonb
-    FROM unnest($24::uuid[], $25::text[], $26::text[], $27::text[]) WITH ORDINALITY
+    FROM unnest($26::uuid[], $27::text[], $28::text[], $29::text[]) WITH ORDINALITY
          AS e(incident_id, type, actor, detail, ord)
     ORDER BY e.ord
+), resolve_notices AS (
+    -- everyone who was paged hears that the incident resolved
+    INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
+                               next_attempt_at)
+    SELECT DISTINCT ON (n.incident_id, n.target)
+           n.incident_id, 'c' || i.escalation_cycle || ':resolve', -1, n.target, n.target_type, n.url, $1, $1
+    FROM notifications AS n JOIN incidents AS i ON i.id = n.incident_id
+    WHERE n.incident_id = any($30::uuid[]) AND n.level >= 0
+    ORDER BY n.incident_id, n.target, n.id
+    ON CONFLICT (incident_id, notification_key, target) DO NOTHING
 )
 SELECT 1;
 

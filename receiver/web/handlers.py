@@ -75,8 +75,9 @@ def incident_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def public_owner(owner: dict[str, Any]) -> dict[str, Any]:
-    """The owner snapshot without secrets: only names and target kinds."""
-    return {k: v for k, v in owner.items() if k in ("name", "targets")}
+    """The owner snapshot without secrets: its name and its targets' ids and types, never URLs."""
+    targets = [{"id": t.get("id"), "type": t.get("type")} for t in owner.get("targets") or [] if isinstance(t, dict)]
+    return {"name": owner.get("name"), "targets": targets}
 
 
 def _csv(request: web.Request, name: str) -> list[str]:

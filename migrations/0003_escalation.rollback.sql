@@ -1,0 +1,16 @@
+DROP TABLE settings;
+DROP TABLE used_links;
+DROP TABLE notifications;
+DROP INDEX incidents_active_last_seen_idx;
+DROP INDEX incidents_acknowledged_at_idx;
+DROP INDEX incidents_silenced_until_idx;
+DROP INDEX incidents_next_escalation_idx;
+ALTER TABLE incidents
+    DROP COLUMN status_before_silence,
+    DROP COLUMN silence_reason,
+    DROP COLUMN silenced_by,
+    DROP COLUMN silenced_at,
+    DROP COLUMN silenced_until,
+    DROP COLUMN escalation_cycle,
+    DROP COLUMN escalation_anchor_at,
+    DROP COLUMN next_escalation_at;
