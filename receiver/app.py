@@ -1,22 +1,48 @@
 """The application factory: `create_app(config, database_url)` wires parts together and does no I/O.
 
-Resources open in `cleanup_ctx` and close in reverse: the database pool, then (in later parts) the
-HTTP client session and the background loops.
+Resources open in `cleanup_ctx` and close in reverse: the database pool, the HTTP client session,
+then the background loops (escalation ticks and outbox delivery), which stop first on shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
+import aiohttp
+import jinja2
 from aiohttp import web
 
 from .config import Config
-from .database import create_pool
+from .database import create_pool, resource_dir
+from .escalation import Escalator, run_loop
 from .ingest.service import Ingestor
-from .keys import CONFIG, DATABASE_URL, INGESTOR, STORE
+from .keys import (
+    CONFIG,
+    DATABASE_URL,
+    DELIVERER,
+    DELIVERY_WAKEUP,
+    ESCALATION_WAKEUP,
+    ESCALATOR,
+    HTTP_SESSION,
+    INGESTOR,
+    LINK_SECRET,
+    LOOPS,
+    STORE,
+    TEMPLATES,
+)
+from .links import link_path
+from .notify.delivery import Deliverer
 from .store import Store
-from .web import handlers
+from .web import actions, handlers
 from .web.middleware import error_middleware
+
+log = logging.getLogger(__name__)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -30,20 +56,95 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store = Store(pool)
     app[STORE] = store
     app[INGESTOR] = Ingestor(config, store)
+    app[ESCALATOR] = Escalator(config, store)
+    if config.links.signing_secret is not None:
+        app[LINK_SECRET] = config.links.signing_secret.value
+    else:  # generated once and shared by every replica through the database
+        app[LINK_SECRET] = await store.link_secret(secrets.token_urlsafe(32))
     try:
         yield
     finally:
         await pool.close()
 
 
-def create_app(config: Config, database_url: str) -> web.Application:
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    timeout = aiohttp.ClientTimeout(total=config.delivery.timeout.total_seconds())
+    async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "receiver"}) as session:
+        app[HTTP_SESSION] = session
+        app[DELIVERER] = Deliverer(config, app[STORE], session, links=_link_builder(app))
+        yield
+
+
+def _link_builder(app: web.Application):  # type: ignore[no-untyped-def]
+    config = app[CONFIG]
+
+    def links(incident_id: uuid.UUID, now: datetime) -> tuple[str | None, str | None]:
+        if not config.external_url:
+            return None, None
+        ack = link_path(app[LINK_SECRET], incident_id, "ack", now, config.links.ttl)
+        return f"{config.external_url}/incidents/{incident_id}", f"{config.external_url}{ack}"
+
+    return links
+
+
+async def _loops(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    stop = asyncio.Event()
+    escalator, deliverer = app[ESCALATOR], app[DELIVERER]
+    interval = config.escalation.interval.total_seconds()
+
+    async def tick(now: datetime) -> None:
+        result = await escalator.tick(now)
+        if result.delivery_due:
+            app[DELIVERY_WAKEUP].set()
+
+    tasks = [
+        asyncio.create_task(run_loop("escalation", tick, interval, stop, app[ESCALATION_WAKEUP]),
+                            name="receiver-escalation"),
+        asyncio.create_task(run_loop("delivery", deliverer.deliver, interval, stop, app[DELIVERY_WAKEUP]),
+                            name="receiver-delivery"),
+    ]
+    app[LOOPS] = tasks
+    try:
+        yield
+    finally:
+        stop.set()
+        done, pending = await asyncio.wait(tasks, timeout=config.delivery.timeout.total_seconds() + 5)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env
+
+
+def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
+    """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
     app = web.Application(client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
+    app[TEMPLATES] = templates()
+    app[ESCALATION_WAKEUP] = asyncio.Event()
+    app[DELIVERY_WAKEUP] = asyncio.Event()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_http_session)
+    if loops:
+        app.cleanup_ctx.append(_loops)
     app.router.add_post("/webhook", handlers.webhook)
     app.router.add_get("/api/incidents", handlers.list_incidents)
     app.router.add_get("/api/incidents/{id}", handlers.get_incident)
+    app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action)
+    app.router.add_get("/incidents/{id}/{action:ack}-link", actions.link_page)
+    app.router.add_post("/incidents/{id}/{action:ack}-link", actions.link_action)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_static("/static", resource_dir("templates") / "static")
     return app

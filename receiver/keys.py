@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+import jinja2
 from aiohttp import web
 
 from .config import Config
+from .escalation import Escalator
 from .ingest.service import Ingestor
+from .notify.delivery import Deliverer
 from .store import Store
 
 CONFIG = web.AppKey("config", Config)
 DATABASE_URL = web.AppKey("database_url", str)
 STORE = web.AppKey("store", Store)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+ESCALATOR = web.AppKey("escalator", Escalator)
+DELIVERER = web.AppKey("deliverer", Deliverer)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+LINK_SECRET = web.AppKey("link_secret", str)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+ESCALATION_WAKEUP = web.AppKey("escalation_wakeup", asyncio.Event)
+DELIVERY_WAKEUP = web.AppKey("delivery_wakeup", asyncio.Event)
+LOOPS = web.AppKey("loops", list)

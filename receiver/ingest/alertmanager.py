@@ -145,14 +145,14 @@ def parse_alert(index: int, raw: Any) -> Alert:
     starts_raw = raw.get("startsAt")
     if not isinstance(starts_raw, str):
         raise ValueError('"startsAt" must be an RFC 3339 timestamp')
-    starts_at = parse_rfc3339(starts_raw)
+    starts_at = _timestamp("startsAt", starts_raw)
     if starts_at is None:
         raise ValueError('"startsAt" must be set')
     ends_raw = raw.get("endsAt")
     if ends_raw is None or ends_raw == "":
         ends_at = None
     elif isinstance(ends_raw, str):
-        ends_at = parse_rfc3339(ends_raw)
+        ends_at = _timestamp("endsAt", ends_raw)
     else:
         raise ValueError('"endsAt" must be an RFC 3339 timestamp')
     generator_url = raw.get("generatorURL") or ""
@@ -175,6 +175,13 @@ def parse_alert(index: int, raw: Any) -> Alert:
         ends_at=ends_at,
         generator_url=clean_text(generator_url),
     )
+
+
+def _timestamp(name: str, value: str) -> datetime | None:
+    try:
+        return parse_rfc3339(value)
+    except ValueError as e:  # name the field: "startsAt" and "endsAt" fail with the same message
+        raise ValueError(f'"{name}": {clean_text(str(e))}') from None
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,120 @@ class Store:
             raise StoreUnavailable(type(e).__name__) from e
         return plan
 
+    # --- escalation ----------------------------------------------------------------------------
+
+    async def tick_timers(
+        self,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        ack_before: datetime | None,
+        stale_after_seconds: int,
+        notice_severities: Sequence[str],
+        batch: int,
+    ) -> asyncpg.Record:
+        rows = await self._fetch(
+            "tick_timers", now, stale_before, ack_before, batch, stale_after_seconds, list(notice_severities)
+        )
+        return rows[0]
+
+    async def escalate(self, now: datetime, decide: Callable[[Sequence[asyncpg.Record]], list[Any]],
+                       *, batch: int) -> list[Any]:
+        """Claim due incidents (SKIP LOCKED), let `decide` plan them, write levels, outbox rows, events."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(QUERIES["claim_escalations"], now, batch)
+                if not rows:
+                    return []
+                plans = decide(rows)
+                events: list[tuple[uuid.UUID, str, str]] = []
+                outbox: list[tuple[uuid.UUID, str, int, str, str, str]] = []
+                for e in plans:
+                    for key, target, target_type, url in e.notifications:
+                        outbox.append((e.incident_id, key, e.level, target, target_type, url))
+                    if e.level > e.from_level:
+                        events.append((e.incident_id, "escalated", _dumps(
+                            {"from_level": e.from_level, "to_level": e.level, "targets": e.targets,
+                             "skipped_levels": max(0, e.level - e.from_level - 1)})))
+                    elif e.level == 0 and e.targets:
+                        events.append((e.incident_id, "paged", _dumps({"level": 0, "targets": e.targets})))
+                await conn.execute(
+                    QUERIES["apply_escalations"],
+                    now,
+                    [e.incident_id for e in plans],
+                    [e.level for e in plans],
+                    [e.next_at for e in plans],
+                    *[list(col) for col in zip(*outbox, strict=True)] if outbox else [[]] * 6,
+                    *[list(col) for col in zip(*events, strict=True)] if events else [[]] * 3,
+                )
+                return plans
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
+            raise StoreUnavailable(type(e).__name__) from e
+
+    async def claim_notifications(self, now: datetime, *, batch: int, lease: timedelta) -> list[asyncpg.Record]:
+        return await self._fetch("claim_notifications", now, batch, lease)
+
+    async def record_deliveries(
+        self,
+        now: datetime,
+        outcomes: Sequence[tuple[int, str, datetime | None, str | None]],
+        events: Sequence[tuple[uuid.UUID, str, dict[str, Any]]],
+    ) -> None:
+        await self._execute(
+            "record_deliveries",
+            now,
+            [o[0] for o in outcomes],
+            [o[1] for o in outcomes],
+            [o[2] for o in outcomes],
+            [o[3] for o in outcomes],
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [_dumps(e[2]) for e in events],
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def transition(
+        self,
+        incident_id: uuid.UUID,
+        change: Callable[[asyncpg.Record], tuple[dict[str, Any], str, dict[str, Any]]],
+        *,
+        actor: str,
+        now: datetime,
+        notify_resolved: Callable[[asyncpg.Record], bool] = lambda row: False,
+    ) -> tuple[asyncpg.Record, asyncpg.Record] | None:
+        """Lock one incident, compute its new state with `change` (which may raise), write it and its event.
+        Returns (before, after), or None for an unknown incident."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                before = await conn.fetchrow(QUERIES["lock_incident"], incident_id)
+                if before is None:
+                    return None
+                values, event_type, detail = change(before)
+                row = {**dict(before), **values}
+                await conn.execute(
+                    QUERIES["update_lifecycle"], incident_id, row["status"], row["acknowledged_by"],
+                    row["acknowledged_at"], row["resolved_at"], row["resolved_by"], row["silenced_until"],
+                    row["silenced_at"], row["silenced_by"], row["silence_reason"], row["status_before_silence"],
+                    row["escalation_anchor_at"], row["next_escalation_at"],
+                )
+                await conn.execute(QUERIES["insert_event"], incident_id, now, event_type, actor, _dumps(detail))
+                if row["status"] == "resolved" and notify_resolved(before):
+                    await conn.execute(QUERIES["queue_resolve_notices"], incident_id, now)
+                after = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
+                return before, after
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
+            raise StoreUnavailable(type(e).__name__) from e
+
+    async def use_link(self, signature: str, now: datetime) -> bool:
+        """Record a signed link as used; False when it was used before."""
+        rows = await self._fetch("use_link", signature, now)
+        return bool(rows)
+
+    async def link_secret(self, candidate: str) -> str:
+        rows = await self._fetch("link_secret", candidate)
+        return str(rows[0]["value"])
+
     # --- reads ----------------------------------------------------------------------------------
 
     async def list_incidents(
@@ -141,6 +255,12 @@ class Store:
         try:
             async with self.pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
+            raise StoreUnavailable(type(e).__name__) from e
+
+    async def _execute(self, name: str, *args: Any) -> None:
+        try:
+            await self.pool.execute(QUERIES[name], *args)
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
 

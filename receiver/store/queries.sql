@@ -148,3 +148,181 @@ ORDER BY id;
 
 -- applied_migrations --
 SELECT migration_id FROM _yoyo_migration;
+
+-- tick_timers --
+-- One statement per tick for every timer but escalation: silences that expired (restore the earlier
+-- state, shift escalation by the pause), acknowledgements that timed out while alerts still fire
+-- (re-arm escalation), incidents no webhook touched since $2 (stale-resolve, notify who was paged).
+-- It also says whether escalations or deliveries are due, so an idle tick is this one query.
+-- $1 now, $2 stale before, $3 ack before (NULL: no timeout), $4 batch, $5 stale_after seconds,
+-- $6 severities whose policy notifies on resolve.
+WITH expired_silences AS (
+    SELECT id FROM incidents
+    WHERE status = 'silenced' AND silenced_until <= $1
+    ORDER BY silenced_until LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), unsilenced AS (
+    UPDATE incidents AS i
+    SET status = coalesce(i.status_before_silence, 'open'),
+        escalation_anchor_at = i.escalation_anchor_at + ($1 - i.silenced_at),
+        next_escalation_at = i.next_escalation_at + ($1 - i.silenced_at),
+        silenced_until = NULL, silenced_at = NULL, silenced_by = NULL, silence_reason = NULL,
+        status_before_silence = NULL
+    FROM expired_silences AS e
+    WHERE i.id = e.id
+    RETURNING i.id
+), timed_out AS (
+    SELECT i.id FROM incidents AS i
+    WHERE $3::timestamptz IS NOT NULL AND i.status = 'acknowledged' AND i.acknowledged_at <= $3
+      AND EXISTS (SELECT 1 FROM incident_alerts AS a WHERE a.incident_id = i.id AND a.status = 'firing')
+    ORDER BY i.acknowledged_at LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), ack_timeouts AS (
+    UPDATE incidents AS i
+    SET status = 'open', acknowledged_by = NULL, acknowledged_at = NULL,
+        escalation_cycle = i.escalation_cycle + 1, escalation_level = 0,
+        escalation_anchor_at = $1, next_escalation_at = $1
+    FROM timed_out AS t
+    WHERE i.id = t.id
+    RETURNING i.id
+), stale AS (
+    SELECT id FROM incidents
+    WHERE status <> 'resolved' AND last_seen <= $2
+      AND id NOT IN (SELECT id FROM expired_silences) AND id NOT IN (SELECT id FROM timed_out)
+    ORDER BY last_seen LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), stale_resolved AS (
+    UPDATE incidents AS i
+    SET status = 'resolved', resolved_at = $1, resolved_by = 'receiver', next_escalation_at = NULL,
+        silenced_until = NULL, silenced_at = NULL, status_before_silence = NULL
+    FROM stale AS s
+    WHERE i.id = s.id
+    RETURNING i.id, i.kind, i.severity, i.escalation_cycle
+), events AS (
+    INSERT INTO incident_events (incident_id, at, type, actor, detail)
+    SELECT id, $1, 'unsilenced', 'receiver', '{"reason": "silence expired"}'::jsonb FROM unsilenced
+    UNION ALL
+    SELECT id, $1, 'ack_timeout', 'receiver', '{"reason": "acknowledgement timed out while alerts fire"}'::jsonb
+    FROM ack_timeouts
+    UNION ALL
+    SELECT id, $1, 'stale_resolved', 'receiver',
+           jsonb_build_object('reason', 'no webhook touched any member alert', 'stale_after_seconds', $5::int)
+    FROM stale_resolved
+), notices AS (
+    INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
+                               next_attempt_at)
+    SELECT DISTINCT ON (n.incident_id, n.target)
+           n.incident_id, 'c' || s.escalation_cycle || ':resolve', -1, n.target, n.target_type, n.url, $1, $1
+    FROM notifications AS n JOIN stale_resolved AS s ON s.id = n.incident_id
+    WHERE n.level >= 0 AND s.severity = any($6::text[])
+    ORDER BY n.incident_id, n.target, n.id
+    ON CONFLICT (incident_id, notification_key, target) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
+       (SELECT count(*) FROM ack_timeouts)::int AS ack_timeouts,
+       (SELECT array_agg(ARRAY[kind, severity]) FROM stale_resolved) AS stale,
+       EXISTS (SELECT 1 FROM incidents WHERE status = 'open' AND next_escalation_at <= $1)
+           OR EXISTS (SELECT 1 FROM unsilenced) OR EXISTS (SELECT 1 FROM ack_timeouts) AS escalation_due,
+       EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1)
+           OR EXISTS (SELECT 1 FROM notices) AS delivery_due;
+
+-- claim_escalations --
+SELECT id, severity, escalation_level, escalation_anchor_at, escalation_cycle, owner
+FROM incidents
+WHERE status = 'open' AND next_escalation_at <= $1
+ORDER BY next_escalation_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- apply_escalations --
+-- $1 now; levels and timers; outbox rows (the unique key makes a page exactly-once); events.
+WITH raised AS (
+    UPDATE incidents AS i
+    SET escalation_level = u.level,
+        escalated_at = CASE WHEN u.level > i.escalation_level THEN $1 ELSE i.escalated_at END,
+        next_escalation_at = u.next_at
+    FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS u(id, level, next_at)
+    WHERE i.id = u.id
+), outbox AS (
+    INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
+                               next_attempt_at)
+    SELECT o.incident_id, o.notification_key, o.level, o.target, o.target_type, o.url, $1, $1
+    FROM unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], $10::text[])
+         AS o(incident_id, notification_key, level, target, target_type, url)
+    ON CONFLICT (incident_id, notification_key, target) DO NOTHING
+), events AS (
+    INSERT INTO incident_events (incident_id, at, type, actor, detail)
+    SELECT e.incident_id, $1, e.type, 'receiver', e.detail::jsonb
+    FROM unnest($11::uuid[], $12::text[], $13::text[]) AS e(incident_id, type, detail)
+)
+SELECT 1;
+
+-- claim_notifications --
+-- Lease due outbox rows: other replicas skip them until the lease ends.
+WITH due AS (
+    SELECT id FROM notifications
+    WHERE status = 'pending' AND next_attempt_at <= $1
+    ORDER BY next_attempt_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications AS n
+SET attempts = n.attempts + 1, next_attempt_at = $1 + $3::interval
+FROM due, incidents AS i
+WHERE n.id = due.id AND i.id = n.incident_id
+RETURNING n.id, n.incident_id, n.notification_key, n.level, n.target, n.target_type, n.url, n.attempts,
+          n.created_at, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.resolved_at,
+          i.acknowledged_by, i.escalation_level, i.owner ->> 'name' AS owner_name, i.metadata,
+          (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
+           WHERE a.incident_id = i.id) AS firing_count,
+          (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count;
+
+-- record_deliveries --
+WITH outcome AS (
+    UPDATE notifications AS n
+    SET status = r.status,
+        next_attempt_at = coalesce(r.next_at, n.next_attempt_at),
+        delivered_at = CASE WHEN r.status = 'delivered' THEN $1 ELSE n.delivered_at END,
+        last_error = r.error
+    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[]) AS r(id, status, next_at, error)
+    WHERE n.id = r.id
+), events AS (
+    INSERT INTO incident_events (incident_id, at, type, actor, detail)
+    SELECT e.incident_id, $1, e.type, 'receiver', e.detail::jsonb
+    FROM unnest($6::uuid[], $7::text[], $8::text[]) AS e(incident_id, type, detail)
+)
+SELECT 1;
+
+-- lock_incident --
+SELECT * FROM incidents WHERE id = $1 FOR UPDATE;
+
+-- update_lifecycle --
+UPDATE incidents
+SET status = $2, acknowledged_by = $3, acknowledged_at = $4, resolved_at = $5, resolved_by = $6,
+    silenced_until = $7, silenced_at = $8, silenced_by = $9, silence_reason = $10, status_before_silence = $11,
+    escalation_anchor_at = $12, next_escalation_at = $13
+WHERE id = $1;
+
+-- insert_event --
+INSERT INTO incident_events (incident_id, at, type, actor, detail) VALUES ($1, $2, $3, $4, $5::jsonb);
+
+-- queue_resolve_notices --
+INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at, next_attempt_at)
+SELECT DISTINCT ON (n.target) n.incident_id, 'c' || i.escalation_cycle || ':resolve', -1, n.target, n.target_type,
+       n.url, $2, $2
+FROM notifications AS n JOIN incidents AS i ON i.id = n.incident_id
+WHERE n.incident_id = $1 AND n.level >= 0
+ORDER BY n.target, n.id
+ON CONFLICT (incident_id, notification_key, target) DO NOTHING;
+
+-- use_link --
+INSERT INTO used_links (signature, used_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING signature;
+
+-- link_secret --
+WITH created AS (
+    INSERT INTO settings (name, value) VALUES ('link_signing_secret', $1)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING value
+)
+SELECT value FROM created UNION ALL SELECT value FROM settings WHERE name = 'link_signing_secret' LIMIT 1;

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 
-from ..config import WebhookConfig
+from ..config import Config, WebhookConfig
 
 
 def _same(a: str, b: str) -> bool:
@@ -40,3 +40,17 @@ def webhook_authorized(config: WebhookConfig, header: str | None) -> bool:
         password_ok = _same(password, config.basic_auth.password.value)
         return user_ok and password_ok
     return False
+
+
+def api_actor(config: Config, header: str | None) -> str | None:
+    """The name of the API token in `Authorization: Bearer ...`, or None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    found = None
+    for token in config.api_tokens:
+        if _same(value.strip(), token.token.value):
+            found = token.name
+    return found

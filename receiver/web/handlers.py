@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..database import migration_ids
 from ..ingest.alertmanager import PayloadError, parse_body
-from ..keys import CONFIG, INGESTOR, STORE
+from ..keys import CONFIG, ESCALATION_WAKEUP, INGESTOR, STORE
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from .auth import webhook_authorized
@@ -55,6 +55,8 @@ async def webhook(request: web.Request) -> web.Response:
     except PayloadError as e:
         return json_error(400, str(e))
     plan = await request.app[INGESTOR].ingest(notification, utcnow())
+    if plan.new_incidents or any(c.rearm or c.resolved for c in plan.changes.values()):
+        request.app[ESCALATION_WAKEUP].set()  # page now rather than at the next tick
     return json_response(
         {
             "status": "ok",

@@ -435,10 +435,13 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
     server, client, deliveries = await start_receiver(aiohttp_server, aiohttp_client, database_url, token)
     receiver_url = str(server.make_url("/webhook"))
 
-    am1 = alertmanagers("am-1", receiver_url, token, cluster=True)
-    assert am1.cluster_port is not None
-    am2 = alertmanagers("am-2", receiver_url, token, cluster=True, peers=(am1.cluster_port,))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        am1 = alertmanagers("am-1", receiver_url, token, cluster=True)
+        assert am1.cluster_port is not None
+        # The gossip listener is up before the web server: once am-1 answers, am-2 can join at once
+        # (a refused join is retried only after --cluster.reconnect-interval, 10 s).
+        await wait_ready(session, am1)
+        am2 = alertmanagers("am-2", receiver_url, token, cluster=True, peers=(am1.cluster_port,))
         await asyncio.gather(wait_ready(session, am1, peers=2), wait_ready(session, am2, peers=2))
 
         # Prometheus posts every alert to every peer, with the same startsAt.

@@ -1,0 +1,424 @@
+"""Prometheus metrics: counters and histograms this process observes, incident gauges read from the database.
+
+`Metrics` owns its registry (never the global one), so two applications in one test process do not
+collide. Every label has a bounded set of values and the known ones are pre-initialised, so series
+exist at 0 before the first event and `rate()`/`increase()` see the first one. Incident state
+(`receiver_active_incidents`, the oldest unacknowledged age, the optional per-route series) is
+computed from the database at scrape time, so every replica reports the same, correct numbers;
+dashboards and rules take `max` across replicas for those, and `sum` for the per-process counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_CODES = (200, 400, 401, 413, 500, 503)
+ALERT_OUTCOMES = ("new", "updated", "duplicate", "stale", "invalid")
+ALERT_STATUSES = ("firing", "resolved")
+TRANSITIONS = ("opened", "resolved", "reopened", "stale_resolved")
+BUILTIN_KINDS = ("error_rate", "latency", "slo_violation")
+SEVERITIES = ("warning", "critical")
+ACTIVE_STATUSES = ("open", "acknowledged", "silenced")
+ESCALATION_LEVEL_CAP = 10
+TARGET_TYPES = ("slack", "webhook")
+NOTIFICATION_RESULTS = ("delivered", "retried", "failed")
+DATABASE_OPERATIONS = ("ingest", "read", "tick", "deliver", "metrics")
+OTHER = "other"
+
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Humans acknowledge and resolve: 30 s to a day.
+HUMAN_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
+
+# One scan of the active incidents (the partial indexes on status <> 'resolved' keep it off the
+# resolved history). With per-route series, GROUPING SETS answers both groupings in the same scan.
+STATE_QUERY = """
+SELECT status, severity, kind, NULL::text AS route, count(*) AS n,
+       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
+FROM incidents
+WHERE status <> 'resolved'
+GROUP BY status, severity, kind
+"""
+STATE_BY_ROUTE_QUERY = """
+SELECT status, severity, kind, route, count(*) AS n,
+       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
+FROM incidents
+WHERE status <> 'resolved'
+GROUP BY GROUPING SETS ((status, severity, kind), (route))
+"""
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _check(value: str, allowed: Iterable[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}")
+    return value
+
+
+class Metrics:
+    """Every metric of one receiver process, on a registry of its own (`self.registry`)."""
+
+    def __init__(
+        self,
+        *,
+        per_route: bool = False,
+        route_cap: int = 20,
+        kinds: Iterable[str] = (),
+        kind_cap: int = 50,
+        state_timeout: float = 5.0,
+        process_metrics: bool = True,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """`kinds`: the kinds the mapping rules name, pre-initialised beside the built-in ones.
+        `kind_cap`: at most this many further kinds get their own series; the rest count as "other".
+        `per_route`/`route_cap`: per-route active incident series, the largest `route_cap` routes
+        by count and the rest summed as route="other". `state_timeout` bounds the scrape-time query."""
+        if route_cap < 1:
+            raise ValueError("route_cap must be at least 1")
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.per_route = per_route
+        self.route_cap = route_cap
+        self.state_timeout = state_timeout
+        self._known_kinds: tuple[str, ...] = tuple(dict.fromkeys((*BUILTIN_KINDS, *kinds)))
+        self._kinds: set[str] = set(self._known_kinds)
+        self._kind_limit = len(self._known_kinds) + kind_cap
+        r = self.registry
+
+        if process_metrics:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+        self.webhook_requests = Counter(
+            "receiver_webhook_requests_total", "Webhook requests answered, by HTTP status code.", ["code"], registry=r
+        )
+        self.webhook_duration = Histogram(
+            "receiver_webhook_duration_seconds",
+            "Time to handle one webhook request, from receipt to response.",
+            registry=r,
+            buckets=WEBHOOK_BUCKETS,
+        )
+        self.alerts = Counter(
+            "receiver_alerts_received_total",
+            "Alerts received in webhooks, by what ingest did with them "
+            "(new, updated, duplicate, stale: ignored as older than the known state, invalid).",
+            ["outcome"],
+            registry=r,
+        )
+        self.alert_status = Counter(
+            "receiver_alerts_received_by_status_total",
+            "Alerts received in webhooks, by the alert's own status (firing or resolved).",
+            ["status"],
+            registry=r,
+        )
+        self.incidents = Counter(
+            "receiver_incidents_total",
+            "Incident lifecycle transitions made by this process (opened, resolved, reopened, stale_resolved).",
+            ["transition", "kind", "severity"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "receiver_escalations_total",
+            f"Escalations made by this process, by the level reached (levels above {ESCALATION_LEVEL_CAP} "
+            f'are "{ESCALATION_LEVEL_CAP}+").',
+            ["level"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "receiver_notifications_total",
+            "Notification delivery attempts, by target type and result (delivered, retried, failed for good).",
+            ["target_type", "result"],
+            registry=r,
+        )
+        self.notification_delivery = Histogram(
+            "receiver_notification_delivery_seconds",
+            "Duration of one notification delivery attempt, by target type and result.",
+            ["target_type", "result"],
+            registry=r,
+            buckets=DELIVERY_BUCKETS,
+        )
+        self.database_errors = Counter(
+            "receiver_database_errors_total",
+            "Database errors, by the operation that met them.",
+            ["operation"],
+            registry=r,
+        )
+        self.tick_duration = Histogram(
+            "receiver_escalation_tick_duration_seconds",
+            "Duration of one escalation loop tick.",
+            registry=r,
+            buckets=TICK_BUCKETS,
+        )
+        self.ticks = Counter(
+            "receiver_escalation_ticks_total",
+            "Escalation loop ticks, by result (ok or error).",
+            ["result"],
+            registry=r,
+        )
+        self.tick_last_success = Gauge(
+            "receiver_escalation_last_success_timestamp_seconds",
+            "Unix time of the last successful escalation loop tick; 0 until the first.",
+            registry=r,
+        )
+        self.time_to_ack = Histogram(
+            "receiver_time_to_acknowledge_seconds",
+            "Time from an incident opening to its acknowledgement, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+            buckets=HUMAN_BUCKETS,
+        )
+        self.time_to_res = Histogram(
+            "receiver_time_to_resolve_seconds",
+            "Time from an incident opening to its resolution, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+            buckets=HUMAN_BUCKETS,
+        )
+        self.active = Gauge(
+            "receiver_active_incidents",
+            "Incidents not resolved, by status, severity and kind; read from the database at scrape time "
+            "(the same on every replica).",
+            ["status", "severity", "kind"],
+            registry=r,
+        )
+        self.oldest_unacked = Gauge(
+            "receiver_oldest_unacknowledged_incident_age_seconds",
+            "Age of the oldest open (unacknowledged) incident, 0 when there is none; read at scrape time.",
+            registry=r,
+        )
+        self.state_query_duration = Gauge(
+            "receiver_incident_state_query_duration_seconds",
+            "Duration of the last scrape-time incident state query.",
+            registry=r,
+        )
+        self.active_by_route: Gauge | None = None
+        if per_route:
+            self.active_by_route = Gauge(
+                "receiver_active_incidents_by_route",
+                f'Incidents not resolved, by route: the {route_cap} largest routes, the rest as route="other".',
+                ["route"],
+                registry=r,
+            )
+        self._preinit()
+
+    def _preinit(self) -> None:
+        for code in WEBHOOK_CODES:
+            self.webhook_requests.labels(str(code))
+        for outcome in ALERT_OUTCOMES:
+            self.alerts.labels(outcome)
+        for status in ALERT_STATUSES:
+            self.alert_status.labels(status)
+        for kind in self._known_kinds:
+            for severity in SEVERITIES:
+                for transition in TRANSITIONS:
+                    self.incidents.labels(transition, kind, severity)
+                self.time_to_ack.labels(kind, severity)
+                self.time_to_res.labels(kind, severity)
+        for level in range(1, ESCALATION_LEVEL_CAP + 1):
+            self.escalations.labels(str(level))
+        self.escalations.labels(f"{ESCALATION_LEVEL_CAP}+")
+        for target_type in TARGET_TYPES:
+            for result in NOTIFICATION_RESULTS:
+                self.notifications.labels(target_type, result)
+                self.notification_delivery.labels(target_type, result)
+        for operation in DATABASE_OPERATIONS:
+            self.database_errors.labels(operation)
+        for result in ("ok", "error"):
+            self.ticks.labels(result)
+        self._reset_state()
+
+    def _kind(self, kind: str) -> str:
+        """The label value for a kind: kinds come from the mapping rules, so they are bounded in
+        practice; the cap makes sure a rule that derives them from alert names cannot blow up."""
+        if kind in self._kinds:
+            return kind
+        if len(self._kinds) < self._kind_limit:
+            self._kinds.add(kind)
+            return kind
+        return OTHER
+
+    # --- observed by the code -------------------------------------------------------------------
+
+    def webhook_request(self, code: int, seconds: float) -> None:
+        self.webhook_requests.labels(str(int(code))).inc()
+        self.webhook_duration.observe(max(seconds, 0.0))
+
+    def alerts_received(self, outcomes: Mapping[str, int]) -> None:
+        """Counts per outcome: new, updated, duplicate, stale, invalid."""
+        for outcome, n in outcomes.items():
+            _check(outcome, ALERT_OUTCOMES, "alert outcome")
+            if n > 0:
+                self.alerts.labels(outcome).inc(n)
+
+    def alert_statuses(self, firing: int, resolved: int) -> None:
+        if firing > 0:
+            self.alert_status.labels("firing").inc(firing)
+        if resolved > 0:
+            self.alert_status.labels("resolved").inc(resolved)
+
+    def incident_transition(self, transition: str, kind: str, severity: str) -> None:
+        _check(transition, TRANSITIONS, "incident transition")
+        self.incidents.labels(transition, self._kind(kind), severity).inc()
+
+    def escalated(self, level: int) -> None:
+        label = str(level) if level <= ESCALATION_LEVEL_CAP else f"{ESCALATION_LEVEL_CAP}+"
+        self.escalations.labels(label).inc()
+
+    def notification(self, target_type: str, result: str, seconds: float | None) -> None:
+        _check(target_type, TARGET_TYPES, "notification target type")
+        _check(result, NOTIFICATION_RESULTS, "notification result")
+        self.notifications.labels(target_type, result).inc()
+        if seconds is not None:
+            self.notification_delivery.labels(target_type, result).observe(max(seconds, 0.0))
+
+    def database_error(self, operation: str) -> None:
+        self.database_errors.labels(_check(operation, DATABASE_OPERATIONS, "database operation")).inc()
+
+    def tick(self, seconds: float, ok: bool, now_ts: float) -> None:
+        self.tick_duration.observe(max(seconds, 0.0))
+        self.ticks.labels("ok" if ok else "error").inc()
+        if ok:
+            self.tick_last_success.set(now_ts)
+
+    def time_to_acknowledge(self, kind: str, severity: str, seconds: float) -> None:
+        self.time_to_ack.labels(self._kind(kind), severity).observe(max(seconds, 0.0))
+
+    def time_to_resolve(self, kind: str, severity: str, seconds: float) -> None:
+        self.time_to_res.labels(self._kind(kind), severity).observe(max(seconds, 0.0))
+
+    # --- read from the database at scrape time --------------------------------------------------
+
+    async def collect_incident_state(self, pool: asyncpg.Pool, now: float | None = None) -> None:
+        """Set the incident gauges from one query. Raises the driver's error (or TimeoutError after
+        `state_timeout`), leaving the previous values; the handler then clears them."""
+        started = time.perf_counter()
+        query = STATE_BY_ROUTE_QUERY if self.per_route else STATE_QUERY
+        async with asyncio.timeout(self.state_timeout):
+            rows = await pool.fetch(query)
+        self.state_query_duration.set(time.perf_counter() - started)
+        now = time.time() if now is None else now
+
+        # No await from here on: a concurrent scrape sees either the old or the new state, never half.
+        self._reset_state()
+        oldest: float | None = None
+        by_route: dict[str, int] = {}
+        for row in rows:
+            if row["status"] is None:
+                by_route[row["route"]] = row["n"]
+                continue
+            self.active.labels(row["status"], row["severity"], self._kind(row["kind"])).inc(row["n"])
+            if row["oldest_open"] is not None and (oldest is None or row["oldest_open"] < oldest):
+                oldest = row["oldest_open"]
+        self.oldest_unacked.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
+        if self.active_by_route is not None:
+            ranked = sorted(by_route.items(), key=lambda item: (-item[1], item[0]))
+            for route, n in ranked[: self.route_cap]:
+                self.active_by_route.labels(route).set(n)
+            self.active_by_route.labels(OTHER).inc(sum(n for _, n in ranked[self.route_cap :]))
+
+    def _reset_state(self) -> None:
+        """Known combinations at 0; combinations of other kinds disappear until seen again."""
+        self.active.clear()
+        for status in ACTIVE_STATUSES:
+            for severity in SEVERITIES:
+                for kind in self._known_kinds:
+                    self.active.labels(status, severity, kind)
+        self.oldest_unacked.set(0)
+        if self.active_by_route is not None:
+            self.active_by_route.clear()
+            self.active_by_route.labels(OTHER)
+
+    def clear_incident_state(self) -> None:
+        """Drop the scrape-time series: better absent than stale when the database cannot be read."""
+        self.active.clear()
+        self.oldest_unacked.set(0)
+        if self.active_by_route is not None:
+            self.active_by_route.clear()
+
+
+class _WithoutCreated:
+    """The registry without `_created` samples: Prometheus 2.x stores them as series of their own
+    (one more per counter and histogram label set) and nothing here charts them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in ("counter", "histogram", "summary"):
+                metric = copy.copy(metric)
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+def _bearer_matches(header: str | None, token: str) -> bool:
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode("utf-8", "replace"), token.encode("utf-8", "replace"))
+
+
+def make_metrics_handler(
+    metrics: Metrics,
+    pool_getter: Callable[[], asyncpg.Pool | None],
+    token: str | None,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /metrics: optional bearer token, incident state read at scrape time, classic text or
+    OpenMetrics as the scraper's Accept header asks. A database error is counted and logged, and
+    the process metrics are still served (without the incident gauges)."""
+    if token is not None and not token:
+        raise ValueError("an empty metrics token would accept any bearer header; pass None to disable")
+
+    async def handler(request: web.Request) -> web.Response:
+        if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
+            raise web.HTTPUnauthorized(
+                text="a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+            )
+        pool = pool_getter()
+        if pool is None:
+            metrics.clear_incident_state()
+        else:
+            try:
+                await metrics.collect_incident_state(pool)
+            except DATABASE_ERRORS as e:
+                metrics.database_error("metrics")
+                metrics.clear_incident_state()
+                log.warning("metrics: cannot read incident state: %s: %s", type(e).__name__, e)
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(_WithoutCreated(metrics.registry))
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        if len(body) > 1024:
+            response.enable_compression()
+        return response
+
+    return handler

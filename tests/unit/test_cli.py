@@ -1,0 +1,212 @@
+"""The command line (receiver.cli): check-config and explain, which need no database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.cli import main
+from tests.helpers import alert, payload
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RECEIVER_CONFIG", "RECEIVER_WEBHOOK_TOKEN", "DATABASE_URL", "RECEIVER_SLACK_WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def explained(text: str) -> dict[str, str]:
+    """The indented `name value` lines of one explained label set."""
+    fields = {}
+    for line in text.splitlines():
+        if line.startswith("  "):
+            name, _, value = line.strip().partition(" ")
+            fields[name] = value.strip()
+    return fields
+
+
+# --- check-config -------------------------------------------------------------------------------------
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_text('listen:\n  port: 9095\nrules:\n  - name: latency\n    match: [\'alertname=~".*Latency"\']\n'
+                    "    kind: latency\n")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"{path}: ok (1 rules)"
+    assert "error" not in err
+
+
+def test_check_config_accepts_an_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert main(["check-config", str(path)]) == 0
+    assert "ok (0 rules)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen:\n  port: 9095\nwebhook:\n  tokn: x\n", "{path}:4: webhook.tokn: unknown key"),
+        ("webhook:\n  token: inline\n", "{path}:2: webhook.token: secrets are not written in the config"),
+        ("correlation:\n  reopen_window: soon\n", "{path}:2: correlation.reopen_window: "),
+        ("listen:\n  port: !!int abc\n", "{path}:2: listen.port: not a valid value"),
+        ("rules:\n  - match: ['a=~\"(\"']\n", "{path}:2: rules[0].match: "),
+        ("listen: [\n", "{path}:2: not valid YAML"),
+    ],
+)
+def test_check_config_refuses_a_bad_file_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["check-config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("receiver: configuration error: ")
+    assert expected.format(path=path) in err
+    assert "Traceback" not in err
+    assert "inline" not in err  # the refused secret is not echoed
+
+
+def test_check_config_on_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "absent.yaml")]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
+
+
+# --- explain ------------------------------------------------------------------------------------------
+
+
+def test_explain_a_label_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "alertname=HighLatency", "method=GET", "path=/x"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "alertname=HighLatency, method=GET, path=/x"
+    fields = explained(out)
+    assert fields["rule"] == "default"
+    assert fields["route"] == "GET /x"
+    assert fields["kind"] == "latency"
+    assert fields["severity"] == "warning"
+    assert fields["incident_key"] == "GET /x::latency"
+    assert fields["owner"] == "default"
+
+
+def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--json", "alertname=HighErrorRate", "service=checkout", "severity=page"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result == {
+        "labels": {"alertname": "HighErrorRate", "service": "checkout", "severity": "page"},
+        "rule": "default",
+        "route": "checkout",
+        "kind": "error_rate",
+        "severity": "critical",
+        "incident_key": "checkout::error_rate",
+        "owner": "default",
+    }
+
+
+def test_explain_keeps_equals_signs_in_values(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--json", "alertname=DiskFull", "route=/a?b=c"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["labels"]["route"] == "/a?b=c"
+    assert result["incident_key"] == "/a?b=c::disk_full"
+
+
+CONFIG = """\
+owners:
+  - name: team-checkout
+rules:
+  - name: checkout-latency
+    match: '{alertname=~"High.*Latency", service="checkout"}'
+    route: "checkout {path}"
+    severity: critical
+    owner: team-checkout
+"""
+
+
+def test_explain_with_a_config_shows_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(CONFIG)
+    args = ["alertname=HighLatency", "service=checkout", "method=GET", "path=/cart"]
+    assert main(["explain", "--config", str(cfg), *args]) == 0
+    fields = explained(capsys.readouterr().out)
+    assert fields["rule"] == "checkout-latency"
+    assert fields["route"] == "checkout /cart"
+    assert fields["kind"] == "latency"
+    assert fields["severity"] == "critical"
+    assert fields["incident_key"] == "checkout /cart::latency"
+    assert fields["owner"] == "team-checkout"
+    # a label set the rule does not match falls through to the defaults
+    assert main(["explain", "--config", str(cfg), "alertname=HighLatency", "service=payments"]) == 0
+    fields = explained(capsys.readouterr().out)
+    assert (fields["rule"], fields["route"], fields["owner"]) == ("default", "payments", "default")
+
+
+def test_explain_reads_receiver_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(CONFIG)
+    monkeypatch.setenv("RECEIVER_CONFIG", str(cfg))
+    assert main(["explain", "alertname=HighLatency", "service=checkout", "path=/p"]) == 0
+    assert explained(capsys.readouterr().out)["rule"] == "checkout-latency"
+
+
+def test_explain_a_webhook_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = payload(
+        alert(),
+        alert(alertname="HighErrorRate", method="POST", path="/orders", severity="critical"),
+        alert(alertname="KubePodCrashLooping", method="", path="", job="kubelet"),
+        {"status": "firing"},  # invalid: not explained, not fatal
+    )
+    path = tmp_path / "webhook.json"
+    path.write_text(json.dumps(body))
+    assert main(["explain", "--json", str(path)]) == 0
+    results: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    assert [(r["rule"], r["incident_key"], r["severity"]) for r in results] == [
+        ("default", "GET /notifications/recent::latency", "warning"),
+        ("default", "POST /orders::error_rate", "critical"),
+        ("default", "kubelet::kube_pod_crash_looping", "warning"),
+    ]
+    assert main(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  incident_key ") == 3
+    assert "GET /notifications/recent::latency" in out
+
+
+def test_explain_a_webhook_file_with_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(CONFIG)
+    path = tmp_path / "webhook.json"
+    path.write_text(json.dumps(payload(alert(service="checkout"))))
+    assert main(["explain", "--json", "--config", str(cfg), str(path)]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["rule"] == "checkout-latency"
+    assert result["incident_key"] == "checkout /notifications/recent::latency"
+
+
+def test_explain_a_bad_webhook_file(tmp_path: Path) -> None:
+    path = tmp_path / "webhook.json"
+    path.write_text('{"version": "3", "alerts": []}')
+    with pytest.raises(SystemExit) as info:
+        main(["explain", str(path)])
+    assert "unsupported" in str(info.value.code)
+    with pytest.raises(SystemExit) as info:
+        main(["explain", str(tmp_path / "absent.json")])
+    assert "cannot read" in str(info.value.code)
+
+
+def test_explain_a_bad_label(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["explain", "alertname=X", "=value"])
+    assert "not name=value" in str(info.value.code)
+
+
+def test_explain_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("rules:\n  - match: 5\n")
+    assert main(["explain", "--config", str(cfg), "alertname=X"]) == 2
+    assert f"{cfg}:2: rules[0].match" in capsys.readouterr().err
