@@ -94,7 +94,7 @@ async def api_action(request: web.Request) -> web.Response:
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     env: jinja2.Environment = request.app[TEMPLATES]
-    html = env.get_template(template).render(**context)
+    html = env.get_template(template).render(**{"done": False, "error": None, **context})
     return web.Response(text=html, status=status, content_type="text/html",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 

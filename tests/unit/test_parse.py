@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 
 from receiver.ingest.alertmanager import (
     Notification,
@@ -15,12 +14,9 @@ from receiver.ingest.alertmanager import (
     clean_text,
     label_fingerprint,
     parse_body,
-    parse_notification,
 )
 from receiver.timeutil import format_duration, parse_duration, parse_rfc3339
 from tests.helpers import ZERO, alert, payload
-
-UTC = timezone.utc
 
 
 def body(data: Any) -> bytes:
@@ -311,10 +307,11 @@ def _with(field: str, value: Any) -> dict[str, Any]:
         (_with("annotations", {"summary": ["x"]}), '"annotations" must be an object of strings'),
         (_without("startsAt"), '"startsAt"'),
         (_with("startsAt", 1700000000), '"startsAt"'),
-        (_with("startsAt", "yesterday"), "not an RFC 3339 timestamp"),
+        (_with("startsAt", "yesterday"), '"startsAt": not an RFC 3339 timestamp'),
         (_with("startsAt", ZERO), '"startsAt" must be set'),
         (_with("endsAt", 5), '"endsAt"'),
-        (_with("endsAt", "soon"), "not an RFC 3339 timestamp"),
+        (_with("endsAt", "soon"), '"endsAt": not an RFC 3339 timestamp'),
+        (_with("endsAt", "2026-02-30T00:00:00Z"), '"endsAt": invalid date'),
         (_without("status"), '"status" must be "firing" or "resolved"'),
         (_with("status", "pending"), '"status" must be "firing" or "resolved"'),
         (_with("status", ["firing"]), '"status" must be "firing" or "resolved"'),
