@@ -39,7 +39,7 @@ from .keys import (
 from .links import link_path
 from .notify.delivery import Deliverer
 from .store import Store
-from .web import actions, handlers
+from .web import actions, handlers, pages
 from .web.middleware import error_middleware
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,15 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,
     )
+    pages.install_filters(env)
     return env
 
 
 def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
     """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
-    app = web.Application(client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware, pages.security_headers])
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
     app[TEMPLATES] = templates()
@@ -144,6 +145,11 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action)
     app.router.add_get("/incidents/{id}/{action:ack}-link", actions.link_page)
     app.router.add_post("/incidents/{id}/{action:ack}-link", actions.link_action)
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/signin", pages.signin)
+    app.router.add_get("/incidents/{id}", pages.incident)
+    app.router.add_post("/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
+                        pages.incident_action)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_static("/static", resource_dir("templates") / "static")

@@ -125,6 +125,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .web.users import hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("receiver: the passwords differ", file=sys.stderr)
+            return 1
+    if not password:
+        print("receiver: an empty password is not allowed", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="receiver", description="Alertmanager webhooks become incidents.")
     parser.add_argument("--version", action="version", version=f"receiver {__version__}")
@@ -155,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--config")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
+    hp = sub.add_parser("hash-password", help="print an scrypt hash for ui.users[].password_hash")
+    hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    hp.set_defaults(func=cmd_hash_password)
     return parser
 
 

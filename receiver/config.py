@@ -136,6 +136,28 @@ class ApiToken:
 
 
 @dataclass(frozen=True)
+class User:
+    name: str
+    password_hash: Secret
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    users: tuple[User, ...] = ()
+    require_login: bool | None = None  # None: required once users or proxy auth exist
+    refresh: timedelta = timedelta(seconds=30)
+    proxy_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    page_size: int = 100
+
+    @property
+    def login_required(self) -> bool:
+        if self.require_login is not None:
+            return self.require_login
+        return bool(self.users or self.proxy_header)
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -151,6 +173,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     links: LinksConfig = field(default_factory=LinksConfig)
     api_tokens: tuple[ApiToken, ...] = ()
+    ui: UiConfig = field(default_factory=UiConfig)
     source: str = "<defaults>"
 
     def map(self, labels: Mapping[str, str]) -> rules_mod.Mapping:
@@ -470,6 +493,68 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
+    import ipaddress
+
+    users = []
+    s.used.add("users")
+    raw_users = s.value.get("users") or []
+    if not isinstance(raw_users, list):
+        raise doc.error(s.key("users"), "expected a list of {name, password_hash}")
+    for i, raw in enumerate(raw_users):
+        u = _Section(doc, raw, s.key(f"users[{i}]"))
+        name = u.get("name", _string, None)
+        inline = u.get("password_hash", _string, None)  # a hash is not the password; it may be inline
+        u.used.update({"password_hash_env", "password_hash_file"})
+        from_env = u.value.get("password_hash_env")
+        from_file = u.value.get("password_hash_file")
+        u.finish()
+        if from_env:
+            inline = env.get(str(from_env))
+        elif from_file:
+            inline = _read_secret_file(doc, u.key("password_hash_file"), str(from_file))
+        if not name or not inline:
+            raise doc.error(s.key(f"users[{i}]"), "a user needs a name and password_hash (receiver hash-password)")
+        if not inline.startswith("scrypt$") or inline.count("$") != 5:
+            raise doc.error(s.key(f"users[{i}].password_hash"), "not a hash made by `receiver hash-password`")
+        users.append(User(name, Secret(inline)))
+    proxy = s.section("proxy_auth") if s.value.get("proxy_auth") is not None else None
+    header, trusted = None, ()
+    if proxy is not None:
+        header = proxy.get("header", _string, "X-Forwarded-User")
+        trusted = tuple(proxy.get("trusted_proxies", _cidrs, ()))
+        proxy.finish()
+        if not trusted:
+            raise doc.error(proxy.key("trusted_proxies"), "list the proxy addresses allowed to set the header")
+        for cidr in trusted:
+            ipaddress.ip_network(cidr, strict=False)
+    else:
+        s.used.add("proxy_auth")
+    ui = UiConfig(
+        users=tuple(users),
+        require_login=s.get("require_login", _bool, None),
+        refresh=s.get("refresh", _duration, UiConfig.refresh),
+        proxy_header=header,
+        trusted_proxies=trusted,
+        page_size=s.get("page_size", _positive_int, UiConfig.page_size),
+    )
+    s.finish()
+    return ui
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of addresses or networks such as 10.0.0.0/8")
+    for v in value:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an address or network") from None
+    return tuple(value)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the config file (optional) and the environment."""
     env = os.environ if env is None else env
@@ -602,6 +687,8 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         if not name or token is None:
             raise doc.error(f"api_tokens[{i}]", "an API token needs a name and token_env or token_file")
         api_tokens.append(ApiToken(name, token))
+
+    ui = _ui(doc, top.section("ui"), env)
     top.finish()
 
     return Config(
@@ -619,5 +706,6 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         delivery=delivery,
         links=links,
         api_tokens=tuple(api_tokens),
+        ui=ui,
         source=source,
     )

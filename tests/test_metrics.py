@@ -39,7 +39,9 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 # Series Prometheus makes itself for every target, not exposed by the receiver.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
-needs_promtool = pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed (apt-get install prometheus)")
+needs_promtool = pytest.mark.skipif(
+    not Path(PROMTOOL).exists(), reason="promtool not installed (apt-get install prometheus)"
+)
 
 
 # --- helpers shared with tests/e2e/test_prometheus.py ----------------------------------------------
@@ -86,17 +88,41 @@ def samples(text: str, openmetrics: bool = False) -> list[Any]:
     return [s for family in parse(text) for s in family.samples]
 
 
-def value(text: str, name: str, openmetrics: bool = False, **labels: str) -> float | None:
+def value(text: str, name: str, **labels: str) -> float | None:
     """The value of the one sample with this name and exactly these labels; None when absent."""
-    found = [s.value for s in samples(text, openmetrics) if s.name == name and s.labels == labels]
-    assert len(found) <= 1
-    return found[0] if found else None
+    return _value(samples(text), name, labels)
+
+
+def om_value(text: str, name: str, **labels: str) -> float | None:
+    """`value` for the OpenMetrics format."""
+    return _value(samples(text, openmetrics=True), name, labels)
+
+
+def _value(found: list[Any], name: str, labels: dict[str, str]) -> float | None:
+    values = [s.value for s in found if s.name == name and s.labels == labels]
+    assert len(values) <= 1
+    return values[0] if values else None
 
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or",
-             "unless", "inf", "nan", "start", "end"}  # fmt: skip
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "start",
+    "end",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -240,20 +266,19 @@ def test_every_method_counts() -> None:
     assert value(text, "receiver_escalations_total", level="11") is None
     assert value(text, "receiver_notifications_total", target_type="slack", result="delivered") == 1
     assert value(text, "receiver_notifications_total", target_type="webhook", result="failed") == 1
-    assert (
-        value(text, "receiver_notification_delivery_seconds_count", target_type="slack", result="delivered") == 1
-    )
+    assert value(text, "receiver_notification_delivery_seconds_count", target_type="slack", result="delivered") == 1
     assert value(text, "receiver_notification_delivery_seconds_count", target_type="webhook", result="failed") == 0
     assert value(text, "receiver_database_errors_total", operation="tick") == 1
     assert value(text, "receiver_escalation_tick_duration_seconds_count") == 2
     assert value(text, "receiver_escalation_ticks_total", result="error") == 1
     # A failed tick does not move the last success.
     assert value(text, "receiver_escalation_last_success_timestamp_seconds") == 1_800_000_000.0
-    assert value(text, "receiver_time_to_acknowledge_seconds_bucket", kind="latency", severity="critical", le="30.0") == 0
-    assert value(text, "receiver_time_to_acknowledge_seconds_bucket", kind="latency", severity="critical", le="60.0") == 1
-    assert value(text, "receiver_time_to_resolve_seconds_bucket", kind="latency", severity="critical", le="3600.0") == 0
-    assert value(text, "receiver_time_to_resolve_seconds_bucket", kind="latency", severity="critical", le="7200.0") == 1
-    assert value(text, "receiver_time_to_resolve_seconds_bucket", kind="latency", severity="critical", le="86400.0") == 1
+    latency = {"kind": "latency", "severity": "critical"}
+    assert value(text, "receiver_time_to_acknowledge_seconds_bucket", **latency, le="30.0") == 0
+    assert value(text, "receiver_time_to_acknowledge_seconds_bucket", **latency, le="60.0") == 1
+    assert value(text, "receiver_time_to_resolve_seconds_bucket", **latency, le="3600.0") == 0
+    assert value(text, "receiver_time_to_resolve_seconds_bucket", **latency, le="7200.0") == 1
+    assert value(text, "receiver_time_to_resolve_seconds_bucket", **latency, le="86400.0") == 1
 
 
 def test_unknown_label_values_are_programming_errors() -> None:
@@ -293,8 +318,20 @@ def test_names_help_and_suffixes() -> None:
             assert f.name.endswith("_seconds"), f.name
         for s in f.samples:
             # No unbounded labels: nothing like ids, fingerprints or raw alert labels.
-            assert set(s.labels) <= {"code", "outcome", "status", "transition", "kind", "severity", "level",
-                                     "target_type", "result", "operation", "route", "le"}, s  # fmt: skip
+            assert set(s.labels) <= {
+                "code",
+                "outcome",
+                "status",
+                "transition",
+                "kind",
+                "severity",
+                "level",
+                "target_type",
+                "result",
+                "operation",
+                "route",
+                "le",
+            }, s
 
 
 def test_two_instances_do_not_collide() -> None:
@@ -383,12 +420,22 @@ async def test_content_negotiation(serve: Any, db: asyncpg.Connection) -> None:
     text, content_type = await scrape(client, accept=OPENMETRICS_ACCEPT)
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     assert text.endswith("# EOF\n")
-    assert (
-        value(text, "receiver_active_incidents", openmetrics=True, status="open", severity="critical", kind="latency")
-        == 1
-    )
+    assert om_value(text, "receiver_active_incidents", status="open", severity="critical", kind="latency") == 1
     # OpenMetrics names the counter family without _total; the sample keeps it.
-    assert value(text, "receiver_webhook_requests_total", openmetrics=True, code="200") == 0
+    assert om_value(text, "receiver_webhook_requests_total", code="200") == 0
+
+    # Prometheus 3.x asks for UTF-8 names; ours are all legacy-valid, so the text is the same.
+    prometheus3 = (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    )
+    text, content_type = await scrape(client, accept=prometheus3)
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert om_value(text, "receiver_active_incidents", status="open", severity="critical", kind="latency") == 1
+    text, content_type = await scrape(client, accept="text/plain;version=1.0.0;escaping=allow-utf-8")
+    assert content_type.startswith("text/plain; version=1.0.0")
+    assert value(text, "receiver_active_incidents", status="open", severity="critical", kind="latency") == 1
 
     text, content_type = await scrape(client, accept="text/html,*/*;q=0.8")
     assert content_type.startswith("text/plain; version=0.0.4")
@@ -496,71 +543,109 @@ def test_promtool_check_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
-RULE_TESTS = """
-rule_files: [{rules}]
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'receiver_escalation_last_success_timestamp_seconds{{job="receiver", instance="ok"}}'
-        values: '0+60x30'
-      - series: 'receiver_escalation_last_success_timestamp_seconds{{job="receiver", instance="stuck"}}'
-        values: '0+60x3 180x27'
-      - series: 'receiver_oldest_unacknowledged_incident_age_seconds{{job="receiver", instance="a"}}'
-        values: '0+120x30'
-      - series: 'receiver_oldest_unacknowledged_incident_age_seconds{{job="receiver", instance="b"}}'
-        values: '0+120x30'
-      - series: 'receiver_notifications_total{{job="receiver", instance="a", target_type="slack", result="failed"}}'
-        values: '0x10 1x20'
-      - series: 'receiver_notifications_total{{job="receiver", instance="a", target_type="webhook", result="failed"}}'
-        values: '0x30'
-      - series: 'receiver_webhook_requests_total{{job="receiver", instance="a", code="200"}}'
-        values: '0+50x30'
-      - series: 'receiver_webhook_requests_total{{job="receiver", instance="a", code="503"}}'
-        values: '0+10x30'
-      - series: 'receiver_webhook_requests_total{{job="receiver", instance="a", code="401"}}'
-        values: '0x30'
-      - series: 'up{{job="receiver", instance="a"}}'
-        values: '1x30'
-    alert_rule_test:
-      - eval_time: 5m
-        alertname: ReceiverEscalationLoopStuck
-        exp_alerts: []
-      - eval_time: 12m
-        alertname: ReceiverEscalationLoopStuck
-        exp_alerts:
-          - exp_labels: {{severity: critical, job: receiver, instance: stuck}}
-      - eval_time: 12m
-        alertname: ReceiverNotificationsFailing
-        exp_alerts:
-          - exp_labels: {{severity: critical, job: receiver, target_type: slack}}
-      - eval_time: 9m
-        alertname: ReceiverNotificationsFailing
-        exp_alerts: []
-      - eval_time: 10m
-        alertname: ReceiverIncidentUnacknowledged
-        exp_alerts: []
-      - eval_time: 20m
-        alertname: ReceiverIncidentUnacknowledged
-        exp_alerts:
-          - exp_labels: {{severity: warning, job: receiver}}
-      - eval_time: 20m
-        alertname: ReceiverWebhookErrors
-        exp_alerts:
-          - exp_labels: {{severity: warning, job: receiver}}
-      - eval_time: 20m
-        alertname: ReceiverWebhookRejected
-        exp_alerts: []
-      - eval_time: 20m
-        alertname: ReceiverDown
-        exp_alerts: []
-"""
+def _alert(name: str, at: str, *expected: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+    return {
+        "eval_time": at,
+        "alertname": name,
+        "exp_alerts": [{"exp_labels": labels, "exp_annotations": notes} for labels, notes in expected],
+    }
+
+
+def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+    labels = {"job": "receiver", **labels}
+    return {"series": name + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}", "values": values}
+
+
+def rule_tests() -> dict[str, Any]:
+    """promtool unit tests: each alert fires on the failure it names, with its annotations rendered."""
+    job = {"job": "receiver"}
+    return {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    _series("receiver_escalation_last_success_timestamp_seconds", "0+60x30", instance="ok"),
+                    _series("receiver_escalation_last_success_timestamp_seconds", "0+60x3 180x27", instance="stuck"),
+                    _series("receiver_oldest_unacknowledged_incident_age_seconds", "0+120x30", instance="a"),
+                    _series("receiver_oldest_unacknowledged_incident_age_seconds", "0+120x30", instance="b"),
+                    _series(
+                        "receiver_notifications_total", "0x10 1x20", instance="a", target_type="slack", result="failed"
+                    ),
+                    _series(
+                        "receiver_notifications_total", "0x30", instance="a", target_type="webhook", result="failed"
+                    ),
+                    _series("receiver_webhook_requests_total", "0+50x30", instance="a", code="200"),
+                    _series("receiver_webhook_requests_total", "0+10x30", instance="a", code="503"),
+                    _series("receiver_webhook_requests_total", "0x30", instance="a", code="401"),
+                    _series("up", "1x30", instance="a"),
+                ],
+                "alert_rule_test": [
+                    _alert("ReceiverEscalationLoopStuck", "5m"),
+                    _alert(
+                        "ReceiverEscalationLoopStuck",
+                        "12m",
+                        (
+                            {"severity": "critical", **job, "instance": "stuck"},
+                            {
+                                "summary": "receiver stuck: no successful escalation tick for 5 minutes",
+                                "description": "The escalation loop escalates unacknowledged incidents and delivers "
+                                "notifications; its last successful tick was 9m 0s ago "
+                                "(decades: none since the process started).",
+                            },
+                        ),
+                    ),
+                    _alert("ReceiverNotificationsFailing", "9m"),
+                    _alert(
+                        "ReceiverNotificationsFailing",
+                        "12m",
+                        (
+                            {"severity": "critical", **job, "target_type": "slack"},
+                            {
+                                "summary": "receiver gave up delivering slack notifications",
+                                "description": "1 slack notifications failed for good in 15 minutes: pages are not "
+                                "reaching people. Check the target URLs and the incidents' timelines (notify_failed).",
+                            },
+                        ),
+                    ),
+                    _alert("ReceiverIncidentUnacknowledged", "10m"),
+                    _alert(
+                        "ReceiverIncidentUnacknowledged",
+                        "20m",
+                        (
+                            {"severity": "warning", **job},
+                            {
+                                "summary": "an incident has been open and unacknowledged for 40m 0s",
+                                "description": "The oldest open incident has waited more than 30 minutes for an "
+                                "acknowledgement; see the status page.",
+                            },
+                        ),
+                    ),
+                    _alert(
+                        "ReceiverWebhookErrors",
+                        "20m",
+                        (
+                            {"severity": "warning", **job},
+                            {
+                                "summary": "receiver answers 16.67% of webhooks with 5xx",
+                                "description": "Alertmanager retries 5xx, so alerts are delayed rather than lost; "
+                                "look at receiver_database_errors_total and the logs.",
+                            },
+                        ),
+                    ),
+                    _alert("ReceiverWebhookRejected", "20m"),
+                    _alert("ReceiverDown", "20m"),
+                ],
+            }
+        ],
+    }
 
 
 @needs_promtool
 def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
     tests = tmp_path / "receiver.rules.test.yml"
-    tests.write_text(RULE_TESTS.format(rules=json.dumps(str(RULES))))
+    tests.write_text(yaml.safe_dump(rule_tests()))
     result = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -584,9 +669,18 @@ def test_dashboard_is_importable_with_a_datasource_variable() -> None:
             assert t["datasource"]["uid"] == "${DS_PROMETHEUS}"
             assert 'job=~"$job"' in t["expr"], t["expr"]
     titles = " ".join(p["title"] for p in panels).lower()
-    for words in ("severity and kind", "opened and resolved", "time to acknowledge", "time to resolve",
-                  "escalations", "notification failures", "webhook requests", "webhook latency",
-                  "webhook errors", "escalation tick"):  # fmt: skip
+    for words in (
+        "severity and kind",
+        "opened and resolved",
+        "time to acknowledge",
+        "time to resolve",
+        "escalations",
+        "notification failures",
+        "webhook requests",
+        "webhook latency",
+        "webhook errors",
+        "escalation tick",
+    ):
         assert words in titles, words
 
 

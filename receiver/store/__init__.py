@@ -238,6 +238,23 @@ class Store:
             "list_incidents", list(statuses), list(routes), list(kinds), list(severities), first_seen, inc_id, limit
         )
 
+    async def page_incidents(self, *, statuses: Sequence[str], severities: Sequence[str], routes: Sequence[str],
+                             kinds: Sequence[str], owners: Sequence[str],
+                             after: tuple[str, datetime, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+        sev, first_seen, inc_id = after if after else (None, None, None)
+        return await self._fetch("page_incidents", list(statuses), list(severities), list(routes), list(kinds),
+                                 list(owners), sev, first_seen, inc_id, limit)
+
+    async def page_resolved(self, *, severities: Sequence[str], routes: Sequence[str], kinds: Sequence[str],
+                            owners: Sequence[str], after: tuple[datetime, uuid.UUID] | None,
+                            limit: int) -> list[asyncpg.Record]:
+        resolved_at, inc_id = after if after else (None, None)
+        return await self._fetch("page_resolved", list(severities), list(routes), list(kinds), list(owners),
+                                 resolved_at, inc_id, limit)
+
+    async def page_counts(self) -> list[asyncpg.Record]:
+        return await self._fetch("page_counts")
+
     async def get_incident(self, incident_id: uuid.UUID) -> asyncpg.Record | None:
         rows = await self._fetch("get_incident", incident_id)
         return rows[0] if rows else None

@@ -326,3 +326,46 @@ WITH created AS (
     RETURNING value
 )
 SELECT value FROM created UNION ALL SELECT value FROM settings WHERE name = 'link_signing_secret' LIMIT 1;
+
+-- page_incidents --
+-- The status page lists: $1 statuses, $2-$5 filters (empty = any), keyset after ($6, $7, $8), $9 limit.
+-- Active incidents sort by severity (critical < warning) then age, oldest first; resolved ones newest first.
+-- Both orders match a partial index.
+SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.resolved_at,
+       i.escalation_level, i.owner ->> 'name' AS owner_name, i.acknowledged_by, i.silenced_until,
+       i.metadata ->> 'summary' AS summary,
+       (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
+        WHERE a.incident_id = i.id) AS firing_count,
+       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
+FROM incidents AS i
+WHERE i.status <> 'resolved' AND i.status = any($1::text[])
+  AND (cardinality($2::text[]) = 0 OR i.severity = any($2::text[]))
+  AND (cardinality($3::text[]) = 0 OR i.route = any($3::text[]))
+  AND (cardinality($4::text[]) = 0 OR i.kind = any($4::text[]))
+  AND (cardinality($5::text[]) = 0 OR i.owner ->> 'name' = any($5::text[]))
+  AND ($6::text IS NULL OR (i.severity, i.first_seen, i.id) > ($6::text, $7::timestamptz, $8::uuid))
+ORDER BY i.severity, i.first_seen, i.id
+LIMIT $9;
+
+-- page_resolved --
+SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.resolved_at,
+       i.escalation_level, i.owner ->> 'name' AS owner_name, i.acknowledged_by, i.silenced_until,
+       i.resolved_by, i.metadata ->> 'summary' AS summary,
+       (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
+        WHERE a.incident_id = i.id) AS firing_count,
+       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
+FROM incidents AS i
+WHERE i.status = 'resolved'
+  AND (cardinality($1::text[]) = 0 OR i.severity = any($1::text[]))
+  AND (cardinality($2::text[]) = 0 OR i.route = any($2::text[]))
+  AND (cardinality($3::text[]) = 0 OR i.kind = any($3::text[]))
+  AND (cardinality($4::text[]) = 0 OR i.owner ->> 'name' = any($4::text[]))
+  AND ($5::timestamptz IS NULL OR (i.resolved_at, i.id) < ($5::timestamptz, $6::uuid))
+ORDER BY i.resolved_at DESC, i.id DESC
+LIMIT $7;
+
+-- page_counts --
+SELECT severity, status, count(*)::int AS n
+FROM incidents
+WHERE status <> 'resolved'
+GROUP BY severity, status;

@@ -1,0 +1,235 @@
+"""The status page: server-rendered HTML that works without JavaScript, and its HTML form actions.
+
+Viewing may require a signed-in user (by default, once users exist); acting always does, and every
+action is a POST with a CSRF token bound to the session cookie plus an Origin check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from aiohttp import web
+
+from .. import lifecycle
+from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
+from ..timeutil import format_duration, utcnow
+from .actions import perform
+from .handlers import decode_cursor, encode_cursor, parse_incident_id
+from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, session_id
+
+SEVERITY_ORDER = ("critical", "warning")
+ACTIVE = ("open", "acknowledged", "silenced")
+SILENCE_CHOICES = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("12h", "12 hours"), ("1d", "1 day"),
+                   ("7d", "7 days"))
+RESOLVED_PAGE = 25
+
+
+def safe_url(value: Any) -> str | None:
+    """Only http(s) URLs become links; anything else (javascript:, data:, relative) stays text."""
+    if not isinstance(value, str):
+        return None
+    v = value.strip()
+    return v if v.lower().startswith(("http://", "https://")) and len(v) <= 4096 else None
+
+
+def reltime(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return ""
+    delta = now - value
+    if delta.total_seconds() < 0:
+        return "in " + format_duration(-delta)
+    if delta.total_seconds() < 30:
+        return "just now"
+    return format_duration(delta) + " ago"
+
+
+def abstime(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def install_filters(env: jinja2.Environment) -> None:
+    env.filters["safe_url"] = safe_url
+    env.filters["abstime"] = abstime
+    env.globals["reltime"] = reltime
+    env.filters["duration"] = format_duration
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name in ("status", "severity", "route", "kind", "owner"):
+        values: list[str] = []
+        for raw in request.query.getall(name, []):
+            values.extend(v.strip()[:500] for v in raw.split(",") if v.strip())
+        out[name] = values
+    return out
+
+
+def viewer(request: web.Request) -> str | None:
+    """The signed-in user, or None; raises 401 when viewing needs sign-in."""
+    config = request.app[CONFIG]
+    user = current_user(config, request)
+    if user is None and config.ui.login_required:
+        raise challenge()
+    return user
+
+
+def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    config = request.app[CONFIG]
+    env: jinja2.Environment = request.app[TEMPLATES]
+    sid = session_id(request)
+    response = web.Response(status=status, content_type="text/html")
+    sid = ensure_session(request, response, sid)
+    context.setdefault("user", current_user(config, request))
+    context.setdefault("can_act", bool(config.ui.users or config.ui.proxy_header))
+    response.text = env.get_template(template).render(
+        csrf=csrf_token(request.app[LINK_SECRET], sid),
+        refresh=int(config.ui.refresh.total_seconds()),
+        now=utcnow(),
+        **context,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _cursor3(text: str | None) -> tuple[str, datetime, uuid.UUID] | None:
+    if not text:
+        return None
+    severity, _, rest = text.partition("~")
+    if severity not in SEVERITY_ORDER:
+        raise web.HTTPBadRequest(text="the page cursor is not valid")
+    first_seen, incident_id = decode_cursor(rest)
+    return severity, first_seen, incident_id
+
+
+async def index(request: web.Request) -> web.Response:
+    user = viewer(request)
+    config = request.app[CONFIG]
+    store = request.app[STORE]
+    f = _filters(request)
+    statuses = f["status"] or [*ACTIVE, "resolved"]
+    active_statuses = [s for s in statuses if s in ACTIVE]
+    size = config.ui.page_size
+    active: list[Any] = []
+    if active_statuses:
+        active = await store.page_incidents(
+            statuses=active_statuses, severities=f["severity"], routes=f["route"], kinds=f["kind"],
+            owners=f["owner"], after=_cursor3(request.query.get("after")), limit=size + 1)
+    more_active = None
+    if len(active) > size:
+        active = active[:size]
+        last = active[-1]
+        more_active = f"{last['severity']}~{encode_cursor(last['first_seen'], last['id'])}"
+    resolved: list[Any] = []
+    more_resolved = None
+    if "resolved" in statuses:
+        before = request.query.get("before")
+        resolved = await store.page_resolved(
+            severities=f["severity"], routes=f["route"], kinds=f["kind"], owners=f["owner"],
+            after=decode_cursor(before) if before else None, limit=RESOLVED_PAGE + 1)
+        if len(resolved) > RESOLVED_PAGE:
+            resolved = resolved[:RESOLVED_PAGE]
+            more_resolved = encode_cursor(resolved[-1]["resolved_at"], resolved[-1]["id"])
+    counts: dict[str, dict[str, int]] = {s: {} for s in SEVERITY_ORDER}
+    by_status: dict[str, int] = dict.fromkeys(ACTIVE, 0)
+    for row in await store.page_counts():
+        counts.setdefault(row["severity"], {})[row["status"]] = row["n"]
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+
+    def page_link(**extra: str) -> str:
+        query = [(k, v) for k, vs in f.items() for v in vs] + list(extra.items())
+        return "/?" + urlencode(query)
+
+    return _render(
+        request, "index.html", user=user, active=active, resolved=resolved, counts=counts, by_status=by_status,
+        filters=f, more_active=page_link(after=more_active) if more_active else None,
+        more_resolved=page_link(before=more_resolved) if more_resolved else None,
+        filtered=any(f.values()), statuses=(*ACTIVE, "resolved"), severities=SEVERITY_ORDER,
+    )
+
+
+def common_labels(alerts: list[Any]) -> dict[str, str]:
+    if not alerts:
+        return {}
+    common = dict(alerts[0]["labels"])
+    for a in alerts[1:]:
+        common = {k: v for k, v in common.items() if a["labels"].get(k) == v}
+    return common
+
+
+def alertmanager_links(external_url: Any, labels: dict[str, str]) -> dict[str, str]:
+    base = safe_url(external_url)
+    if not base or not labels:
+        return {}
+    matchers = ",".join(f'{k}="{_escape_matcher(v)}"' for k, v in sorted(labels.items()))
+    flt = quote("{" + matchers + "}", safe="")
+    base = base.rstrip("/")
+    return {"alerts": f"{base}/#/alerts?filter={flt}", "silence": f"{base}/#/silences/new?filter={flt}"}
+
+
+def _escape_matcher(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def incident(request: web.Request) -> web.Response:
+    user = viewer(request)
+    incident_id = parse_incident_id(request)
+    store = request.app[STORE]
+    row = await store.get_incident(incident_id)
+    if row is None:
+        return _render(request, "error.html", status=404, message="There is no such incident.")
+    alerts = await store.incident_alerts(incident_id)
+    events = await store.incident_events(incident_id)
+    labels = common_labels(list(alerts))
+    metadata = row["metadata"] or {}
+    return _render(
+        request, "incident.html", user=user, incident=row, alerts=alerts, events=events, metadata=metadata,
+        common=labels, am=alertmanager_links(metadata.get("external_url"), labels),
+        silence_choices=SILENCE_CHOICES, message=request.query.get("done"),
+    )
+
+
+async def incident_action(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    user = current_user(config, request)
+    if user is None:
+        raise challenge("sign in to act on incidents")
+    incident_id = parse_incident_id(request)
+    action = request.match_info["action"]
+    form = await request.post()
+    refused = check_csrf(request.app[LINK_SECRET], request, str(form.get("csrf", "")))
+    if refused:
+        return _render(request, "error.html", status=403, message=f"Refused: {refused}.")
+    body = {"duration": form.get("duration"), "reason": form.get("reason")}
+    try:
+        result = await perform(request.app, incident_id, action, user, utcnow(), body)
+    except lifecycle.InvalidTransition as e:
+        return _render(request, "error.html", status=409, message=f"Cannot {action}: {e}.",
+                       back=f"/incidents/{incident_id}")
+    if result is None:
+        return _render(request, "error.html", status=404, message="There is no such incident.")
+    raise web.HTTPSeeOther(f"/incidents/{incident_id}?done={action}")
+
+
+async def signin(request: web.Request) -> web.StreamResponse:
+    if current_user(request.app[CONFIG], request) is None:
+        raise challenge()
+    raise web.HTTPSeeOther("/")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    if response.content_type == "text/html":
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
