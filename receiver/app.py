@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import aiohttp
@@ -76,7 +76,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _link_builder(app: web.Application):  # type: ignore[no-untyped-def]
+def _link_builder(app: web.Application) -> Callable[[uuid.UUID, datetime], tuple[str | None, str | None]]:
     config = app[CONFIG]
 
     def links(incident_id: uuid.UUID, now: datetime) -> tuple[str | None, str | None]:
@@ -110,7 +110,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        done, pending = await asyncio.wait(tasks, timeout=config.delivery.timeout.total_seconds() + 5)
+        _, pending = await asyncio.wait(tasks, timeout=config.delivery.timeout.total_seconds() + 5)
         for task in pending:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -129,7 +129,9 @@ def templates() -> jinja2.Environment:
 
 def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
     """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
-    app = web.Application(client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware, pages.security_headers])
+    app = web.Application(
+        client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware, pages.security_headers]
+    )
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
     app[TEMPLATES] = templates()

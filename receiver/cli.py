@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, load_config
@@ -110,7 +111,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 raise SystemExit(f"receiver explain: {item!r} is not name=value")
             labels[name] = value
         label_sets = [labels]
-    results = []
+    results: list[dict[str, Any]] = []
     for labels in label_sets:
         m = config.map(labels)
         results.append({"labels": labels, "rule": m.rule, "route": m.route, "kind": m.kind,
@@ -119,7 +120,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         for r in results:
-            print(", ".join(f"{k}={v}" for k, v in r["labels"].items()))  # type: ignore[union-attr]
+            print(", ".join(f"{k}={v}" for k, v in r["labels"].items()))
             for k in ("rule", "route", "kind", "severity", "incident_key", "owner"):
                 print(f"  {k:<13}{r[k]}")
     return 0

@@ -450,7 +450,7 @@ def _policy(doc: _Doc, value: Any, path: str, default: Policy) -> Policy:
     if steps_raw is not None:
         if not isinstance(steps_raw, list):
             raise doc.error(s.key("steps"), "expected a list of steps")
-        parsed = []
+        parsed: list[Step] = []
         for j, raw in enumerate(steps_raw):
             st = _Section(doc, raw, s.key(f"steps[{j}]"))
             after = st.get("after", _duration, None)

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class LinkError(Exception):
@@ -34,7 +34,7 @@ def link_path(secret: str, incident_id: uuid.UUID, action: str, now: datetime, t
 
 def verify(secret: str, incident_id: uuid.UUID, action: str, exp: str, sig: str, now: datetime) -> None:
     try:
-        expires = datetime.fromtimestamp(int(exp), tz=timezone.utc)
+        expires = datetime.fromtimestamp(int(exp), tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise LinkError("the link is malformed") from None
     _, expected = sign(secret, incident_id, action, expires)

@@ -14,6 +14,7 @@ import asyncio
 import copy
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 
@@ -211,7 +212,8 @@ class Metrics:
         )
         self.oldest_unacked = Gauge(
             "receiver_oldest_unacknowledged_incident_age_seconds",
-            "Age of the oldest open (unacknowledged) incident, 0 when there is none; read at scrape time.",
+            "Age of the oldest open (unacknowledged) incident, 0 when there is none, NaN when the database "
+            "cannot be read; read at scrape time.",
             registry=r,
         )
         self.state_query_duration = Gauge(
@@ -357,9 +359,10 @@ class Metrics:
             self.active_by_route.labels(OTHER)
 
     def clear_incident_state(self) -> None:
-        """Drop the scrape-time series: better absent than stale when the database cannot be read."""
+        """Drop the scrape-time series when the database cannot be read: better absent than stale, and
+        the oldest age is NaN (unknown), not 0, which would claim that nothing waits."""
         self.active.clear()
-        self.oldest_unacked.set(0)
+        self.oldest_unacked.set(math.nan)
         if self.active_by_route is not None:
             self.active_by_route.clear()
 

@@ -6,7 +6,7 @@ Everything returned is UTC-aware; callers pass `now` around instead of reading t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 # Go's zero time, which Alertmanager sends as endsAt for a firing alert.
 _ZERO_YEAR = 1
@@ -28,7 +28,7 @@ _DURATION_UNITS = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_rfc3339(value: str) -> datetime | None:
@@ -47,7 +47,7 @@ def parse_rfc3339(value: str) -> datetime | None:
     micro = int((fraction + "000000")[:6])
     offset = m.group(8)
     if offset in ("Z", "z"):
-        tz = timezone.utc
+        tz = UTC
     else:
         sign = 1 if offset[0] == "+" else -1
         hours, minutes = int(offset[1:3]), int(offset[4:6])
@@ -57,7 +57,7 @@ def parse_rfc3339(value: str) -> datetime | None:
     if second == 60:  # a leap second; PostgreSQL and Python both lack it
         second = 59
     try:
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(timezone.utc)
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
     except (ValueError, OverflowError) as e:  # OverflowError: year 9999 with a negative offset
         raise ValueError(f"invalid date in {value[:64]!r}: {e}") from None
 

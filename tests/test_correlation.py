@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,7 @@ from receiver.ingest.service import Ingestor
 from receiver.store import Store
 from tests.helpers import alert, payload
 
-T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def test_resolves_when_every_member_has_resolved(ingestor: Ingestor, db: A
     assert inc["status"] == "open"
     members = {r["labels"]["instance"]: r for r in await db.fetch("SELECT * FROM incident_alerts")}
     assert members["b"]["status"] == "resolved"
-    assert members["b"]["ends_at"] == datetime(2026, 11, 27, 10, 5, tzinfo=timezone.utc)
+    assert members["b"]["ends_at"] == datetime(2026, 11, 27, 10, 5, tzinfo=UTC)
     plan = await post(ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:06:00Z")),
                       T0 + timedelta(minutes=6))
     assert plan.summary()[0]["action"] == "resolved"

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from receiver.keys import DELIVERER, ESCALATOR, INGESTOR, LINK_SECRET
 from receiver.links import link_path
 from tests.helpers import alert, payload
 
-T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 SLACK_SECRET = "T0SECRET/B0SECRET/xoxb-very-secret-path"
 API_TOKEN = "api-token-alice-123"
 
@@ -412,7 +412,7 @@ async def test_signed_links(env: Any) -> None:
     await e.post(payload(alert(instance="a")), T0)
     inc = await e.incident()
     secret = e.app[LINK_SECRET]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     path = link_path(secret, inc["id"], "ack", now, timedelta(hours=24))
     # GET only shows a confirmation form
     page = await e.client.get(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -493,8 +494,9 @@ async def test_database_error_is_counted_and_metrics_still_served(
     assert value(text, "receiver_database_errors_total", operation="metrics") == 1
     assert value(text, "receiver_webhook_requests_total", code="200") == 1
     assert value(text, "process_start_time_seconds") is not None
-    # Better absent than stale.
+    # Better absent (or unknown) than stale.
     assert not [s for s in samples(text) if s.name == "receiver_active_incidents"]
+    assert math.isnan(value(text, "receiver_oldest_unacknowledged_incident_age_seconds") or 0.0)
     assert "cannot read incident state" in caplog.text
 
 

@@ -8,10 +8,9 @@ secret, and exception texts can contain it.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -36,7 +35,7 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(when - now, timedelta(0))
 
 
@@ -52,7 +51,7 @@ async def send(session: aiohttp.ClientSession, url: str, message: dict[str, Any]
             if resp.status == 429:
                 return SendResult(False, True, error, parse_retry_after(resp.headers.get("Retry-After"), now))
             return SendResult(False, resp.status >= 500, error)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return SendResult(False, True, f"no answer within {timeout:g}s")
     except aiohttp.InvalidURL:
         return SendResult(False, False, "invalid URL")

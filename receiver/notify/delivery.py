@@ -66,7 +66,7 @@ class Deliverer:
         if not rows:
             return []
         deliveries = await asyncio.gather(*(self._send(row, now) for row in rows))
-        outcomes = []
+        outcomes: list[tuple[int, str, datetime | None, str | None]] = []
         events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
         for dv, row in zip(deliveries, rows, strict=True):
             detail = {"target": dv.target, "notification": dv.key, "attempt": row["attempts"]}

@@ -37,7 +37,7 @@ def _load_queries() -> dict[str, str]:
         text = (Path(__file__).parent / "queries.sql").read_text(encoding="utf-8")
     queries: dict[str, str] = {}
     parts = re.split(r"^-- (\w+) --$", text, flags=re.MULTILINE)
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         queries[name] = body.strip()
     return queries
 

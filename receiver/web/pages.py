@@ -7,7 +7,7 @@ action is a POST with a CSRF token bound to the session cookie plus an Origin ch
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -48,7 +48,7 @@ def reltime(value: datetime | None, now: datetime) -> str:
 
 
 def abstime(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
 def install_filters(env: jinja2.Environment) -> None:

@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,7 +61,7 @@ def free_port(udp: bool = False) -> int:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def am_alert(instance: str, starts_at: datetime, ends_at: datetime | None = None, **labels: str) -> dict[str, Any]:
@@ -351,7 +351,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
     intruder = {
         "version": "4", "status": "firing", "receiver": "x", "externalURL": "http://intruder",
         "alerts": [{"status": "firing", "labels": {"alertname": "HighLatency", "method": "POST", "path": "/intrusion"},
-                    "annotations": {}, "startsAt": rfc3339(datetime.now(timezone.utc)),
+                    "annotations": {}, "startsAt": rfc3339(datetime.now(UTC)),
                     "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "0123456789abcdef"}],
     }
     for headers in ({}, {"Authorization": "Bearer wrong-" + token}, {"Authorization": token}):
@@ -366,7 +366,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
         await wait_ready(session, am)
         # startsAt is now, as for a new alert: Alertmanager waits group_wait and sends both together. (An
         # alert older than group_wait flushes a new group at once, maybe before the POST's next alert.)
-        starts = datetime.now(timezone.utc)
+        starts = datetime.now(UTC)
         await post_alerts(session, am, [am_alert("a:9100", starts), am_alert("b:9100", starts)])
         fps = await am_fingerprints(session, am)
         assert set(fps) == {"a:9100", "b:9100"}
@@ -393,7 +393,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
         assert detail["metadata"]["external_url"] == am.external_url
 
         # One alert resolves: the notification is marked firing and carries the resolved alert.
-        b_ends = datetime.now(timezone.utc) - timedelta(seconds=1)
+        b_ends = datetime.now(UTC) - timedelta(seconds=1)
         await post_alerts(session, am, [am_alert("b:9100", starts, b_ends)])
 
         async def b_resolved() -> dict[str, Any] | None:
@@ -407,7 +407,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
         assert event_types(detail) == ["opened", "alert_fired", "alert_fired", "alert_resolved"]
 
         # The last alert resolves: the incident resolves.
-        a_ends = datetime.now(timezone.utc) - timedelta(seconds=1)
+        a_ends = datetime.now(UTC) - timedelta(seconds=1)
         await post_alerts(session, am, [am_alert("a:9100", starts, a_ends)])
 
         async def resolved() -> dict[str, Any] | None:
@@ -472,7 +472,7 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
         await asyncio.gather(wait_ready(session, am1, peers=2), wait_ready(session, am2, peers=2))
 
         # Prometheus posts every alert to every peer, with the same startsAt.
-        starts = datetime.now(timezone.utc)
+        starts = datetime.now(UTC)
         firing = [am_alert("a:9100", starts), am_alert("b:9100", starts)]
         await asyncio.gather(post_alerts(session, am1, firing), post_alerts(session, am2, firing))
         fps = await am_fingerprints(session, am1)
@@ -495,7 +495,7 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
         first, second = (dict(d.json, externalURL="") for d in firing_sent[:2])
         assert first == second
 
-        resolved_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+        resolved_at = datetime.now(UTC) - timedelta(seconds=1)
         resolving = [am_alert("a:9100", starts, resolved_at), am_alert("b:9100", starts, resolved_at)]
         await asyncio.gather(post_alerts(session, am1, resolving), post_alerts(session, am2, resolving))
 
