@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -33,14 +34,16 @@ from .keys import (
     INGESTOR,
     LINK_SECRET,
     LOOPS,
+    METRICS,
     STORE,
     TEMPLATES,
 )
 from .links import link_path
-from .notify.delivery import Deliverer
-from .store import Store
+from .metrics import Metrics, make_metrics_handler
+from .notify.delivery import Deliverer, Delivery
+from .store import Store, StoreUnavailable
 from .web import actions, handlers, pages
-from .web.middleware import error_middleware
+from .web.middleware import error_middleware, webhook_metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    metrics = app[METRICS]
     timeout = aiohttp.ClientTimeout(total=config.delivery.timeout.total_seconds())
+
+    def observe(dv: Delivery) -> None:
+        result = {"delivered": "delivered", "failed": "failed"}.get(dv.status, "retried")
+        metrics.notification(dv.target_type, result, dv.seconds)
+
     async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "receiver"}) as session:
         app[HTTP_SESSION] = session
-        app[DELIVERER] = Deliverer(config, app[STORE], session, links=_link_builder(app))
+        app[DELIVERER] = Deliverer(config, app[STORE], session, links=_link_builder(app), on_delivery=observe)
         yield
 
 
@@ -94,15 +103,31 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     escalator, deliverer = app[ESCALATOR], app[DELIVERER]
     interval = config.escalation.interval.total_seconds()
 
+    metrics = app[METRICS]
+
     async def tick(now: datetime) -> None:
-        result = await escalator.tick(now)
+        started = time.perf_counter()
+        try:
+            result = await escalator.tick(now)
+        except BaseException:
+            metrics.tick(time.perf_counter() - started, False, now.timestamp())
+            raise
+        metrics.tick(time.perf_counter() - started, True, now.timestamp())
+        for esc in result.escalations:
+            if esc.level > esc.from_level:
+                metrics.escalated(esc.level)
+        for kind, severity, age in result.stale_resolved:
+            metrics.incident_transition("stale_resolved", kind, severity)
+            metrics.time_to_resolve(kind, severity, age)
         if result.delivery_due:
             app[DELIVERY_WAKEUP].set()
 
     tasks = [
-        asyncio.create_task(run_loop("escalation", tick, interval, stop, app[ESCALATION_WAKEUP]),
+        asyncio.create_task(run_loop("escalation", tick, interval, stop, app[ESCALATION_WAKEUP],
+                                     on_error=lambda e: _db_error(metrics, e, "tick")),
                             name="receiver-escalation"),
-        asyncio.create_task(run_loop("delivery", deliverer.deliver, interval, stop, app[DELIVERY_WAKEUP]),
+        asyncio.create_task(run_loop("delivery", deliverer.deliver, interval, stop, app[DELIVERY_WAKEUP],
+                                     on_error=lambda e: _db_error(metrics, e, "deliver")),
                             name="receiver-delivery"),
     ]
     app[LOOPS] = tasks
@@ -115,6 +140,11 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _db_error(metrics: Metrics, error: BaseException, operation: str) -> None:
+    if isinstance(error, StoreUnavailable):
+        metrics.database_error(operation)
 
 
 def templates() -> jinja2.Environment:
@@ -130,11 +160,15 @@ def templates() -> jinja2.Environment:
 def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
     """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
     app = web.Application(
-        client_max_size=config.webhook.max_body_bytes, middlewares=[error_middleware, pages.security_headers]
+        client_max_size=config.webhook.max_body_bytes,
+        middlewares=[webhook_metrics, error_middleware, pages.security_headers],
     )
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
     app[TEMPLATES] = templates()
+    metrics = Metrics(per_route=config.metrics.per_route, route_cap=config.metrics.route_cap,
+                      kinds=[r.kind for r in config.rules if r.kind])
+    app[METRICS] = metrics
     app[ESCALATION_WAKEUP] = asyncio.Event()
     app[DELIVERY_WAKEUP] = asyncio.Event()
     app.cleanup_ctx.append(_database)
@@ -152,6 +186,9 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.router.add_get("/incidents/{id}", pages.incident)
     app.router.add_post("/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
                         pages.incident_action)
+    token = config.metrics.token.value if config.metrics.token else None
+    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app[STORE].pool if STORE in app else None,
+                                                        token))
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_static("/static", resource_dir("templates") / "static")

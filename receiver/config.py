@@ -158,6 +158,13 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    token: Secret | None = None
+    per_route: bool = False
+    route_cap: int = 20
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -174,6 +181,7 @@ class Config:
     links: LinksConfig = field(default_factory=LinksConfig)
     api_tokens: tuple[ApiToken, ...] = ()
     ui: UiConfig = field(default_factory=UiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<defaults>"
 
     def map(self, labels: Mapping[str, str]) -> rules_mod.Mapping:
@@ -689,6 +697,17 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         api_tokens.append(ApiToken(name, token))
 
     ui = _ui(doc, top.section("ui"), env)
+
+    mt = top.section("metrics")
+    metrics_token = mt.secret("token", env)
+    if metrics_token is None and env.get("RECEIVER_METRICS_TOKEN"):
+        metrics_token = Secret(env["RECEIVER_METRICS_TOKEN"])
+    metrics = MetricsConfig(
+        token=metrics_token,
+        per_route=mt.get("per_route", _bool, False),
+        route_cap=mt.get("route_cap", _positive_int, 20),
+    )
+    mt.finish()
     top.finish()
 
     return Config(
@@ -707,5 +726,6 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         links=links,
         api_tokens=tuple(api_tokens),
         ui=ui,
+        metrics=metrics,
         source=source,
     )

@@ -46,6 +46,8 @@ class IncidentState:
     firing: set[str]
     flap_count: int = 0
     resolved_at: datetime | None = None
+    kind: str = ""
+    first_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class IncidentChange:
     status: str
     metadata: dict[str, Any]
     flap_count: int
+    kind: str = ""
+    first_seen: datetime | None = None
     resolved: bool = False
     reopened: bool = False
     severity_raised: bool = False
@@ -151,7 +155,8 @@ def plan(
     def change(inc: IncidentState) -> IncidentChange:
         ch = changes.get(inc.id)
         if ch is None:
-            ch = IncidentChange(inc.id, inc.severity, inc.status, dict(inc.metadata), inc.flap_count)
+            ch = IncidentChange(inc.id, inc.severity, inc.status, dict(inc.metadata), inc.flap_count,
+                                kind=inc.kind, first_seen=inc.first_seen)
             changes[inc.id] = ch
         return ch
 

@@ -100,7 +100,7 @@ def plan_escalation(row: Any, policy: Policy, config: Config) -> Escalation:
 class TickResult:
     unsilenced: int = 0
     ack_timeouts: int = 0
-    stale_resolved: list[tuple[str, str]] = field(default_factory=list)  # (kind, severity)
+    stale_resolved: list[tuple[str, str, float]] = field(default_factory=list)  # (kind, severity, age s)
     escalations: list[Escalation] = field(default_factory=list)
     queries: int = 0
     delivery_due: bool = False
@@ -132,7 +132,7 @@ class Escalator:
         result = TickResult(
             unsilenced=timers["unsilenced"],
             ack_timeouts=timers["ack_timeouts"],
-            stale_resolved=[tuple(x) for x in (timers["stale"] or [])],
+            stale_resolved=[(k, sev, float(age)) for k, sev, age in (timers["stale"] or [])],
             queries=1,
             delivery_due=timers["delivery_due"],
         )

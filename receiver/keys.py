@@ -11,6 +11,7 @@ from aiohttp import web
 from .config import Config
 from .escalation import Escalator
 from .ingest.service import Ingestor
+from .metrics import Metrics
 from .notify.delivery import Deliverer
 from .store import Store
 
@@ -26,3 +27,4 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 ESCALATION_WAKEUP = web.AppKey("escalation_wakeup", asyncio.Event)
 DELIVERY_WAKEUP = web.AppKey("delivery_wakeup", asyncio.Event)
 LOOPS = web.AppKey("loops", list)
+METRICS = web.AppKey("metrics", Metrics)

@@ -458,3 +458,33 @@ async def test_secrets_never_leak(env: Any, caplog: pytest.LogCaptureFixture) ->
     assert "notify_failed" in str(inc) and "notification" in caplog.text
     for leaked in (SLACK_SECRET, "xoxb", API_TOKEN, secret):
         assert leaked not in everything
+
+
+async def test_metrics_count_webhooks_escalations_and_deliveries(env: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    e = await env()
+    e.slack.script = [500]
+    reply = await e.client.post("/webhook", json=payload(alert(instance="a", **CRIT)))
+    assert reply.status == 200
+    assert (await e.client.post("/webhook", data=b"{not json")).status == 400
+    now = datetime.now(UTC)  # the webhook went through HTTP, stamped with the real clock
+    await e.tick(now)
+    await e.tick(now + timedelta(minutes=1))
+    inc = await e.incident()
+    await e.act(inc["id"], "ack")
+    text = await (await e.client.get("/metrics")).text()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("receiver_webhook_requests_total", code="200") == 1
+    assert value("receiver_webhook_requests_total", code="400") == 1
+    assert value("receiver_alerts_received_total", outcome="new") == 1
+    assert value("receiver_incidents_total", transition="opened", kind="latency", severity="critical") == 1
+    assert value("receiver_notifications_total", target_type="slack", result="retried") == 1
+    assert value("receiver_notifications_total", target_type="slack", result="delivered") == 1
+    assert value("receiver_time_to_acknowledge_seconds_count", kind="latency", severity="critical") == 1
+    assert value("receiver_active_incidents", status="acknowledged", severity="critical", kind="latency") == 1

@@ -300,6 +300,8 @@ def _state(rows: Sequence[asyncpg.Record], members: dict[str, correlation.Member
             firing=set(r["firing"]),
             flap_count=r["flap_count"],
             resolved_at=r["resolved_at"],
+            kind=r["kind"],
+            first_seen=r["first_seen"],
         )
         state.incidents[inc.id] = inc
         if inc.status != "resolved":

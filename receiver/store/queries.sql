@@ -27,7 +27,7 @@ WITH recent AS (
     UNION SELECT unnest($2::uuid[])
     UNION SELECT id FROM recent
 )
-SELECT i.id, i.incident_key, i.status, i.severity, i.metadata, i.flap_count, i.resolved_at,
+SELECT i.id, i.incident_key, i.status, i.severity, i.metadata, i.flap_count, i.resolved_at, i.kind, i.first_seen,
        i.id IN (SELECT id FROM recent) AS reopenable,
        coalesce(
            (SELECT array_agg(a.fingerprint) FROM incident_alerts AS a
@@ -197,7 +197,7 @@ WITH expired_silences AS (
         silenced_until = NULL, silenced_at = NULL, status_before_silence = NULL
     FROM stale AS s
     WHERE i.id = s.id
-    RETURNING i.id, i.kind, i.severity, i.escalation_cycle
+    RETURNING i.id, i.kind, i.severity, i.escalation_cycle, i.first_seen
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT id, $1, 'unsilenced', 'receiver', '{"reason": "silence expired"}'::jsonb FROM unsilenced
@@ -221,7 +221,8 @@ WITH expired_silences AS (
 )
 SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
        (SELECT count(*) FROM ack_timeouts)::int AS ack_timeouts,
-       (SELECT array_agg(ARRAY[kind, severity]) FROM stale_resolved) AS stale,
+       (SELECT array_agg(ARRAY[kind, severity, extract(epoch FROM $1 - first_seen)::text])
+        FROM stale_resolved) AS stale,
        EXISTS (SELECT 1 FROM incidents WHERE status = 'open' AND next_escalation_at <= $1)
            OR EXISTS (SELECT 1 FROM unsilenced) OR EXISTS (SELECT 1 FROM ack_timeouts) AS escalation_due,
        EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1)

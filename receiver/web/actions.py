@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from .. import lifecycle
-from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, STORE, TEMPLATES
+from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, METRICS, STORE, TEMPLATES
 from ..links import LinkError, verify
 from ..store import Store
 from ..timeutil import parse_duration, parse_rfc3339, utcnow
@@ -44,6 +44,14 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
 
     result = await store.transition(incident_id, change, actor=actor, now=now, notify_resolved=notify_resolved)
     if result is not None:
+        after = result[1]
+        metrics = app[METRICS]
+        age = (now - after["first_seen"]).total_seconds()
+        if action == "ack":
+            metrics.time_to_acknowledge(after["kind"], after["severity"], age)
+        elif action == "resolve":
+            metrics.incident_transition("resolved", after["kind"], after["severity"])
+            metrics.time_to_resolve(after["kind"], after["severity"], age)
         app[ESCALATION_WAKEUP].set()
     return result
 

@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from .. import correlation
 from ..database import migration_ids
-from ..ingest.alertmanager import PayloadError, parse_body
-from ..keys import CONFIG, ESCALATION_WAKEUP, INGESTOR, STORE
+from ..ingest.alertmanager import Notification, PayloadError, parse_body
+from ..keys import CONFIG, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
+from ..metrics import Metrics
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from .auth import webhook_authorized
@@ -54,7 +56,9 @@ async def webhook(request: web.Request) -> web.Response:
         notification = parse_body(body)
     except PayloadError as e:
         return json_error(400, str(e))
-    plan = await request.app[INGESTOR].ingest(notification, utcnow())
+    now = utcnow()
+    plan = await request.app[INGESTOR].ingest(notification, now)
+    observe_plan(request.app[METRICS], plan, notification, now)
     if plan.new_incidents or any(c.rearm or c.resolved for c in plan.changes.values()):
         request.app[ESCALATION_WAKEUP].set()  # page now rather than at the next tick
     return json_response(
@@ -66,6 +70,22 @@ async def webhook(request: web.Request) -> web.Response:
             "invalid": [i.as_dict() for i in notification.invalid],
         }
     )
+
+
+def observe_plan(metrics: Metrics, plan: correlation.Plan, notification: Notification, now: datetime) -> None:
+    """Count what a committed webhook did."""
+    metrics.alerts_received({**plan.outcomes, "invalid": len(notification.invalid)})
+    firing = sum(1 for a in notification.alerts if a.status == "firing")
+    metrics.alert_statuses(firing, len(notification.alerts) - firing)
+    for ni in plan.new_incidents:
+        metrics.incident_transition("opened", ni.kind, ni.severity)
+    for ch in plan.changes.values():
+        if ch.reopened:
+            metrics.incident_transition("reopened", ch.kind, ch.severity)
+        if ch.resolved:
+            metrics.incident_transition("resolved", ch.kind, ch.severity)
+            if ch.first_seen is not None:
+                metrics.time_to_resolve(ch.kind, ch.severity, (now - ch.first_seen).total_seconds())
 
 
 def incident_json(row: asyncpg.Record) -> dict[str, Any]:
