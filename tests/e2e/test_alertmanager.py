@@ -31,11 +31,15 @@ from aiohttp import web
 from receiver.app import create_app
 from receiver.config import parse_config
 
-pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(60)]
-
 AM_BINARY = (
     os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 )
+pytestmark = [
+    pytest.mark.alertmanager,
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not os.path.exists(AM_BINARY),
+                       reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"),
+]
 ROUTE = "GET /api/items/{id}"
 KEY = f"{ROUTE}::latency"
 ALL_STATUSES = "open,acknowledged,silenced,resolved"
@@ -210,8 +214,6 @@ receivers:
 @pytest.fixture
 def alertmanagers(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
     """Start Alertmanagers; every one is stopped (and its log printed, shown on failure) in teardown."""
-    if not os.path.exists(AM_BINARY):
-        pytest.skip(f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager")
     started: list[Alertmanager] = []
 
     def start(name: str, receiver_url: str, token: str, *, cluster: bool = False,
