@@ -488,3 +488,23 @@ async def test_metrics_count_webhooks_escalations_and_deliveries(env: Any) -> No
     assert value("receiver_notifications_total", target_type="slack", result="delivered") == 1
     assert value("receiver_time_to_acknowledge_seconds_count", kind="latency", severity="critical") == 1
     assert value("receiver_active_incidents", status="acknowledged", severity="critical", kind="latency") == 1
+
+
+async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, database_url: str,
+                                                    slack: FakeSlack) -> None:
+    """The outbox row written before a restart is sent by the next process, once."""
+    config = make_config(slack)
+    first = await aiohttp_client(create_app(config, database_url, loops=False))
+    e1 = Env(first, slack, config)
+    await e1.post(payload(alert(instance="a", **CRIT)), T0)
+    await e1.app[ESCALATOR].tick(T0)  # decided and written, not yet delivered
+    await first.close()
+    assert slack.received == []
+
+    second = await aiohttp_client(create_app(config, database_url, loops=False))
+    e2 = Env(second, slack, config)
+    for seconds in (1, 2, 3):
+        await e2.tick(T0 + timedelta(seconds=seconds))
+    await e2.tick(T0 + timedelta(minutes=5))
+    assert slack.headlines() == ["Incident opened: GET /notifications/recent::latency",
+                                 "Escalated to level 1: GET /notifications/recent::latency"]

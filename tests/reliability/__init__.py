@@ -1,0 +1,1 @@
+"""Reliability scenarios (issue 7): faults, HA, load and hostile input."""
