@@ -398,6 +398,10 @@ async def test_lifecycle_api_auth_and_transitions(env: Any) -> None:
     assert (await e.act(inc["id"], "ack")).status == 200
     second = await e.act(inc["id"], "ack")
     assert second.status == 409 and "already acknowledged by alice" in (await second.json())["error"]
+    assert (await e.act(inc["id"], "silence", duration="1h", reason="deploy")).status == 200
+    inc = await e.incident()
+    assert events(inc, "silenced")[0]["detail"]["reason"] == "deploy"  # stored as an object, not a string
+    assert (await e.act(inc["id"], "unsilence")).status == 200
     assert (await e.act(inc["id"], "resolve")).status == 200
     again = await e.act(inc["id"], "ack")
     assert again.status == 409 and (await again.json())["error"] == "the incident is resolved"

@@ -204,7 +204,8 @@ class Store:
                     row["silenced_at"], row["silenced_by"], row["silence_reason"], row["status_before_silence"],
                     row["escalation_anchor_at"], row["next_escalation_at"],
                 )
-                await conn.execute(QUERIES["insert_event"], incident_id, now, event_type, actor, _dumps(detail))
+                # a jsonb parameter goes through the connection's JSON codec: pass the dict itself
+                await conn.execute(QUERIES["insert_event"], incident_id, now, event_type, actor, detail)
                 if row["status"] == "resolved" and notify_resolved(before):
                     await conn.execute(QUERIES["queue_resolve_notices"], incident_id, now)
                 after = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)

@@ -306,7 +306,7 @@ SET status = $2, acknowledged_by = $3, acknowledged_at = $4, resolved_at = $5, r
 WHERE id = $1;
 
 -- insert_event --
-INSERT INTO incident_events (incident_id, at, type, actor, detail) VALUES ($1, $2, $3, $4, $5::jsonb);
+INSERT INTO incident_events (incident_id, at, type, actor, detail) VALUES ($1, $2, $3, $4, $5);
 
 -- queue_resolve_notices --
 INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at, next_attempt_at)
