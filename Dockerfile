@@ -11,8 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# tini as PID 1: forwards SIGTERM to the receiver (so it stops the embedded PostgreSQL cleanly, also
-# while it is still starting) and reaps the postmaster once it has exited.
+# tini as PID 1: delivers SIGTERM to the receiver (a bare PID 1 ignores signals it has no handler for,
+# e.g. while it is still starting) and reaps the PostgreSQL postmaster once it has exited.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -63,6 +64,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args.config)
     host = args.host or config.host
     port = args.port or config.port
+
+    def stop_during_start(signum: int, frame: object) -> None:
+        # A SIGTERM while the database starts or migrates still runs the cleanup below (stopping an
+        # embedded PostgreSQL); once serving, aiohttp's own handler takes over for a graceful drain.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop_during_start)
     with database_url(config, args.data_dir) as url:
         log.info("database: %s", redact(url))
         if not args.no_migrate:

@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,14 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def resource_dir(name: str) -> Path:
-    """`migrations` or `templates`: inside the installed wheel, or beside the package in a checkout."""
-    try:
-        path = Path(str(resources.files(f"receiver.{name}")))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / name
+    """`migrations` or `templates`: inside the installed wheel, or beside the package in a checkout.
+
+    (They are data directories, not packages: `importlib.resources` would hand back a MultiplexedPath.)"""
+    here = Path(__file__).resolve().parent
+    installed = here / name
+    return installed if installed.is_dir() else here.parent / name
 
 
 def default_data_dir() -> Path:
@@ -46,7 +43,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pgdata"
-    log.info("embedded PostgreSQL: data in %s", pgdata)
+    _forget_dead_handles(pgdata)
     server = ep.get_server(pgdata, cleanup_mode="stop")
     url = server.get_uri(database="postgres")
     ensure_database(url, "receiver")
@@ -54,6 +51,32 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         yield url.replace("/postgres?", "/receiver?")
     finally:
         server._cleanup()
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """embedded-postgres stops the server when its last user exits, counting users in a file of process
+    ids. A process killed before it could deregister stays there for good and the server would never stop:
+    drop ids of processes that no longer exist."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [p for p in pids if isinstance(p, int) and _pid_alive(p)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ensure_database(url: str, name: str) -> None:

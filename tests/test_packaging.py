@@ -26,10 +26,11 @@ IGNORE = shutil.ignore_patterns(
 )
 
 
-def run(args: list[str], *, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result  # type: ignore[no-any-return]
+def run(args: list[str], *, timeout: float = 60, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    assert result.returncode == 0, f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,8 @@ def dist_info(names: set[str]) -> str:
 
 
 def test_wheel_has_every_module(names: set[str]) -> None:
-    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "receiver").rglob("*.py") if "__pycache__" not in p.parts}
+    sources = (ROOT / "receiver").rglob("*.py")
+    modules = {p.relative_to(ROOT).as_posix() for p in sources if "__pycache__" not in p.parts}
     missing = sorted(modules - names)
     assert not missing, f"the wheel lacks modules (packages missing from pyproject?): {missing}"
     assert not any(n.startswith("tests/") for n in names), "tests are not part of the package"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..timeutil import parse_rfc3339
@@ -19,6 +19,10 @@ from ..timeutil import parse_rfc3339
 SUPPORTED_VERSION = "4"
 ALERT_STATUSES = ("firing", "resolved")
 _REPLACEMENT = "\ufffd"
+# asyncpg writes exactly these two instants as PostgreSQL 'infinity' and '-infinity' and reads them back as
+# *naive* datetime.max and datetime.min, which then cannot be compared with aware times: keep inside them.
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC)
+_EARLIEST = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 
 
 class PayloadError(ValueError):
@@ -179,9 +183,12 @@ def parse_alert(index: int, raw: Any) -> Alert:
 
 def _timestamp(name: str, value: str) -> datetime | None:
     try:
-        return parse_rfc3339(value)
+        parsed = parse_rfc3339(value)
     except ValueError as e:  # name the field: "startsAt" and "endsAt" fail with the same message
         raise ValueError(f'"{name}": {clean_text(str(e))}') from None
+    if parsed is not None and not _EARLIEST <= parsed <= _LATEST:
+        parsed = min(max(parsed, _EARLIEST), _LATEST)
+    return parsed
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .. import correlation
 from ..database import migration_ids
-from ..ingest.alertmanager import Notification, PayloadError, parse_body
+from ..ingest.alertmanager import Notification, PayloadError, clean_text, parse_body
 from ..keys import CONFIG, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
 from ..store import StoreUnavailable
@@ -105,7 +105,8 @@ def public_owner(owner: dict[str, Any]) -> dict[str, Any]:
 def _csv(request: web.Request, name: str) -> list[str]:
     values: list[str] = []
     for raw in request.query.getall(name, []):
-        values.extend(v.strip() for v in raw.split(",") if v.strip())
+        # cleaned as stored values are: PostgreSQL refuses NUL, which would otherwise be a 503
+        values.extend(clean_text(v.strip()) for v in raw.split(",") if v.strip())
     return values
 
 
@@ -118,8 +119,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        when = datetime.fromisoformat(stamp)
+        if when.tzinfo is None:  # cursors are written with an offset; a naive time cannot be compared
+            raise ValueError("cursor time without an offset")
+        return when.astimezone(UTC), uuid.UUID(ident)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):  # Overflow: year 1 at +05:00
         raise web.HTTPBadRequest(text="cursor is not valid") from None
 
 

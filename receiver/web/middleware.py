@@ -29,6 +29,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         reason = e.text if e.text and e.content_type == "text/plain" else e.reason
         return json_error(e.status, reason or e.reason)
+    except web.RequestPayloadError:  # e.g. a Content-Encoding that does not decode: bad input, never retried
+        return json_error(400, "the request body could not be read or decoded")
     except StoreUnavailable as e:
         log.warning("database unavailable during %s %s: %s", request.method, request.path, e)
         request.app[METRICS].database_error("ingest" if request.path == "/webhook" else "read")

@@ -6,6 +6,7 @@ action is a POST with a CSRF token bound to the session cookie plus an Origin ch
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -151,6 +152,19 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
+def event_detail(value: Any) -> dict[str, Any]:
+    """A timeline event's detail as a mapping. Events written by the lifecycle actions may hold their detail
+    as a JSON string inside jsonb (encoded twice); the page must render them either way."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {"detail": value}
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else {"detail": value}
+
+
 def common_labels(alerts: list[Any]) -> dict[str, str]:
     if not alerts:
         return {}
@@ -182,7 +196,7 @@ async def incident(request: web.Request) -> web.Response:
     if row is None:
         return _render(request, "error.html", status=404, message="There is no such incident.")
     alerts = await store.incident_alerts(incident_id)
-    events = await store.incident_events(incident_id)
+    events = [{**dict(e), "detail": event_detail(e["detail"])} for e in await store.incident_events(incident_id)]
     labels = common_labels(list(alerts))
     metadata = row["metadata"] or {}
     return _render(
@@ -230,6 +244,8 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
             "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the page's own
+        # form POSTs, and the CSRF Origin check needs the real origin. Other sites still get no referrer.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response

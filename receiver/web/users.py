@@ -123,12 +123,20 @@ def csrf_token(secret: str, sid: str) -> str:
 
 def check_csrf(secret: str, request: web.Request, submitted: str) -> str | None:
     """None when the request is safe, else why it is refused."""
-    origin = request.headers.get("Origin") or request.headers.get("Referer")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if origin == "null":
+        # Browsers send "Origin: null" for a page's own POSTs under a no-referrer policy, and from sandboxed
+        # or opaque contexts: believe it only when Fetch Metadata vouches for the same origin.
+        if fetch_site != "same-origin":
+            return "the request came from another site"
+        origin = None
+    origin = origin or request.headers.get("Referer")
     if origin:
         host = urlsplit(origin).netloc
         if host != request.host:
             return "the request came from another site"
-    elif request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
+    elif fetch_site not in (None, "same-origin", "none"):
         return "the request came from another site"
     sid = session_id(request)
     if sid is None:
