@@ -87,7 +87,8 @@ def slack_message(ctx: Context) -> dict[str, Any]:
         buttons.append({"type": "button", "text": {"type": "plain_text", "text": label}, "url": url})
     if buttons:
         blocks.append({"type": "actions", "elements": buttons[:5]})
-    return {"text": f"[{ctx.severity.upper()}] {headline(ctx)}"[:300], "blocks": blocks}
+    # the fallback text is mrkdwn too: escaped, so a label like <!channel> pings nobody
+    return {"text": escape_mrkdwn(f"[{ctx.severity.upper()}] {headline(ctx)}", 300), "blocks": blocks}
 
 
 def link_list(ctx: Context) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ import jinja2
 from aiohttp import web
 
 from .. import lifecycle
+from ..ingest.alertmanager import clean_text
 from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
 from ..timeutil import format_duration, utcnow
 from .actions import perform
@@ -64,7 +65,7 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
     for name in ("status", "severity", "route", "kind", "owner"):
         values: list[str] = []
         for raw in request.query.getall(name, []):
-            values.extend(v.strip()[:500] for v in raw.split(",") if v.strip())
+            values.extend(clean_text(v.strip()[:500]) for v in raw.split(",") if v.strip())
         out[name] = values
     return out
 

@@ -1,1 +1,0 @@
-"""Reliability scenarios (issue 7): faults, HA, load and hostile input."""
