@@ -512,3 +512,14 @@ async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, databas
     await e2.tick(T0 + timedelta(minutes=5))
     assert slack.headlines() == ["Incident opened: GET /notifications/recent::latency",
                                  "Escalated to level 1: GET /notifications/recent::latency"]
+
+
+async def test_resolved_by_hand_tells_who_was_paged(env: Any) -> None:
+    e = await env()
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.tick(T0)
+    inc = await e.incident()
+    assert (await e.act(inc["id"], "resolve")).status == 200
+    await e.tick(datetime.now(UTC))
+    assert e.slack.headlines()[-1].startswith("Resolved after")
+    assert len(e.slack.received) == 2

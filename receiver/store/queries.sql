@@ -98,17 +98,9 @@ WITH new_incidents AS (
          AS e(incident_id, type, actor, detail, ord)
     ORDER BY e.ord
 ), resolve_notices AS (
-    -- everyone who was paged hears that the incident resolved
-    INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
-                               next_attempt_at)
-    SELECT DISTINCT ON (n.incident_id, n.target)
-           n.incident_id, 'c' || i.escalation_cycle || ':resolve', -1, n.target, n.target_type, n.url, $1, $1
-    FROM notifications AS n JOIN incidents AS i ON i.id = n.incident_id
-    WHERE n.incident_id = any($30::uuid[]) AND n.level >= 0
-    ORDER BY n.incident_id, n.target, n.id
-    ON CONFLICT (incident_id, notification_key, target) DO NOTHING
+    SELECT queue_resolve_notices($30::uuid[], $1) AS queued
 )
-SELECT 1;
+SELECT queued FROM resolve_notices;
 
 -- list_incidents --
 -- Newest first, keyset-paginated on (first_seen, id). Empty filter arrays mean "any".
@@ -209,15 +201,8 @@ WITH expired_silences AS (
            jsonb_build_object('reason', 'no webhook touched any member alert', 'stale_after_seconds', $5::int)
     FROM stale_resolved
 ), notices AS (
-    INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
-                               next_attempt_at)
-    SELECT DISTINCT ON (n.incident_id, n.target)
-           n.incident_id, 'c' || s.escalation_cycle || ':resolve', -1, n.target, n.target_type, n.url, $1, $1
-    FROM notifications AS n JOIN stale_resolved AS s ON s.id = n.incident_id
-    WHERE n.level >= 0 AND s.severity = any($6::text[])
-    ORDER BY n.incident_id, n.target, n.id
-    ON CONFLICT (incident_id, notification_key, target) DO NOTHING
-    RETURNING id
+    SELECT queue_resolve_notices(
+        (SELECT coalesce(array_agg(id), '{}') FROM stale_resolved WHERE severity = any($6::text[])), $1) AS queued
 )
 SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
        (SELECT count(*) FROM ack_timeouts)::int AS ack_timeouts,
@@ -226,7 +211,7 @@ SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
        EXISTS (SELECT 1 FROM incidents WHERE status = 'open' AND next_escalation_at <= $1)
            OR EXISTS (SELECT 1 FROM unsilenced) OR EXISTS (SELECT 1 FROM ack_timeouts) AS escalation_due,
        EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1)
-           OR EXISTS (SELECT 1 FROM notices) AS delivery_due;
+           OR (SELECT queued FROM notices) > 0 AS delivery_due;
 
 -- claim_escalations --
 SELECT id, severity, escalation_level, escalation_anchor_at, escalation_cycle, owner
@@ -309,13 +294,7 @@ WHERE id = $1;
 INSERT INTO incident_events (incident_id, at, type, actor, detail) VALUES ($1, $2, $3, $4, $5);
 
 -- queue_resolve_notices --
-INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at, next_attempt_at)
-SELECT DISTINCT ON (n.target) n.incident_id, 'c' || i.escalation_cycle || ':resolve', -1, n.target, n.target_type,
-       n.url, $2, $2
-FROM notifications AS n JOIN incidents AS i ON i.id = n.incident_id
-WHERE n.incident_id = $1 AND n.level >= 0
-ORDER BY n.target, n.id
-ON CONFLICT (incident_id, notification_key, target) DO NOTHING;
+SELECT queue_resolve_notices(ARRAY[$1::uuid], $2);
 
 -- use_link --
 INSERT INTO used_links (signature, used_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING signature;

@@ -1,0 +1,1 @@
+DROP FUNCTION queue_resolve_notices(uuid[], timestamptz);
