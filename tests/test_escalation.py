@@ -141,7 +141,7 @@ async def test_open_pages_once(env: Any) -> None:
     inc = await e.incident()
     assert [x["type"] for x in events(inc, "paged", "notified")] == ["paged", "notified"]
     message = e.slack.received[0]
-    links = [b for b in message["blocks"] if b["type"] == "actions"][0]["elements"]
+    links = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
     assert links[0]["text"]["text"] == "Acknowledge"
     assert links[0]["url"].startswith(f"https://receiver.example/incidents/{inc['id']}/ack-link?exp=")
     assert {"Incident", "Graph"} <= {b["text"]["text"] for b in links}
