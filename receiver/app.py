@@ -126,7 +126,10 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_loop("escalation", tick, interval, stop, app[ESCALATION_WAKEUP],
                                      on_error=lambda e: _db_error(metrics, e, "tick")),
                             name="receiver-escalation"),
-        asyncio.create_task(run_loop("delivery", deliverer.deliver, interval, stop, app[DELIVERY_WAKEUP],
+        # the tick says when rows are due (new, or a retry's time has come) and wakes delivery; its own
+        # timer is only a safety net, so an idle replica costs one query per tick
+        asyncio.create_task(run_loop("delivery", deliverer.deliver, max(interval * 10, 30.0), stop,
+                                     app[DELIVERY_WAKEUP],
                                      on_error=lambda e: _db_error(metrics, e, "deliver")),
                             name="receiver-delivery"),
     ]

@@ -523,3 +523,24 @@ async def test_resolved_by_hand_tells_who_was_paged(env: Any) -> None:
     await e.tick(datetime.now(UTC))
     assert e.slack.headlines()[-1].startswith("Resolved after")
     assert len(e.slack.received) == 2
+
+
+async def test_tick_costs_one_query_idle_and_five_with_any_number_due(env: Any) -> None:
+    e = await env()
+    statements: list[str] = []
+    pool = e.app[ESCALATOR].store.pool
+    conns = [await pool.acquire() for _ in range(pool.get_max_size())]  # log on every pooled connection
+    for conn in conns:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        await pool.release(conn)
+    counts = {}
+    for n in (1, 30):
+        await e.post(payload(*(alert(path=f"/n{n}/{i}", instance="a", **CRIT) for i in range(n))), T0)
+        statements.clear()
+        result = await e.app[ESCALATOR].tick(T0)
+        assert len(result.escalations) == n
+        counts[n] = len(statements)
+    statements.clear()
+    await e.app[ESCALATOR].tick(T0 + timedelta(seconds=1))
+    assert len(statements) == 1
+    assert counts == {1: 5, 30: 5}  # timers, then BEGIN, claim, apply, COMMIT
