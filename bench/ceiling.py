@@ -1,0 +1,223 @@
+"""The database ceilings: the receiver's ingest work with no HTTP, run in their own process.
+
+`python -m bench.ceiling ingestor ...`  "Ingestor without HTTP": for every payload,
+    `Ingestor(config, Store(pool)).ingest(parse_body(body), now)` -- the receiver's own parse, mapping,
+    planner and SQL, one transaction per payload, N payloads in flight, the receiver's default pool.
+
+`python -m bench.ceiling record ...`   runs the same Ingestor once (untimed) through a pool proxy that
+    captures every statement `Store.ingest` sends (the named queries lock_keys, latest_members,
+    ingest_incidents, apply_ingest, with their exact arguments), in commit order, to a file.
+
+`python -m bench.ceiling replay ...`   "raw SQL ceiling": replays that capture on a fresh database with
+    asyncpg: the same statements with the same arguments, one transaction per payload, N connections
+    and N transactions in flight, and no Python work between statements (no parsing, mapping or
+    planning). `--ordered` (the default) keeps the commit order per incident key, which is what makes
+    the replay write exactly what the receiver wrote; unrelated payloads run concurrently.
+    `--free` drops that order (after the first payload), for storms of payloads that all update the
+    same incidents: the transactions then queue on the database's locks, as concurrent writers do.
+
+Each prints one JSON result on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import json
+import pickle
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from receiver.config import parse_config
+from receiver.database import create_pool
+from receiver.ingest.alertmanager import parse_body
+from receiver.ingest.service import Ingestor
+from receiver.store import Store, StoreUnavailable
+from receiver.timeutil import utcnow
+
+from .loadgen import Result, drive
+from .payloads import PayloadStream, Workload
+
+# (incident keys, alert count) of the payload being ingested by the current task
+_payload: contextvars.ContextVar[tuple[list[str], int]] = contextvars.ContextVar("payload")
+
+
+class _ConnProxy:
+    """Forwards to an asyncpg connection and records every statement sent with arguments."""
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+        self.statements: list[tuple[str, str, tuple[Any, ...]]] = []
+
+    def transaction(self, *a: Any, **kw: Any) -> Any:
+        return self._conn.transaction(*a, **kw)
+
+    def _recorded(self, method: str) -> Any:
+        real = getattr(self._conn, method)
+
+        async def call(query: str, *args: Any, **kw: Any) -> Any:
+            self.statements.append((method, query, args))
+            return await real(query, *args, **kw)
+
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("fetch", "fetchval", "fetchrow", "execute", "executemany"):
+            return self._recorded(name)
+        return getattr(self._conn, name)
+
+
+class _Acquire:
+    def __init__(self, owner: CapturingPool, cm: Any):
+        self.owner, self.cm = owner, cm
+        self.proxy: _ConnProxy | None = None
+
+    async def __aenter__(self) -> _ConnProxy:
+        self.proxy = _ConnProxy(await self.cm.__aenter__())
+        return self.proxy
+
+    async def __aexit__(self, et: Any, e: Any, tb: Any) -> Any:
+        result = await self.cm.__aexit__(et, e, tb)
+        if et is None and self.proxy is not None and self.proxy.statements:
+            # the transaction committed just before: commit order
+            keys, alerts = _payload.get(([], 0))
+            self.owner.log.append({"keys": keys, "alerts": alerts, "statements": self.proxy.statements})
+        return result
+
+
+class CapturingPool:
+    """An asyncpg pool whose connections record what is sent through them, for `Store(pool)`."""
+
+    def __init__(self, pool: Any):
+        self._pool = pool
+        self.log: list[dict[str, Any]] = []
+
+    def acquire(self, *a: Any, **kw: Any) -> _Acquire:
+        return _Acquire(self, self._pool.acquire(*a, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    return Workload(alerts_per_payload=args.alerts_per_payload, routes=args.routes, kinds=args.kinds,
+                    instances=args.instances, resolved_share=args.resolved_share, seed=args.seed)
+
+
+def _stream(args: argparse.Namespace) -> Iterator[tuple[bytes, int]]:
+    return iter(PayloadStream(_workload(args), group=args.storm_group))
+
+
+async def _ingestor_work(args: argparse.Namespace, capture: bool) -> tuple[Result, list[dict[str, Any]]]:
+    config = parse_config("", env={})
+    pool_size = args.pool or config.database.pool_max
+    pool = await create_pool(args.db, min_size=min(config.database.pool_min, pool_size), max_size=pool_size)
+    capturing = CapturingPool(pool) if capture else None
+    ingestor = Ingestor(config, Store(capturing if capturing is not None else pool))  # type: ignore[arg-type]
+
+    async def work(body: bytes) -> int:
+        notification = parse_body(body)
+        if capturing is not None:
+            keys = sorted({ingestor.map(a.labels).incident_key for a in notification.alerts})
+            _payload.set((keys, len(notification.alerts)))
+        try:
+            await ingestor.ingest(notification, utcnow())
+        except StoreUnavailable:
+            return 503
+        return 200
+
+    cpu = time.process_time()
+    try:
+        result = await drive(work, _stream(args), concurrency=args.concurrency, duration=args.duration,
+                             max_requests=args.max_requests, warmup=args.warmup)
+    finally:
+        await pool.close()
+    result.extra["cpu_s"] = time.process_time() - cpu
+    result.extra["pool_size"] = pool_size
+    return result, capturing.log if capturing is not None else []
+
+
+async def _replay(args: argparse.Namespace) -> Result:
+    with open(args.recording, "rb") as f:
+        entries: list[dict[str, Any]] = pickle.load(f)
+    n = len(entries)
+    deps: list[list[int]] = []
+    last: dict[str, int] = {}
+    for i, e in enumerate(entries):
+        if args.free:
+            deps.append([0] if i else [])
+        else:
+            deps.append(sorted({last[k] for k in e["keys"] if k in last}))
+            for k in e["keys"]:
+                last[k] = i
+    done = [asyncio.Event() for _ in range(n)]
+    pool = await create_pool(args.db, min_size=args.concurrency, max_size=args.concurrency)
+
+    async def work(i: int) -> int:
+        try:
+            for d in deps[i]:
+                await done[d].wait()
+            status = 200
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    for method, query, qargs in entries[i]["statements"]:
+                        await getattr(conn, method)(query, *qargs)
+            except Exception as e:  # counted as a failed "request", like a 503
+                print(f"replay {i}: {type(e).__name__}: {e}", file=sys.stderr)
+                status = 503
+            return status
+        finally:
+            done[i].set()
+
+    items = ((i, int(e["alerts"])) for i, e in enumerate(entries))
+    cpu = time.process_time()
+    try:
+        result = await drive(work, items, concurrency=args.concurrency, duration=args.duration,
+                             max_requests=n, warmup=args.warmup)
+    finally:
+        await pool.close()
+    result.extra["cpu_s"] = time.process_time() - cpu
+    result.extra["recorded_payloads"] = n
+    result.extra["mode"] = "free" if args.free else "ordered"
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
+    parser.add_argument("mode", choices=("ingestor", "record", "replay"))
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pool", type=int, default=0, help="pool size (ingestor/record; default: the receiver's)")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--max-requests", type=int, default=10_000_000)
+    parser.add_argument("--alerts-per-payload", type=int, default=10)
+    parser.add_argument("--routes", type=int, default=50)
+    parser.add_argument("--kinds", type=int, default=3)
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--resolved-share", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--storm-group", type=int, default=None)
+    parser.add_argument("--recording", type=Path)
+    parser.add_argument("--free", action="store_true")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    if args.mode == "replay":
+        result = asyncio.run(_replay(args))
+    else:
+        result, log = asyncio.run(_ingestor_work(args, capture=args.mode == "record"))
+        if args.mode == "record":
+            with open(args.recording, "wb") as f:
+                pickle.dump(log, f, protocol=pickle.HIGHEST_PROTOCOL)
+            result.extra["recorded_payloads"] = len(log)
+    result.extra["wall_seconds"] = time.perf_counter() - started
+    print(json.dumps(result.as_dict()))
+
+
+if __name__ == "__main__":
+    main()

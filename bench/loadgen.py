@@ -1,0 +1,216 @@
+"""The load generator: a fixed number of requests in flight over keep-alive connections, bounded by a
+request count and a time limit. Loopback targets only.
+
+Only 2xx responses that complete inside the measured window (end of the warm-up to the deadline) are
+counted, for throughput and for latency; latency is from send to the full response. Requests still in
+flight at the deadline are awaited, so that the server is idle when the next run starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+
+def check_loopback(url: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+@dataclass
+class Result:
+    """What one run measured."""
+
+    requests: int = 0  # completed 2xx requests in the measured window
+    alerts: int = 0  # alerts in those requests
+    non2xx: int = 0  # answered, but not 2xx (whole run, warm-up included)
+    errors: int = 0  # no answer at all: connection errors, timeouts (whole run)
+    seconds: float = 0.0  # measured window
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alerts_per_s(self) -> float:
+        return self.alerts / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["alerts_per_s"] = self.alerts_per_s
+        d["requests_per_s"] = self.requests_per_s
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class Recorder:
+    """Collects samples and turns them into a Result.
+
+    Counted: 2xx responses that *completed* inside the measured window, from the end of the warm-up to
+    the deadline (or to the last completion when the run ends early by count). Latency percentiles are
+    over the same responses. Non-2xx answers and errors are counted over the whole run.
+    """
+
+    def __init__(self, warmup: float, duration: float):
+        self.t0 = time.perf_counter()
+        self.warmup_end = self.t0 + warmup
+        self.deadline = self.warmup_end + duration
+        self.samples: list[tuple[float, float, int]] = []  # (ended, latency, alerts)
+        self.non2xx = 0
+        self.errors = 0
+        self.statuses: dict[str, int] = {}
+
+    def add(self, started: float, ended: float, alerts: int, status: int | None) -> None:
+        key = str(status) if status is not None else "error"
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+        if status is None:
+            self.errors += 1
+        elif not 200 <= status < 300:
+            self.non2xx += 1
+        else:
+            self.samples.append((ended, ended - started, alerts))
+
+    def result(self) -> Result:
+        last = max((s[0] for s in self.samples), default=self.warmup_end)
+        end = min(self.deadline, last)
+        counted = [s for s in self.samples if self.warmup_end <= s[0] <= end]
+        lat = sorted(s[1] for s in counted)
+        seconds = end - self.warmup_end if counted else 0.0
+        return Result(
+            requests=len(counted),
+            alerts=sum(s[2] for s in counted),
+            non2xx=self.non2xx,
+            errors=self.errors,
+            seconds=seconds,
+            p50_ms=percentile(lat, 50) * 1000,
+            p95_ms=percentile(lat, 95) * 1000,
+            p99_ms=percentile(lat, 99) * 1000,
+            max_ms=(lat[-1] * 1000) if lat else 0.0,
+            statuses=dict(self.statuses),
+            extra={"alerts_total": sum(s[2] for s in self.samples), "requests_total": len(self.samples)},
+        )
+
+
+async def drive(
+    work: Callable[[bytes], Awaitable[int | None]],
+    bodies: Iterator[tuple[bytes, int]],
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    warmup: float,
+    drain_timeout: float | None = None,
+) -> Result:
+    """Run `work(body)` (returning a status, or None for no answer) with `concurrency` in flight.
+    After the deadline, requests in flight are awaited (at most `drain_timeout` seconds, when given)."""
+    rec = Recorder(warmup, duration)
+    deadline = rec.deadline
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        while sent < max_requests and time.perf_counter() < deadline:
+            body, n = next(bodies)
+            sent += 1
+            started = time.perf_counter()
+            try:
+                status = await work(body)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                status = None
+            rec.add(started, time.perf_counter(), n, status)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    limit = None if drain_timeout is None else warmup + duration + drain_timeout
+    _, pending = await asyncio.wait(tasks, timeout=limit)
+    for t in pending:  # requests still unanswered after the drain time: abandoned, not counted
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    result = rec.result()
+    result.extra["abandoned"] = len(pending)
+    return result
+
+
+async def run_http(
+    url: str | list[str],
+    bodies: Iterator[tuple[bytes, int]],
+    *,
+    concurrency: int = 16,
+    duration: float = 10.0,
+    max_requests: int = 1_000_000,
+    warmup: float = 1.0,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    drain_timeout: float | None = None,
+) -> Result:
+    """POST webhook bodies to `url` (loopback only) and measure. Several URLs (replicas) take turns."""
+    urls = [url] if isinstance(url, str) else list(url)
+    for u in urls:
+        check_loopback(u)
+    turn = itertools.cycle(urls)
+    hdrs = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0", **(headers or {})}
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def post(body: bytes) -> int:
+            async with session.post(next(turn), data=body, headers=hdrs) as resp:
+                await resp.read()
+                return resp.status
+
+        return await drive(post, bodies, concurrency=concurrency, duration=duration, max_requests=max_requests,
+                           warmup=warmup, drain_timeout=drain_timeout)
+
+
+async def time_gets(url: str, n: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET `url` n times one after another (after one untimed warm-up); latency percentiles in ms."""
+    check_loopback(url)
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+    size = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        for i in range(n + 1):
+            t = time.perf_counter()
+            async with session.get(url, headers=headers or {}) as resp:
+                body = await resp.read()
+                status = resp.status
+            if i == 0:
+                continue
+            lat.append(time.perf_counter() - t)
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            size = len(body)
+    lat.sort()
+    return {"n": n, "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000,
+            "p99_ms": percentile(lat, 99) * 1000, "max_ms": lat[-1] * 1000, "statuses": statuses, "bytes": size}
