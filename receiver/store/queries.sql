@@ -6,10 +6,17 @@ FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k O
 
 -- latest_members --
 -- The latest known instance of each fingerprint, across incidents.
-SELECT DISTINCT ON (a.fingerprint) a.fingerprint, a.incident_id, a.status, a.starts_at
-FROM incident_alerts AS a
-WHERE a.fingerprint = any($1::text[])
-ORDER BY a.fingerprint, a.starts_at DESC, a.last_received_at DESC;
+-- One index probe per fingerprint (LIMIT 1), so the cost does not grow with history: a DISTINCT ON
+-- would read every past instance of a recurring fingerprint.
+SELECT f.fingerprint, m.incident_id, m.status, m.starts_at
+FROM unnest($1::text[]) AS f(fingerprint),
+LATERAL (
+    SELECT a.incident_id, a.status, a.starts_at
+    FROM incident_alerts AS a
+    WHERE a.fingerprint = f.fingerprint
+    ORDER BY a.starts_at DESC, a.last_received_at DESC
+    LIMIT 1
+) AS m;
 
 -- ingest_incidents --
 -- Active incidents of the keys, incidents named by members, and per key the latest incident
