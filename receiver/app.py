@@ -56,7 +56,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_size=config.database.pool_max,
         timeout=config.database.connect_timeout,
     )
-    store = Store(pool)
+    store = Store(pool, max_ingest_transactions=config.database.max_ingest_transactions)
     app[STORE] = store
     app[INGESTOR] = Ingestor(config, store)
     app[ESCALATOR] = Escalator(config, store)

@@ -63,6 +63,7 @@ class DatabaseConfig:
     pool_min: int = 1
     pool_max: int = 8
     connect_timeout: float = 5.0
+    max_ingest_transactions: int = 4
 
 
 @dataclass(frozen=True)
@@ -599,6 +600,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         pool_min=db.get("pool_min", _positive_int, 1),
         pool_max=db.get("pool_max", _positive_int, 8),
         connect_timeout=db.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
+        max_ingest_transactions=db.get("max_ingest_transactions", _positive_int, 4),
     )
     db.finish()
     if database.pool_min > database.pool_max:

@@ -6,6 +6,7 @@ web layer answers with 503 so that Alertmanager retries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -65,8 +66,11 @@ def _dumps(value: Any) -> str:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, *, max_ingest_transactions: int | None = None):
         self.pool = pool
+        # Webhooks of one alert group lock the same keys: past a few concurrent transactions they only
+        # queue on those locks inside PostgreSQL, holding connections. Queueing here is cheaper.
+        self._ingest_slots = asyncio.Semaphore(max_ingest_transactions) if max_ingest_transactions else None
 
     # --- ingest ---------------------------------------------------------------------------------
 
@@ -85,10 +89,29 @@ class Store:
         alerts = correlation.dedupe(alerts)
         keys = sorted({mappings[a.fingerprint].incident_key for a in alerts})
         fingerprints = [a.fingerprint for a in alerts]
+        if not alerts:
+            return correlation.Plan()
+        if self._ingest_slots is None:
+            return await self._ingest(alerts, mappings, keys, fingerprints, now, reopen_window_start, external_url,
+                                      owner_snapshot, resolve_notice_severities)
+        async with self._ingest_slots:
+            return await self._ingest(alerts, mappings, keys, fingerprints, now, reopen_window_start, external_url,
+                                      owner_snapshot, resolve_notice_severities)
+
+    async def _ingest(
+        self,
+        alerts: list[Alert],
+        mappings: dict[str, Mapping],
+        keys: list[str],
+        fingerprints: list[str],
+        now: datetime,
+        reopen_window_start: datetime,
+        external_url: str,
+        owner_snapshot: Callable[[str], dict[str, Any]],
+        resolve_notice_severities: frozenset[str],
+    ) -> correlation.Plan:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if not alerts:
-                    return correlation.Plan()
                 await conn.fetchval(QUERIES["lock_keys"], keys)
                 member_rows = await conn.fetch(QUERIES["latest_members"], fingerprints)
                 members = {

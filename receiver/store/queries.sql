@@ -44,7 +44,7 @@ SELECT i.id, i.incident_key, i.status, i.severity, i.metadata, i.flap_count, i.r
 FROM incidents AS i
 WHERE i.id IN (SELECT id FROM wanted)
 ORDER BY i.id
-FOR UPDATE OF i;
+FOR NO KEY UPDATE OF i;
 
 -- apply_ingest --
 -- Write a correlation plan: new incidents, changed incidents, member alerts and timeline events,
@@ -159,7 +159,7 @@ WITH expired_silences AS (
     SELECT id FROM incidents
     WHERE status = 'silenced' AND silenced_until <= $1
     ORDER BY silenced_until LIMIT $4
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ), unsilenced AS (
     UPDATE incidents AS i
     SET status = coalesce(i.status_before_silence, 'open'),
@@ -175,7 +175,7 @@ WITH expired_silences AS (
     WHERE $3::timestamptz IS NOT NULL AND i.status = 'acknowledged' AND i.acknowledged_at <= $3
       AND EXISTS (SELECT 1 FROM incident_alerts AS a WHERE a.incident_id = i.id AND a.status = 'firing')
     ORDER BY i.acknowledged_at LIMIT $4
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ), ack_timeouts AS (
     UPDATE incidents AS i
     SET status = 'open', acknowledged_by = NULL, acknowledged_at = NULL,
@@ -189,7 +189,7 @@ WITH expired_silences AS (
     WHERE status <> 'resolved' AND last_seen <= $2
       AND id NOT IN (SELECT id FROM expired_silences) AND id NOT IN (SELECT id FROM timed_out)
     ORDER BY last_seen LIMIT $4
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ), stale_resolved AS (
     UPDATE incidents AS i
     SET status = 'resolved', resolved_at = $1, resolved_by = 'receiver', next_escalation_at = NULL,
@@ -226,7 +226,7 @@ FROM incidents
 WHERE status = 'open' AND next_escalation_at <= $1
 ORDER BY next_escalation_at
 LIMIT $2
-FOR UPDATE SKIP LOCKED;
+FOR NO KEY UPDATE SKIP LOCKED;
 
 -- apply_escalations --
 -- $1 now; levels and timers; outbox rows (the unique key makes a page exactly-once); events.
@@ -258,7 +258,7 @@ WITH due AS (
     WHERE status = 'pending' AND next_attempt_at <= $1
     ORDER BY next_attempt_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE notifications AS n
 SET attempts = n.attempts + 1, next_attempt_at = $1 + $3::interval
@@ -288,7 +288,7 @@ WITH outcome AS (
 SELECT 1;
 
 -- lock_incident --
-SELECT * FROM incidents WHERE id = $1 FOR UPDATE;
+SELECT * FROM incidents WHERE id = $1 FOR NO KEY UPDATE;
 
 -- update_lifecycle --
 UPDATE incidents
