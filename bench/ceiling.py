@@ -1,8 +1,9 @@
 """The database ceilings: the receiver's ingest work with no HTTP, run in their own process.
 
 `python -m bench.ceiling ingestor ...`  "Ingestor without HTTP": for every payload,
-    `Ingestor(config, Store(pool)).ingest(parse_body(body), now)` -- the receiver's own parse, mapping,
-    planner and SQL, one transaction per payload, N payloads in flight, the receiver's default pool.
+    `Ingestor(config, Store(pool, ...)).ingest(parse_body(body), now)` -- the receiver's own parse, mapping,
+    planner and SQL, one transaction per payload, N payloads in flight, built as receiver/app.py builds them
+    (default config: pool size, max_ingest_transactions).
 
 `python -m bench.ceiling record ...`   runs the same Ingestor once (untimed) through a pool proxy that
     captures every statement `Store.ingest` sends (the named queries lock_keys, latest_members,
@@ -103,6 +104,14 @@ class CapturingPool:
         return getattr(self._pool, name)
 
 
+def _store_options(config: Any) -> dict[str, Any]:
+    """The options receiver/app.py passes to Store(...), so that this row is the receiver minus HTTP."""
+    options = {}
+    if hasattr(config.database, "max_ingest_transactions"):
+        options["max_ingest_transactions"] = config.database.max_ingest_transactions
+    return options
+
+
 def _workload(args: argparse.Namespace) -> Workload:
     return Workload(alerts_per_payload=args.alerts_per_payload, routes=args.routes, kinds=args.kinds,
                     instances=args.instances, resolved_share=args.resolved_share, seed=args.seed)
@@ -117,7 +126,8 @@ async def _ingestor_work(args: argparse.Namespace, capture: bool) -> tuple[Resul
     pool_size = args.pool or config.database.pool_max
     pool = await create_pool(args.db, min_size=min(config.database.pool_min, pool_size), max_size=pool_size)
     capturing = CapturingPool(pool) if capture else None
-    ingestor = Ingestor(config, Store(capturing if capturing is not None else pool))  # type: ignore[arg-type]
+    ingestor = Ingestor(config, Store(capturing if capturing is not None else pool,  # type: ignore[arg-type]
+                                      **_store_options(config)))
 
     async def work(body: bytes) -> int:
         notification = parse_body(body)

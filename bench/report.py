@@ -148,8 +148,10 @@ def markdown(r: dict[str, Any]) -> str:
     if "history" in r:
         h = r["history"]
         pre = h["preload"]
-        out.append(f"### History: {h['incidents']:,} resolved incidents preloaded ({pre['rows']}, {pre['size']}) vs "
-                   f"an empty database; receiver over HTTP at {h['alerts_per_payload']} alerts/payload\n")
+        rows = pre["rows"]
+        out.append(f"### History: {h['incidents']:,} resolved incidents preloaded ({rows.get('incident_alerts', 0):,} "
+                   f"member alerts, {rows.get('incident_events', 0):,} timeline events, {pre['size']}) vs an empty "
+                   f"database; receiver over HTTP at {h['alerts_per_payload']} alerts/payload\n")
         out.append("| database | alerts/s | p50 ms | p99 ms | non-2xx |")
         out.append("|---|---:|---:|---:|---:|")
         for name, v in h["variants"].items():
@@ -165,7 +167,8 @@ def markdown(r: dict[str, Any]) -> str:
 
     if "tick" in r:
         t = r["tick"]
-        out.append(f"### Escalation tick: {t['incidents']:,} active incidents, none due ({t['preload']['statuses']})\n")
+        mix = ", ".join(f"{n:,} {st}" for st, n in sorted(t["preload"]["statuses"].items(), key=lambda x: -x[1]))
+        out.append(f"### Escalation tick: {t['incidents']:,} active incidents ({mix}), none due\n")
         out.append("| config | ticks | median ms | p95 ms | max ms | work done |")
         out.append("|---|---:|---:|---:|---:|---:|")
         for label in ("default config", "ack_timeout 1h"):
@@ -188,8 +191,9 @@ def markdown(r: dict[str, Any]) -> str:
         for path, x in pg.items():
             if not isinstance(x, dict):
                 continue
+            codes = ", ".join(f"{n} x {c}" for c, n in x["statuses"].items())
             out.append(f"| `{path}` | {x['n']} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | {x['max_ms']:.1f} | "
-                       f"{x['statuses']} | {x['bytes']:,} |")
+                       f"{codes} | {x['bytes']:,} |")
             if path in ("/", "/metrics"):
                 targets.append((f"`GET {path}` < 100 ms with {pg['incidents']:,} active", f"p50 {x['p50_ms']:.1f} ms,"
                                 f" p95 {x['p95_ms']:.1f} ms",
