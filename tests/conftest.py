@@ -14,7 +14,6 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,15 +22,11 @@ from aiohttp import web
 from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.database import migrate
+from tests.helpers import with_database
 
 warnings.filterwarnings("ignore", module="platformdirs")
 
 DATA = Path(__file__).parent / "data"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")

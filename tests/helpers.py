@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ZERO = "0001-01-01T00:00:00Z"
 
@@ -52,3 +55,29 @@ def payload(*alerts: dict[str, Any], status: str | None = None, external_url: st
     }
     body.update(extra)
     return body
+
+
+def free_port(udp: bool = False) -> int:
+    """A free loopback port; with udp=True free for TCP and UDP alike (memberlist gossip uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            if not udp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import errors, sql
 
 from receiver.database import migrate, migration_ids, rollback_all
+from tests.helpers import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +45,6 @@ ORIGINAL_COLUMNS: dict[str, tuple[str, bool | None, str | None]] = {
 
 # yoyo's own bookkeeping; everything else in the schema belongs to the receiver.
 YOYO_TABLES = {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock"}
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ web layer answers with 503 so that Alertmanager retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -91,10 +92,7 @@ class Store:
         fingerprints = [a.fingerprint for a in alerts]
         if not alerts:
             return correlation.Plan()
-        if self._ingest_slots is None:
-            return await self._ingest(alerts, mappings, keys, fingerprints, now, reopen_window_start, external_url,
-                                      owner_snapshot, resolve_notice_severities)
-        async with self._ingest_slots:
+        async with self._ingest_slots or contextlib.nullcontext():
             return await self._ingest(alerts, mappings, keys, fingerprints, now, reopen_window_start, external_url,
                                       owner_snapshot, resolve_notice_severities)
 

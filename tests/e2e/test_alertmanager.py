@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +29,7 @@ from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import parse_config
+from tests.helpers import free_port, rfc3339
 
 AM_BINARY = (
     os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -47,27 +47,6 @@ T = TypeVar("T")
 
 
 # --- small helpers ---------------------------------------------------------------------------------
-
-
-def free_port(udp: bool = False) -> int:
-    """A free loopback port; with udp=True free for TCP and UDP alike (memberlist gossip uses both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            if not udp:
-                return port
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def am_alert(instance: str, starts_at: datetime, ends_at: datetime | None = None, **labels: str) -> dict[str, Any]:

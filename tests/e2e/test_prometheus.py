@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,6 +26,7 @@ import asyncpg
 import pytest
 
 from receiver.metrics import Metrics
+from tests.helpers import free_port
 from tests.test_metrics import RULES, dashboard_queries, grafana_to_promql, insert_incidents, metrics_app
 
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -39,12 +39,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (apt-get install prometheus)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, deadline: float = DEADLINE) -> T:

@@ -45,6 +45,8 @@ import asyncpg
 import psutil
 import pytest
 
+from tests.helpers import rfc3339
+
 from .conftest import TOKEN, receiver_config, sum_samples
 
 ALL = "open,acknowledged,silenced,resolved"
@@ -71,10 +73,6 @@ def report(scenario: str, **figures: Any) -> None:
     if os.environ.get("RELIABILITY_REPORT"):
         with open(os.environ["RELIABILITY_REPORT"], "a", encoding="utf-8") as f:
             f.write(json.dumps({"scenario": scenario, **figures}, default=str) + "\n")
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def fingerprint(labels: dict[str, str]) -> str:
