@@ -28,6 +28,7 @@ from .keys import (
     DATABASE_URL,
     DELIVERER,
     DELIVERY_WAKEUP,
+    DRAIN,
     ESCALATION_WAKEUP,
     ESCALATOR,
     HTTP_SESSION,
@@ -41,6 +42,7 @@ from .keys import (
 from .links import link_path
 from .metrics import Metrics, make_metrics_handler
 from .notify.delivery import Deliverer, Delivery
+from .server import Drain
 from .store import Store, StoreUnavailable
 from .web import actions, handlers, pages
 from .web.middleware import error_middleware, webhook_metrics
@@ -162,10 +164,13 @@ def templates() -> jinja2.Environment:
 
 def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
     """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
+    drain = Drain()
     app = web.Application(
         client_max_size=config.webhook.max_body_bytes,
-        middlewares=[webhook_metrics, error_middleware, pages.security_headers],
+        middlewares=[drain.middleware, webhook_metrics, error_middleware, pages.security_headers],
     )
+    app[DRAIN] = drain
+    app.on_response_prepare.append(drain.on_response_prepare)
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
     app[TEMPLATES] = templates()

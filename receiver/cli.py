@@ -7,6 +7,7 @@ over to the application factory.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -57,9 +58,9 @@ def _migrate_with_retry(url: str, deadline_seconds: float = 60.0) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .app import create_app
+    from .keys import DRAIN
+    from .server import serve
 
     config = _config(args.config)
     host = args.host or config.host
@@ -67,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def stop_during_start(signum: int, frame: object) -> None:
         # A SIGTERM while the database starts or migrates still runs the cleanup below (stopping an
-        # embedded PostgreSQL); once serving, aiohttp's own handler takes over for a graceful drain.
+        # embedded PostgreSQL); once serving, `serve` takes over for a graceful drain.
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop_during_start)
@@ -80,8 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.warning("the webhook accepts unauthenticated requests; set RECEIVER_WEBHOOK_TOKEN to require a token")
         app = create_app(config, url)
         log.info("receiver %s listening on http://%s:%d (webhook: POST /webhook)", __version__, host, port)
-        web.run_app(app, host=host, port=port, shutdown_timeout=args.shutdown_timeout, print=None,
-                    access_log=None)
+        asyncio.run(serve(app, app[DRAIN], host, port, args.shutdown_timeout))
     return 0
 
 

@@ -13,6 +13,7 @@ from .escalation import Escalator
 from .ingest.service import Ingestor
 from .metrics import Metrics
 from .notify.delivery import Deliverer
+from .server import Drain
 from .store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -28,3 +29,4 @@ ESCALATION_WAKEUP = web.AppKey("escalation_wakeup", asyncio.Event)
 DELIVERY_WAKEUP = web.AppKey("delivery_wakeup", asyncio.Event)
 LOOPS = web.AppKey("loops", list)
 METRICS = web.AppKey("metrics", Metrics)
+DRAIN = web.AppKey("drain", Drain)

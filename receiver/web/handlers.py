@@ -15,7 +15,7 @@ from aiohttp import web
 from .. import correlation
 from ..database import migration_ids
 from ..ingest.alertmanager import Notification, PayloadError, clean_text, parse_body
-from ..keys import CONFIG, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
+from ..keys import CONFIG, DRAIN, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
@@ -179,6 +179,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].draining:
+        return json_error(503, "shutting down")
     store = request.app[STORE]
     try:
         await store.ping()
