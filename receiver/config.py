@@ -257,6 +257,15 @@ class _Doc:
         return ConfigError(f"{where}: {path}: {reason}")
 
 
+def _sections(doc: _Doc, value: Any, path: str, what: str) -> list[_Section]:
+    """A list of mappings (absent: empty), each read as a _Section named `path[i]`."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise doc.error(path, f"expected a list of {what}")
+    return [_Section(doc, item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
 class _Section:
     """Reads one mapping of the document, rejecting keys nobody asked for."""
 
@@ -367,14 +376,9 @@ def _severity(value: Any) -> str:
 
 
 def _rules(doc: _Doc, value: Any) -> tuple[rules_mod.Rule, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise doc.error("rules", "expected a list of rules")
     out = []
     names: set[str] = set()
-    for i, item in enumerate(value):
-        s = _Section(doc, item, f"rules[{i}]")
+    for i, s in enumerate(_sections(doc, value, "rules", "rules")):
         name = s.get("name", _string, f"rule-{i + 1}")
         if name in names or name == rules_mod.DEFAULT_RULE:
             raise doc.error(s.key("name"), f"rule name {name!r} is used twice")
@@ -412,13 +416,8 @@ def _bool(value: Any) -> bool:
 
 
 def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
-    if value is None:
-        return {}
-    if not isinstance(value, list):
-        raise doc.error("owners", "expected a list of owners")
     owners: dict[str, Owner] = {}
-    for i, item in enumerate(value):
-        s = _Section(doc, item, f"owners[{i}]")
+    for s in _sections(doc, value, "owners", "owners"):
         name = s.get("name", _string, None)
         if not name:
             raise doc.error(s.key("name"), "an owner needs a name")
@@ -429,11 +428,7 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
         if slack is not None:
             targets.append(Target(f"{name}/slack", "slack", _checked_url(doc, s.key("slack_url_env"), slack)))
         s.used.add("webhooks")
-        hooks = s.value.get("webhooks") or []
-        if not isinstance(hooks, list):
-            raise doc.error(s.key("webhooks"), "expected a list of webhooks")
-        for j, hook in enumerate(hooks):
-            h = _Section(doc, hook, s.key(f"webhooks[{j}]"))
+        for j, h in enumerate(_sections(doc, s.value.get("webhooks"), s.key("webhooks"), "webhooks")):
             url = h.secret("url", env)
             if url is None:
                 raise doc.error(h.key("url_env"), "a webhook needs url_env or url_file")
@@ -457,11 +452,8 @@ def _policy(doc: _Doc, value: Any, path: str, default: Policy) -> Policy:
     s.used.add("steps")
     steps = default.steps
     if steps_raw is not None:
-        if not isinstance(steps_raw, list):
-            raise doc.error(s.key("steps"), "expected a list of steps")
         parsed: list[Step] = []
-        for j, raw in enumerate(steps_raw):
-            st = _Section(doc, raw, s.key(f"steps[{j}]"))
+        for st in _sections(doc, steps_raw, s.key("steps"), "steps"):
             after = st.get("after", _duration, None)
             if after is None:
                 raise doc.error(st.key("after"), "a step needs after: (a duration)")
@@ -507,11 +499,7 @@ def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
 
     users = []
     s.used.add("users")
-    raw_users = s.value.get("users") or []
-    if not isinstance(raw_users, list):
-        raise doc.error(s.key("users"), "expected a list of {name, password_hash}")
-    for i, raw in enumerate(raw_users):
-        u = _Section(doc, raw, s.key(f"users[{i}]"))
+    for u in _sections(doc, s.value.get("users"), s.key("users"), "{name, password_hash}"):
         name = u.get("name", _string, None)
         inline = u.get("password_hash", _string, None)  # a hash is not the password; it may be inline
         u.used.update({"password_hash_env", "password_hash_file"})
@@ -523,9 +511,9 @@ def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
         elif from_file:
             inline = _read_secret_file(doc, u.key("password_hash_file"), str(from_file))
         if not name or not inline:
-            raise doc.error(s.key(f"users[{i}]"), "a user needs a name and password_hash (receiver hash-password)")
+            raise doc.error(u.path, "a user needs a name and password_hash (receiver hash-password)")
         if not inline.startswith("scrypt$") or inline.count("$") != 5:
-            raise doc.error(s.key(f"users[{i}].password_hash"), "not a hash made by `receiver hash-password`")
+            raise doc.error(u.key("password_hash"), "not a hash made by `receiver hash-password`")
         users.append(User(name, Secret(inline)))
     proxy = s.section("proxy_auth") if s.value.get("proxy_auth") is not None else None
     header, trusted = None, ()
@@ -686,16 +674,12 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
 
     top.used.add("api_tokens")
     api_tokens = []
-    raw_tokens = data.get("api_tokens") or []
-    if not isinstance(raw_tokens, list):
-        raise doc.error("api_tokens", "expected a list of {name, token_env | token_file}")
-    for i, raw in enumerate(raw_tokens):
-        t = _Section(doc, raw, f"api_tokens[{i}]")
+    for t in _sections(doc, data.get("api_tokens"), "api_tokens", "{name, token_env | token_file}"):
         name = t.get("name", _string, None)
         token = t.secret("token", env)
         t.finish()
         if not name or token is None:
-            raise doc.error(f"api_tokens[{i}]", "an API token needs a name and token_env or token_file")
+            raise doc.error(t.path, "an API token needs a name and token_env or token_file")
         api_tokens.append(ApiToken(name, token))
 
     ui = _ui(doc, top.section("ui"), env)

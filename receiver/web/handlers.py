@@ -102,11 +102,12 @@ def public_owner(owner: dict[str, Any]) -> dict[str, Any]:
     return {"name": owner.get("name"), "targets": targets}
 
 
-def _csv(request: web.Request, name: str) -> list[str]:
+def query_list(request: web.Request, name: str, *, limit: int | None = None) -> list[str]:
+    """`?name=a,b&name=c` -> ["a", "b", "c"]; each value at most `limit` characters."""
     values: list[str] = []
     for raw in request.query.getall(name, []):
         # cleaned as stored values are: PostgreSQL refuses NUL, which would otherwise be a 503
-        values.extend(clean_text(v.strip()) for v in raw.split(",") if v.strip())
+        values.extend(clean_text(v.strip()[:limit]) for v in raw.split(",") if v.strip())
     return values
 
 
@@ -128,7 +129,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def list_incidents(request: web.Request) -> web.Response:
-    statuses = _csv(request, "status") or list(ACTIVE)
+    statuses = query_list(request, "status") or list(ACTIVE)
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
         return json_error(400, f"unknown status {bad[0][:32]!r}; expected any of {', '.join(STATUSES)}")
@@ -142,9 +143,9 @@ async def list_incidents(request: web.Request) -> web.Response:
     after = decode_cursor(cursor) if cursor else None
     rows = await request.app[STORE].list_incidents(
         statuses=statuses,
-        routes=_csv(request, "route"),
-        kinds=_csv(request, "kind"),
-        severities=_csv(request, "severity"),
+        routes=query_list(request, "route"),
+        kinds=query_list(request, "kind"),
+        severities=query_list(request, "severity"),
         after=after,
         limit=limit + 1,
     )

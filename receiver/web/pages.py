@@ -16,11 +16,10 @@ import jinja2
 from aiohttp import web
 
 from .. import lifecycle
-from ..ingest.alertmanager import clean_text
 from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
 from ..timeutil import format_duration, utcnow
 from .actions import perform
-from .handlers import decode_cursor, encode_cursor, parse_incident_id
+from .handlers import decode_cursor, encode_cursor, parse_incident_id, query_list
 from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, session_id
 
 SEVERITY_ORDER = ("critical", "warning")
@@ -61,13 +60,7 @@ def install_filters(env: jinja2.Environment) -> None:
 
 
 def _filters(request: web.Request) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name in ("status", "severity", "route", "kind", "owner"):
-        values: list[str] = []
-        for raw in request.query.getall(name, []):
-            values.extend(clean_text(v.strip()[:500]) for v in raw.split(",") if v.strip())
-        out[name] = values
-    return out
+    return {name: query_list(request, name, limit=500) for name in ("status", "severity", "route", "kind", "owner")}
 
 
 def viewer(request: web.Request) -> str | None:
