@@ -5,6 +5,7 @@ Everything returned is UTC-aware; callers pass `now` around instead of reading t
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -31,6 +32,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=8192)  # Alertmanager re-sends the same startsAt with every notification
 def parse_rfc3339(value: str) -> datetime | None:
     """Parse an RFC 3339 timestamp with 0 to 9 fraction digits and any offset.
 

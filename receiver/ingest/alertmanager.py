@@ -66,6 +66,8 @@ class Notification:
 
 def clean_text(value: str) -> str:
     """Make a string storable: PostgreSQL refuses NUL in text and jsonb, and UTF-8 refuses lone surrogates."""
+    if value.isascii():  # the usual case, and cheap to tell: no surrogate possible
+        return value.replace("\x00", _REPLACEMENT) if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", _REPLACEMENT)
     try:

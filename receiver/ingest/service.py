@@ -5,6 +5,7 @@ The web handler calls `Ingestor.ingest`; tests and the benchmark call it too.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -14,14 +15,21 @@ from ..rules import Mapping
 from ..store import Store
 from .alertmanager import Notification
 
+MAP_CACHE_SIZE = 16384  # label sets; a few MB at most
+
 
 class Ingestor:
     def __init__(self, config: Config, store: Store):
         self.config = config
         self.store = store
+        # Alertmanager re-sends every alert of a group with each notification: map a label set once.
+        self._map_items = functools.lru_cache(maxsize=MAP_CACHE_SIZE)(self._map_uncached)
 
     def map(self, labels: dict[str, str]) -> Mapping:
-        return self.config.map(labels)
+        return self._map_items(tuple(labels.items()))
+
+    def _map_uncached(self, items: tuple[tuple[str, str], ...]) -> Mapping:
+        return self.config.map(dict(items))
 
     def owner_snapshot(self, name: str) -> dict[str, Any]:
         """What the incident keeps of its owner, so a config change never re-routes it."""

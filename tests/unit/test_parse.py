@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver.ingest.alertmanager import (
     Notification,
@@ -394,6 +396,16 @@ def test_clean_text_replaces_nul_and_lone_surrogates() -> None:
     assert cleaned.startswith("x") and cleaned.endswith("z") and len(cleaned) == 5
     assert "\ud800" not in cleaned and "\udfff" not in cleaned
     assert clean_text("עברית ✓ 😀") == "עברית ✓ 😀"  # valid unicode is untouched
+
+
+# (st.text never yields lone surrogates; a list of characters does)
+@given(st.lists(st.characters(exclude_categories=()) | st.sampled_from("\x00\ud800\udfffé"), max_size=40).map("".join))
+def test_clean_text_is_storable_and_leaves_clean_text_alone(value: str) -> None:
+    cleaned = clean_text(value)
+    cleaned.encode("utf-8")  # never raises
+    assert "\x00" not in cleaned and len(cleaned) == len(value)
+    storable = "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    assert (cleaned == value) == storable
 
 
 def test_nul_and_surrogates_in_labels_are_replaced() -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from receiver.config import parse_config
+from receiver.ingest.service import Ingestor
 from receiver.rules import (
     DEFAULT_RULE,
     MAX_KEY_PART,
@@ -320,3 +324,19 @@ def test_multibyte_values_are_cut_on_character_boundaries() -> None:
     head, _, digest = route.partition("…")
     assert head and set(head) == {"é"}  # no half character, no replacement character
     assert len(digest) == 16
+
+
+@given(st.dictionaries(st.sampled_from(["alertname", "severity", "path", "method", "service", "kind"]),
+                       st.sampled_from(["", "HighLatency", "critical", "/a", "GET", "checkout", "error_rate"])))
+def test_the_ingestor_maps_like_the_config_whatever_it_cached(labels: dict[str, str]) -> None:
+    config = parse_config("""
+rules:
+  - match: ['service="checkout"']
+    route: "checkout {{ path }}"
+    kind: error_rate
+default_owner: team-a
+""", env={})
+    ingestor = Ingestor(config, store=None)  # type: ignore[arg-type]  # mapping needs no database
+    for _ in range(2):  # a miss, then a hit
+        assert ingestor.map(labels) == config.map(labels)
+    assert ingestor.map(dict(reversed(labels.items()))) == config.map(labels)
