@@ -87,10 +87,15 @@ def parse_body(body: bytes) -> Notification:
         raise PayloadError("the JSON is nested too deeply") from None
     except ValueError as e:
         raise PayloadError(f"the body is not valid JSON: {e}") from None
-    return parse_notification(data)
+    # In UTF-8 JSON, strings can only carry NUL as the escape \u0000 (a raw control character is invalid
+    # JSON), and lone surrogates as an escape or as UTF-8 bytes starting with 0xED (which Python's JSON
+    # decoder lets through). Without either, every string is storable as it is: no copy, no check.
+    # (json.loads also takes UTF-16 and UTF-32, where those bytes look different: always cleaned.)
+    unclean = json.detect_encoding(body) != "utf-8" or b"\\u" in body or b"\xed" in body
+    return parse_notification(data, clean=unclean)
 
 
-def parse_notification(data: Any) -> Notification:
+def parse_notification(data: Any, *, clean: bool = True) -> Notification:
     if not isinstance(data, dict):
         raise PayloadError("expected a JSON object")
     version = data.get("version")
@@ -118,7 +123,7 @@ def parse_notification(data: Any) -> Notification:
     invalid: list[InvalidAlert] = []
     for index, raw in enumerate(alerts_raw):
         try:
-            alerts.append(parse_alert(index, raw))
+            alerts.append(parse_alert(index, raw, clean=clean))
         except ValueError as e:
             fp = raw.get("fingerprint") if isinstance(raw, dict) else None
             invalid.append(InvalidAlert(index, clean_text(fp)[:64] if isinstance(fp, str) else None, str(e)))
@@ -138,16 +143,16 @@ def parse_notification(data: Any) -> Notification:
     )
 
 
-def parse_alert(index: int, raw: Any) -> Alert:
+def parse_alert(index: int, raw: Any, *, clean: bool = True) -> Alert:
     if not isinstance(raw, dict):
         raise ValueError("an alert must be a JSON object")
     status = raw.get("status")
     if status not in ALERT_STATUSES:
         raise ValueError('"status" must be "firing" or "resolved"')
-    labels = _labels(raw.get("labels"), "labels", required=True)
+    labels = _labels(raw.get("labels"), "labels", required=True, clean=clean)
     if not labels:
         raise ValueError('"labels" must not be empty')
-    annotations = _labels(raw.get("annotations"), "annotations", required=False)
+    annotations = _labels(raw.get("annotations"), "annotations", required=False, clean=clean)
     starts_raw = raw.get("startsAt")
     if not isinstance(starts_raw, str):
         raise ValueError('"startsAt" must be an RFC 3339 timestamp')
@@ -199,19 +204,20 @@ def label_fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def _labels(value: Any, name: str, *, required: bool) -> dict[str, str]:
+def _labels(value: Any, name: str, *, required: bool, clean: bool = True) -> dict[str, str]:
+    """A JSON object of strings; `clean=False` when the body is known to hold no unstorable string."""
     if value is None:
         if required:
             raise ValueError(f'"{name}" is required')
         return {}
     if not isinstance(value, dict):
         raise ValueError(f'"{name}" must be an object of strings')
-    out: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(val, str):
             raise ValueError(f'"{name}" must be an object of strings ({clean_text(key)[:64]!r} is not)')
-        out[clean_text(key)] = clean_text(val)
-    return out
+    if not clean:
+        return value
+    return {clean_text(key): clean_text(val) for key, val in value.items()}
 
 
 def _optional_str(data: dict[str, Any], name: str) -> str:

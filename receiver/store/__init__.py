@@ -360,14 +360,19 @@ def _apply_args(plan: correlation.Plan, now: datetime, notice_severities: frozen
         [x.reopened for x in c],
         [x.rearm for x in c],
         [x.clear_ack for x in c],
-        [x.incident_id for x in m],
-        [x.alert.fingerprint for x in m],
-        [x.status for x in m],
-        [_dumps(x.alert.labels) for x in m],
-        [_dumps(x.alert.annotations) for x in m],
-        [x.alert.starts_at for x in m],
-        [x.ends_at for x in m],
-        [x.alert.generator_url for x in m],
+        _dumps([
+            {
+                "incident_id": str(x.incident_id),
+                "fingerprint": x.alert.fingerprint,
+                "status": x.status,
+                "labels": x.alert.labels,
+                "annotations": x.alert.annotations,
+                "starts_at": x.alert.starts_at.isoformat(),
+                "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
+                "generator_url": x.alert.generator_url,
+            }
+            for x in m
+        ]),
         [x.incident_id for x in e],
         [x.type for x in e],
         [x.actor for x in e],

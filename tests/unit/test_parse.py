@@ -435,6 +435,32 @@ def test_nul_and_surrogates_in_labels_are_replaced() -> None:
     assert len([k for k in parsed.labels if k.startswith("k") and k != "key\ufffdnul"]) == 1
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_unstorable_strings_are_cleaned_in_every_json_encoding(encoding: str) -> None:
+    # (the parser skips cleaning for UTF-8 bodies without a \u escape or 0xED byte; the others must not slip by)
+    a = alert()
+    a["labels"]["note"] = "nul\x00here"
+    a["annotations"] = {"lone": "s\ud800"}
+    parsed = parse_body(json.dumps(payload(a)).encode(encoding, "surrogatepass")).alerts[0]
+    assert parsed.labels["note"] == "nul\ufffdhere"
+    parsed.annotations["lone"].encode("utf-8")
+
+
+def test_a_lone_surrogate_as_raw_utf8_bytes_is_cleaned() -> None:
+    body = json.dumps(payload(alert())).encode().replace(b'"summary": "', b'"summary": "\xed\xa0\x80', 1)
+    assert b"\xed\xa0\x80" in body and b"\\u" not in body
+    annotations = parse_body(body).alerts[0].annotations
+    assert annotations["summary"].startswith("?")
+    annotations["summary"].encode("utf-8")
+
+
+def test_clean_utf8_labels_are_kept_as_sent() -> None:
+    a = alert()
+    a["labels"]["team"] = "équipe ✓ 😀 한국어"
+    parsed = parse_body(json.dumps(payload(a), ensure_ascii=False).encode()).alerts[0]
+    assert parsed.labels == a["labels"]
+
+
 def test_nul_in_envelope_strings_is_replaced() -> None:
     n = parse(payload(alert(), receiver="r\x00", externalURL="http://am\x00", groupLabels={"a\x00": "b\x00"}))
     assert n.receiver == "r\ufffd"
