@@ -246,7 +246,7 @@ async def test_round_trips_do_not_grow_with_alerts(database_url: str) -> None:
     finally:
         await pool.close()
     assert counts[0] == counts[1] == counts[2], statements
-    assert counts[0] == 6, [s[:40] for s in statements]  # BEGIN, lock keys, latest members, incidents, apply, COMMIT
+    assert counts[0] == 4, [s[:40] for s in statements]  # BEGIN, lock keys and read state, apply, COMMIT
 
 
 async def test_manually_resolved_incident_ignores_resent_firing(ingestor: Ingestor, db: Any) -> None:

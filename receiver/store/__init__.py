@@ -110,17 +110,8 @@ class Store:
     ) -> correlation.Plan:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.fetchval(QUERIES["lock_keys"], keys)
-                member_rows = await conn.fetch(QUERIES["latest_members"], fingerprints)
-                members = {
-                    r["fingerprint"]: correlation.MemberState(
-                        r["fingerprint"], r["incident_id"], r["status"], r["starts_at"]
-                    )
-                    for r in member_rows
-                }
-                member_incidents = list({m.incident_id for m in members.values()})
-                rows = await conn.fetch(QUERIES["ingest_incidents"], keys, member_incidents, reopen_window_start)
-                state = _state(rows, members)
+                rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, reopen_window_start)
+                state = _state(rows)
                 plan = correlation.plan(
                     alerts, mappings, state, now, external_url=external_url, owner_snapshot=owner_snapshot
                 )
@@ -311,9 +302,12 @@ class Store:
             raise StoreUnavailable(type(e).__name__) from e
 
 
-def _state(rows: Sequence[asyncpg.Record], members: dict[str, correlation.MemberState]) -> correlation.State:
-    state = correlation.State(active={}, reopenable={}, incidents={}, members=members)
+def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
+    state = correlation.State(active={}, reopenable={}, incidents={}, members={})
     for r in rows:
+        for fingerprint, status, starts_at in zip(r["member_fingerprints"], r["member_statuses"], r["member_starts"],
+                                                  strict=True):
+            state.members[fingerprint] = correlation.MemberState(fingerprint, r["id"], status, starts_at)
         inc = correlation.IncidentState(
             id=r["id"],
             incident_key=r["incident_key"],

@@ -1,50 +1,7 @@
--- lock_keys --
--- Serialise webhooks per incident key. Locks are taken in one global order (by hash), so two
--- transactions locking overlapping keys queue instead of deadlocking.
-SELECT count(pg_advisory_xact_lock(h))
-FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS ordered;
-
--- latest_members --
--- The latest known instance of each fingerprint, across incidents.
--- One index probe per fingerprint (LIMIT 1), so the cost does not grow with history: a DISTINCT ON
--- would read every past instance of a recurring fingerprint.
-SELECT f.fingerprint, m.incident_id, m.status, m.starts_at
-FROM unnest($1::text[]) AS f(fingerprint),
-LATERAL (
-    SELECT a.incident_id, a.status, a.starts_at
-    FROM incident_alerts AS a
-    WHERE a.fingerprint = f.fingerprint
-    ORDER BY a.starts_at DESC, a.last_received_at DESC
-    LIMIT 1
-) AS m;
-
--- ingest_incidents --
--- Active incidents of the keys, incidents named by members, and per key the latest incident
--- resolved since $3 (reopen candidates); locked for the rest of the transaction.
-WITH recent AS (
-    SELECT r.id
-    FROM unnest($1::text[]) AS k,
-    LATERAL (
-        SELECT i.id FROM incidents AS i
-        WHERE i.incident_key = k AND i.status = 'resolved' AND i.resolved_at >= $3
-        ORDER BY i.resolved_at DESC LIMIT 1
-    ) AS r
-), wanted AS (
-    SELECT id FROM incidents WHERE incident_key = any($1::text[]) AND status <> 'resolved'
-    UNION SELECT unnest($2::uuid[])
-    UNION SELECT id FROM recent
-)
-SELECT i.id, i.incident_key, i.status, i.severity, i.metadata, i.flap_count, i.resolved_at, i.kind, i.first_seen,
-       i.id IN (SELECT id FROM recent) AS reopenable,
-       coalesce(
-           (SELECT array_agg(a.fingerprint) FROM incident_alerts AS a
-            WHERE a.incident_id = i.id AND a.status = 'firing'),
-           '{}'
-       ) AS firing
-FROM incidents AS i
-WHERE i.id IN (SELECT id FROM wanted)
-ORDER BY i.id
-FOR NO KEY UPDATE OF i;
+-- ingest_state --
+-- Lock the keys, then read the incidents to plan with and the latest instance of each fingerprint:
+-- one round trip (the function is in migrations/0006_ingest_state.sql). $3: reopen window start.
+SELECT * FROM ingest_state($1::text[], $2::text[], $3::timestamptz);
 
 -- apply_ingest --
 -- Write a correlation plan: new incidents, changed incidents, member alerts and timeline events,

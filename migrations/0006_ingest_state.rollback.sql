@@ -1,0 +1,1 @@
+DROP FUNCTION ingest_state(text[], text[], timestamptz);
