@@ -6,8 +6,8 @@
     (default config: pool size, max_ingest_transactions).
 
 `python -m bench.ceiling record ...`   runs the same Ingestor once (untimed) through a pool proxy that
-    captures every statement `Store.ingest` sends (the named queries lock_keys, latest_members,
-    ingest_incidents, apply_ingest, with their exact arguments), in commit order, to a file.
+    captures every statement `Store.ingest` sends (the named queries ingest_state and apply_ingest, with
+    their exact arguments), in commit order, to a file.
 
 `python -m bench.ceiling replay ...`   "raw SQL ceiling": replays that capture on a fresh database with
     asyncpg: the same statements with the same arguments, one transaction per payload, N connections
