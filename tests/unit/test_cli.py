@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from receiver.cli import main
+from receiver.cli import main, one_line_errors
 from tests.helpers import alert, payload
 
 
@@ -210,3 +212,25 @@ def test_explain_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.Captur
     cfg.write_text("rules:\n  - match: 5\n")
     assert main(["explain", "--config", str(cfg), "alertname=X"]) == 2
     assert f"{cfg}:2: rules[0].match" in capsys.readouterr().err
+
+
+def test_pool_warnings_lose_their_traceback_not_their_reason() -> None:
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+    except OSError:
+        record = logging.LogRecord("asyncpg.pool", logging.WARNING, __file__, 1, "Failed to restore %s", ("x",),
+                                   sys.exc_info())
+    assert one_line_errors(record)
+    line = logging.Formatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING Failed to restore x (ConnectionRefusedError: [Errno 111] Connect call failed " \
+                   "('127.0.0.1', 5432))"
+    assert "Traceback" not in line
+
+
+def test_errors_keep_their_traceback() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("asyncpg.pool", logging.ERROR, __file__, 1, "bad", None, sys.exc_info())
+    assert one_line_errors(record)
+    assert "Traceback" in logging.Formatter().format(record)
