@@ -66,8 +66,8 @@ async def page(client: Any, path: str, headers: dict[str, str] | None = None, st
     return text
 
 
-async def api_incident(client: Any, incident_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/api/incidents/{incident_id}")
+async def api_incident(client: Any, incident_id: str, headers: dict[str, str] = ALICE) -> dict[str, Any]:
+    resp = await client.get(f"/api/incidents/{incident_id}", headers=headers)
     assert resp.status == 200
     return dict(await resp.json())
 
@@ -555,7 +555,7 @@ async def test_the_proxy_header_is_accepted_from_a_trusted_address(aiohttp_clien
     detail = await page(client, f"/incidents/{incident_id}", headers=PROXY)
     resp = await act(client, incident_id, "ack", headers={**PROXY, "Origin": origin(client)}, csrf=csrf_of(detail))
     assert resp.status == 303
-    data = await api_incident(client, incident_id)
+    data = await api_incident(client, incident_id, headers=PROXY)
     assert data["acknowledged_by"] == "carol"
     assert ("acknowledged", "carol") in [(e["type"], e["actor"]) for e in data["events"]]
     # Basic auth is not configured here, so an Authorization header signs no one in
@@ -666,7 +666,8 @@ async def test_the_resolved_section_is_paginated(aiohttp_client: Any, database_u
     firing = [alert(path=f"/r/{i:02d}", severity="critical" if i % 2 else "warning") for i in range(30)]
     await ingest(client, *firing[:15])
     await ingest(client, *firing[15:])
-    opened = {r["id"] for r in (await (await client.get("/api/incidents?limit=100")).json())["incidents"]}
+    listed = await (await client.get("/api/incidents?limit=100", headers=ALICE)).json()
+    opened = {r["id"] for r in listed["incidents"]}
     assert len(opened) == 30
     # resolved in three webhooks: two batches share one resolved_at, so ties are broken by id
     for chunk in (firing[:10], firing[10:20], firing[20:]):
@@ -684,8 +685,8 @@ async def test_the_resolved_section_is_paginated(aiohttp_client: Any, database_u
     assert len(page2) == 5 and more_link(second, "Older") is None
     assert set(page1) | set(page2) == opened and not set(page1) & set(page2)
     # newest resolved first: the last webhook's incidents lead
-    last_batch = {r["id"] for r in (await (await client.get("/api/incidents?status=resolved&limit=100")).json())[
-        "incidents"] if r["route"] in {f"GET /r/{i:02d}" for i in range(20, 30)}}
+    listed = await (await client.get("/api/incidents?status=resolved&limit=100", headers=ALICE)).json()
+    last_batch = {r["id"] for r in listed["incidents"] if r["route"] in {f"GET /r/{i:02d}" for i in range(20, 30)}}
     assert set(page1[:10]) == last_batch
 
     # the filter is kept when paging
@@ -761,3 +762,31 @@ async def test_pages_render_with_no_incidents_and_refresh_off(aiohttp_client: An
     for html in (listing,):
         assert not re.search(r'(src|href)="(https?:)?//', html.split("<main>")[0])
 
+
+
+async def test_the_read_api_needs_sign_in_when_the_page_does(aiohttp_client: Any, database_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("READER_TOKEN", "reader-token-1234567890")
+    config = parse_config(json.dumps({"ui": {"users": [{"name": "alice", "password_hash": HASH}]},
+                                      "api_tokens": [{"name": "ci", "token_env": "READER_TOKEN"}]}))
+    client = await start(aiohttp_client, database_url, config)
+    [inc] = await ingest(client, alert())
+    for path in ("/api/incidents", f"/api/incidents/{inc['id']}"):
+        for headers in ({}, basic(password="wrong"), {"Authorization": "Bearer not-the-token"}):
+            resp = await client.get(path, headers=headers)
+            assert resp.status == 401, (path, headers)
+            assert "API token" in (await resp.json())["error"]
+            assert "Basic" in resp.headers["WWW-Authenticate"] and "Bearer" in resp.headers["WWW-Authenticate"]
+        for headers in (ALICE, {"Authorization": "Bearer reader-token-1234567890"}):
+            resp = await client.get(path, headers=headers)
+            assert resp.status == 200, (path, headers)
+            body = await resp.json()
+            ids = [i["id"] for i in body["incidents"]] if path == "/api/incidents" else [body["id"]]
+            assert ids == [inc["id"]]
+
+
+async def test_the_read_api_is_open_when_the_page_is(aiohttp_client: Any, database_url: str) -> None:
+    client = await start(aiohttp_client, database_url, make_config(users=False))
+    [inc] = await ingest(client, alert())
+    assert (await client.get("/api/incidents")).status == 200
+    assert (await client.get(f"/api/incidents/{inc['id']}")).status == 200

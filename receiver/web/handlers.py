@@ -19,8 +19,9 @@ from ..keys import CONFIG, DRAIN, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
-from .auth import webhook_authorized
+from .auth import api_actor, webhook_authorized
 from .middleware import json_error
+from .users import current_user
 
 STATUSES = ("open", "acknowledged", "silenced", "resolved")
 ACTIVE = ("open", "acknowledged", "silenced")
@@ -128,7 +129,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise web.HTTPBadRequest(text="cursor is not valid") from None
 
 
+def require_reader(request: web.Request) -> None:
+    """The read API shows what the status page shows: when the page needs sign-in, so does the API
+    (an API token, or a page user's Basic credentials or proxy header)."""
+    config = request.app[CONFIG]
+    if not config.ui.login_required:
+        return
+    if api_actor(config, request.headers.get("Authorization")) or current_user(config, request):
+        return
+    raise web.HTTPUnauthorized(
+        text=json.dumps({"error": "sign in (Basic) or send an API token (Bearer) to read incidents"}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="receiver", Basic realm="receiver", charset="UTF-8"'},
+    )
+
+
 async def list_incidents(request: web.Request) -> web.Response:
+    require_reader(request)
     statuses = query_list(request, "status") or list(ACTIVE)
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
@@ -164,6 +181,7 @@ def parse_incident_id(request: web.Request) -> uuid.UUID:
 
 
 async def get_incident(request: web.Request) -> web.Response:
+    require_reader(request)
     incident_id = parse_incident_id(request)
     store = request.app[STORE]
     row = await store.get_incident(incident_id)

@@ -259,7 +259,8 @@ async def seed(base: str) -> dict[str, str]:
             await post(payload(a, external_url="http://alertmanager.example:9093"))
         for a in RESOLVED:
             await post(payload({**a, "status": "resolved", "endsAt": "2026-11-27T11:00:00Z"}))
-        async with http.get(f"{base}/api/incidents?status=open,acknowledged,silenced,resolved&limit=100") as resp:
+        async with http.get(f"{base}/api/incidents?status=open,acknowledged,silenced,resolved&limit=100",
+                            headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
             ids = {i["route"]: i["id"] for i in (await resp.json())["incidents"]}
         async with http.post(f"{base}/api/incidents/{ids['GET /api/search']}/ack",
                              headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
@@ -347,7 +348,8 @@ async def test_triage_and_acknowledge_in_a_real_browser(aiohttp_server: Any, dat
         assert await page.js("location.pathname + location.search") == f"/incidents/{target}?done=ack", body[:500]
         assert await page.js("document.querySelector('.notice').textContent") == "Acknowledged."
         assert await page.js("!!document.querySelector('form[action$=\"/actions/unack\"]')")
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/api/incidents/{target}") as resp:
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"{base}/api/incidents/{target}", headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
             data = await resp.json()
         assert data["status"] == "acknowledged" and data["acknowledged_by"] == "alice", data
         assert [e["actor"] for e in data["events"] if e["type"] == "acknowledged"] == ["alice"]
