@@ -15,7 +15,8 @@ from ..rules import Mapping
 from ..store import Store
 from .alertmanager import Notification
 
-MAP_CACHE_SIZE = 16384  # label sets; a few MB at most
+MAP_CACHE_SIZE = 16384  # label sets
+MAP_CACHE_MAX_CHARS = 2048  # only label sets up to this size are cached: at most ~32 MB of keys
 
 
 class Ingestor:
@@ -26,6 +27,8 @@ class Ingestor:
         self._map_items = functools.lru_cache(maxsize=MAP_CACHE_SIZE)(self._map_uncached)
 
     def map(self, labels: dict[str, str]) -> Mapping:
+        if sum(len(k) + len(v) for k, v in labels.items()) > MAP_CACHE_MAX_CHARS:
+            return self.config.map(labels)  # a huge label set is not kept: the cache stays a few MB
         return self._map_items(tuple(labels.items()))
 
     def _map_uncached(self, items: tuple[tuple[str, str], ...]) -> Mapping:

@@ -340,3 +340,7 @@ default_owner: team-a
     for _ in range(2):  # a miss, then a hit
         assert ingestor.map(labels) == config.map(labels)
     assert ingestor.map(dict(reversed(labels.items()))) == config.map(labels)
+    cached = ingestor._map_items.cache_info().currsize
+    huge = {**labels, "description": "x" * 5000}  # mapped, not kept in the cache
+    assert ingestor.map(huge) == config.map(huge)
+    assert ingestor._map_items.cache_info().currsize == cached
