@@ -66,10 +66,10 @@ class Notification:
 
 def clean_text(value: str) -> str:
     """Make a string storable: PostgreSQL refuses NUL in text and jsonb, and UTF-8 refuses lone surrogates."""
-    if value.isascii():  # the usual case, and cheap to tell: no surrogate possible
-        return value.replace("\x00", _REPLACEMENT) if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", _REPLACEMENT)
+    if value.isascii():  # the usual case, and cheap to tell: no surrogate possible
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -91,8 +91,8 @@ def parse_body(body: bytes) -> Notification:
     # JSON), and lone surrogates as an escape or as UTF-8 bytes starting with 0xED (which Python's JSON
     # decoder lets through). Without either, every string is storable as it is: no copy, no check.
     # (json.loads also takes UTF-16 and UTF-32, where those bytes look different: always cleaned.)
-    unclean = json.detect_encoding(body) != "utf-8" or b"\\u" in body or b"\xed" in body
-    return parse_notification(data, clean=unclean)
+    needs_cleaning = json.detect_encoding(body) != "utf-8" or b"\\u" in body or b"\xed" in body
+    return parse_notification(data, clean=needs_cleaning)
 
 
 def parse_notification(data: Any, *, clean: bool = True) -> Notification:
