@@ -1,14 +1,50 @@
-"""Builders for Alertmanager-shaped payloads used across tests."""
+"""Builders for Alertmanager-shaped payloads used across tests, and the suite's one way to wait.
+
+Every wait in the suite is event-driven (poll a condition) with a generous deadline scaled by one setting,
+`RECEIVER_TEST_TIME_SCALE` (default 1): on a slow or shared machine, `RECEIVER_TEST_TIME_SCALE=3 pytest`
+triples every deadline. A deadline is a ceiling for failure, never a measurement: a test that passes
+does so as soon as its condition holds.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 ZERO = "0001-01-01T00:00:00Z"
+
+T = TypeVar("T")
+TIME_SCALE = max(1.0, float(os.environ.get("RECEIVER_TEST_TIME_SCALE") or 1))
+
+
+def deadline(seconds: float) -> float:
+    """`seconds` scaled by RECEIVER_TEST_TIME_SCALE: the one knob for slow machines."""
+    return seconds * TIME_SCALE
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0,
+                     interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy; fail after `deadline(timeout)` seconds."""
+    end = time.monotonic() + deadline(timeout)
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = await probe()
+        except (TimeoutError, OSError) as e:  # a server still starting, a connection refused
+            result, last_error = None, e
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline(timeout):.0f} s waiting for {what}"
+                                 + (f" (last error: {last_error!r})" if last_error else ""))
+        await asyncio.sleep(interval)
 
 
 def fp(labels: dict[str, str]) -> str:
