@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
-        print(f"receiver: configuration error: {e}", file=sys.stderr)
+        for error in e.errors:  # every error of the file, one line each
+            print(f"receiver: configuration error: {error}", file=sys.stderr)
         return 2
 
 

@@ -1,14 +1,17 @@
 """Configuration: one optional YAML file plus environment variables, validated once at start.
 
-Every section is a frozen dataclass. An unknown key or a bad value raises ConfigError naming the
-file, the line and the key. Secrets are never written in the file itself: the file names an
-environment variable (`*_env`) or a file (`*_file`) that holds them.
+Every section is a frozen dataclass. Every unknown key and bad value of a file is reported at once, in
+one ConfigError whose lines each name the file, the line and the key. Secrets are never written in the
+file itself: the file names an environment variable (`*_env`) or a file (`*_file`, relative to the
+config file) that holds them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +26,12 @@ DEFAULT_PORT = 9095
 
 
 class ConfigError(Exception):
-    """The configuration is not valid."""
+    """The configuration is not valid: one or more `file:line: key: reason` lines, in `errors`."""
+
+    def __init__(self, *errors: str, line: int = 0):
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+        self.line = line  # where the first error is, to sort errors found out of order
 
 
 @dataclass(frozen=True)
@@ -209,28 +217,34 @@ class Config:
 
 
 class _Doc:
-    """A parsed YAML document that remembers the line of every key, for error messages."""
+    """A parsed YAML document that remembers the line of every key, and collects every error found in it."""
 
-    def __init__(self, source: str, text: str):
+    def __init__(self, source: str, text: str, base_dir: Path | None = None):
         self.source = source
+        self.base_dir = base_dir
         self.lines: dict[str, int] = {}
+        self.errors: list[tuple[int, str]] = []
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as e:
+        except yaml.YAMLError as e:  # nothing after a syntax error can be trusted: the one error it is
             mark = getattr(e, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark else source
             raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
         self.data = self._convert(node, "") if node is not None else {}
 
     def _convert(self, node: yaml.Node, path: str) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        # A key's own line wins over its value's: `webhok:` holding a block mapping is reported where it is
+        # written, not on the line where its mapping starts.
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = str(self._scalar(key_node, path))
                 child = f"{path}.{key}" if path else key
                 if key in out:
-                    raise ConfigError(f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key")
+                    self.errors.append((key_node.start_mark.line + 1,
+                                        f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key"))
+                    continue
                 self.lines[child] = key_node.start_mark.line + 1
                 out[key] = self._convert(value_node, child)
             return out
@@ -240,21 +254,48 @@ class _Doc:
 
     def _scalar(self, node: yaml.Node, path: str) -> Any:
         # Tags and implicit types are resolved here, after compose: `!!int abc`, `2024-13-01` or an unsafe
-        # tag fail now, and must fail with the line like every other bad value.
+        # tag fail now, and must fail with the line like every other bad value (the key then counts as unset).
         try:
             return yaml.SafeLoader(" ").construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
             reason = getattr(e, "problem", None) or e
-            where = f"{self.source}:{node.start_mark.line + 1}"
-            raise ConfigError(f"{where}: {path or '<top>'}: not a valid value: {reason}") from None
+            line = node.start_mark.line + 1
+            self.errors.append((line, f"{self.source}:{line}: {path or '<top>'}: not a valid value: {reason}"))
+            return None
 
-    def error(self, path: str, reason: str) -> ConfigError:
+    def _where(self, path: str) -> tuple[int, str]:
         probe = path
         while probe and probe not in self.lines:
             probe = probe.rsplit(".", 1)[0] if "." in probe else ""
-        line = self.lines.get(probe)
-        where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {path}: {reason}")
+        line = self.lines.get(probe, 0)
+        return line, f"{self.source}:{line}" if line else self.source
+
+    def error(self, path: str, reason: str) -> ConfigError:
+        """An error to raise, for a check that cannot go on; `report` is for every other."""
+        line, where = self._where(path)
+        return ConfigError(f"{where}: {path}: {reason}", line=line)
+
+    def report(self, path: str, reason: str) -> None:
+        """Note an error and go on, so that one run lists every error of the file."""
+        line, where = self._where(path)
+        self.errors.append((line, f"{where}: {path}: {reason}"))
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """A ConfigError raised inside is noted like a reported one; checking goes on after the block."""
+        try:
+            yield
+        except ConfigError as e:
+            self.errors.extend((e.line, error) for error in e.errors)
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            ordered = sorted(dict.fromkeys(self.errors), key=lambda e: e[0])  # by line, each error once
+            raise ConfigError(*(message for _, message in ordered), line=ordered[0][0])
+
+    def path_of(self, file_name: str) -> Path:
+        """A file named in the config; a relative name is relative to the config file, as in Prometheus."""
+        return (self.base_dir or Path()) / file_name
 
 
 def _sections(doc: _Doc, value: Any, path: str, what: str) -> list[_Section]:
@@ -262,7 +303,8 @@ def _sections(doc: _Doc, value: Any, path: str, what: str) -> list[_Section]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise doc.error(path, f"expected a list of {what}")
+        doc.report(path, f"expected a list of {what}")
+        return []
     return [_Section(doc, item, f"{path}[{i}]") for i, item in enumerate(value)]
 
 
@@ -274,9 +316,11 @@ class _Section:
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise doc.error(path or "<top>", "expected a mapping")
+            doc.report(path or "<top>", "expected a mapping")
+            value = {}
         self.value: dict[str, Any] = value
         self.used: set[str] = set()
+        self.refused: set[str] = set()  # accepted only to say why not (inline secrets): never suggested
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -288,47 +332,64 @@ class _Section:
         try:
             return convert(self.value[name])
         except (ValueError, TypeError, rules_mod.RuleError) as e:
-            raise self.doc.error(self.key(name), str(e)) from None
+            self.doc.report(self.key(name), str(e))
+            return default
 
     def section(self, name: str) -> _Section:
         self.used.add(name)
         return _Section(self.doc, self.value.get(name), self.key(name))
 
     def secret(self, name: str, env: Mapping[str, str]) -> Secret | None:
-        """`<name>_env` names an environment variable, `<name>_file` a file; inline values are refused."""
+        """`<name>_env` names an environment variable, `<name>_file` a file; inline values are refused.
+
+        A variable or file the config names must hold a value: a secret asked for and missing is an
+        error, never silently no secret."""
         self.used.update({name, f"{name}_env", f"{name}_file"})
+        self.refused.add(name)
         if name in self.value:
-            raise self.doc.error(
-                self.key(name), f"secrets are not written in the config; use {name}_env or {name}_file"
-            )
+            self.doc.report(self.key(name), f"secrets are not written in the config; use {name}_env or {name}_file")
+            return None
         env_name = self.value.get(f"{name}_env")
         file_name = self.value.get(f"{name}_file")
         if env_name and file_name:
-            raise self.doc.error(self.key(f"{name}_env"), f"set {name}_env or {name}_file, not both")
+            self.doc.report(self.key(f"{name}_env"), f"set {name}_env or {name}_file, not both")
+            return None
         if env_name:
             if not isinstance(env_name, str):
-                raise self.doc.error(self.key(f"{name}_env"), "expected an environment variable name")
+                self.doc.report(self.key(f"{name}_env"), "expected an environment variable name")
+                return None
             value = env.get(env_name)
             if not value:
-                raise self.doc.error(self.key(f"{name}_env"), f"environment variable {env_name} is not set")
+                self.doc.report(self.key(f"{name}_env"), f"environment variable {env_name} is not set")
+                return None
             return Secret(value)
         if file_name:
-            return Secret(_read_secret_file(self.doc, self.key(f"{name}_file"), str(file_name)))
+            secret = _read_secret_file(self.doc, self.key(f"{name}_file"), str(file_name))
+            return Secret(secret) if secret is not None else None
         return None
 
+    def names_secret(self, name: str) -> bool:
+        """The section names this secret some way (so a missing value was reported by `secret`)."""
+        return any(key in self.value for key in (name, f"{name}_env", f"{name}_file"))
+
     def finish(self) -> None:
+        known = sorted(self.used - self.refused)
         for name in self.value:
             if name not in self.used:
-                raise self.doc.error(self.key(name), "unknown key")
+                near = difflib.get_close_matches(str(name), known, n=1)
+                hint = f"; did you mean {near[0]}?" if near else ""
+                self.doc.report(self.key(name), f"unknown key{hint}")
 
 
-def _read_secret_file(doc: _Doc, path: str, file_name: str) -> str:
+def _read_secret_file(doc: _Doc, path: str, file_name: str) -> str | None:
     try:
-        value = Path(file_name).read_text(encoding="utf-8").strip()
+        value = doc.path_of(file_name).read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise doc.error(path, f"cannot read {file_name}: {e.strerror}") from None
+        doc.report(path, f"cannot read {file_name}: {e.strerror}")
+        return None
     if not value:
-        raise doc.error(path, f"{file_name} is empty")
+        doc.report(path, f"{file_name} is empty")
+        return None
     return value
 
 
@@ -381,11 +442,13 @@ def _rules(doc: _Doc, value: Any) -> tuple[rules_mod.Rule, ...]:
     for i, s in enumerate(_sections(doc, value, "rules", "rules")):
         name = s.get("name", _string, f"rule-{i + 1}")
         if name in names or name == rules_mod.DEFAULT_RULE:
-            raise doc.error(s.key("name"), f"rule name {name!r} is used twice")
+            doc.report(s.key("name"), f"rule name {name!r} is used twice")
         names.add(name)
         matchers = s.get("match", _matchers, None)
         if matchers is None:
-            raise doc.error(s.key("match"), "a rule needs matchers (use match: [] to match everything)")
+            if "match" not in s.value or s.value["match"] is None:  # a bad one was reported by get
+                doc.report(s.key("match"), "a rule needs matchers (use match: [] to match everything)")
+            matchers = ()
         rule = rules_mod.Rule(
             name=name,
             matchers=matchers,
@@ -420,9 +483,11 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
     for s in _sections(doc, value, "owners", "owners"):
         name = s.get("name", _string, None)
         if not name:
-            raise doc.error(s.key("name"), "an owner needs a name")
+            if "name" not in s.value or s.value["name"] is None:
+                doc.report(s.key("name"), "an owner needs a name")
+            name = f"{s.path}.name"  # checks go on under a name no rule can refer to
         if name in owners:
-            raise doc.error(s.key("name"), f"owner {name!r} is defined twice")
+            doc.report(s.key("name"), f"owner {name!r} is defined twice")
         targets: list[Target] = []
         slack = s.secret("slack_url", env)
         if slack is not None:
@@ -430,9 +495,10 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
         s.used.add("webhooks")
         for j, h in enumerate(_sections(doc, s.value.get("webhooks"), s.key("webhooks"), "webhooks")):
             url = h.secret("url", env)
-            if url is None:
-                raise doc.error(h.key("url_env"), "a webhook needs url_env or url_file")
-            targets.append(Target(f"{name}/webhook-{j + 1}", "webhook", _checked_url(doc, h.key("url_env"), url)))
+            if url is None and not h.names_secret("url"):
+                doc.report(h.key("url_env"), "a webhook needs url_env or url_file")
+            if url is not None:
+                targets.append(Target(f"{name}/webhook-{j + 1}", "webhook", _checked_url(doc, h.key("url_env"), url)))
             h.finish()
         matchers = s.get("match", _matchers, None)
         s.finish()
@@ -442,7 +508,7 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
 
 def _checked_url(doc: _Doc, path: str, url: Secret) -> Secret:
     if not url.value.startswith(("http://", "https://")):
-        raise doc.error(path, "the URL must start with http:// or https:// (its value is not shown)")
+        doc.report(path, "the URL must start with http:// or https:// (its value is not shown)")
     return url
 
 
@@ -455,12 +521,15 @@ def _policy(doc: _Doc, value: Any, path: str, default: Policy) -> Policy:
         parsed: list[Step] = []
         for st in _sections(doc, steps_raw, s.key("steps"), "steps"):
             after = st.get("after", _duration, None)
-            if after is None:
-                raise doc.error(st.key("after"), "a step needs after: (a duration)")
             notify = st.get("notify", _names, ("owner",))
             st.finish()
+            if after is None:
+                if "after" not in st.value or st.value["after"] is None:
+                    doc.report(st.key("after"), "a step needs after: (a duration)")
+                continue
             if parsed and after <= parsed[-1].after:
-                raise doc.error(st.key("after"), "steps must be in increasing order of after")
+                doc.report(st.key("after"), "steps must be in increasing order of after")
+                continue
             parsed.append(Step(after, notify))
         steps = tuple(parsed)
     repeat = s.section("repeat") if s.value.get("repeat") is not None else None
@@ -470,9 +539,10 @@ def _policy(doc: _Doc, value: Any, path: str, default: Policy) -> Policy:
         repeat_max = repeat.get("max", _positive_int, 3)
         repeat.finish()
         if repeat_every is None or repeat_every.total_seconds() <= 0:
-            raise doc.error(repeat.key("every"), "repeat needs every: (a positive duration)")
-        if not steps:
-            raise doc.error(repeat.key("every"), "repeat repeats the last step; add steps first")
+            doc.report(repeat.key("every"), "repeat needs every: (a positive duration)")
+            repeat_every, repeat_max = None, 0
+        elif not steps:
+            doc.report(repeat.key("every"), "repeat repeats the last step; add steps first")
     else:
         s.used.add("repeat")
     policy = Policy(
@@ -495,25 +565,28 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
-    import ipaddress
-
     users = []
     s.used.add("users")
     for u in _sections(doc, s.value.get("users"), s.key("users"), "{name, password_hash}"):
         name = u.get("name", _string, None)
         inline = u.get("password_hash", _string, None)  # a hash is not the password; it may be inline
+        where = "password_hash"
+        if inline is None and u.names_secret("password_hash"):
+            where = "password_hash_env" if "password_hash_env" in u.value else "password_hash_file"
+            secret = u.secret("password_hash", env)  # reports an unset variable or a missing file
+            inline = secret.value if secret is not None else None
+            if secret is None:
+                u.finish()
+                continue
         u.used.update({"password_hash_env", "password_hash_file"})
-        from_env = u.value.get("password_hash_env")
-        from_file = u.value.get("password_hash_file")
         u.finish()
-        if from_env:
-            inline = env.get(str(from_env))
-        elif from_file:
-            inline = _read_secret_file(doc, u.key("password_hash_file"), str(from_file))
         if not name or not inline:
-            raise doc.error(u.path, "a user needs a name and password_hash (receiver hash-password)")
+            if u.value.get("name") is None or not u.names_secret("password_hash"):
+                doc.report(u.path, "a user needs a name and password_hash (receiver hash-password)")
+            continue
         if not inline.startswith("scrypt$") or inline.count("$") != 5:
-            raise doc.error(u.key("password_hash"), "not a hash made by `receiver hash-password`")
+            doc.report(u.key(where), "not a hash made by `receiver hash-password`")
+            continue
         users.append(User(name, Secret(inline)))
     proxy = s.section("proxy_auth") if s.value.get("proxy_auth") is not None else None
     header, trusted = None, ()
@@ -521,10 +594,8 @@ def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
         header = proxy.get("header", _string, "X-Forwarded-User")
         trusted = tuple(proxy.get("trusted_proxies", _cidrs, ()))
         proxy.finish()
-        if not trusted:
-            raise doc.error(proxy.key("trusted_proxies"), "list the proxy addresses allowed to set the header")
-        for cidr in trusted:
-            ipaddress.ip_network(cidr, strict=False)
+        if not trusted and proxy.value.get("trusted_proxies") is None:  # a bad list was reported by get
+            doc.report(proxy.key("trusted_proxies"), "list the proxy addresses allowed to set the header")
     else:
         s.used.add("proxy_auth")
     ui = UiConfig(
@@ -563,12 +634,26 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{source}: cannot read the config file: {e.strerror}") from None
-    return parse_config(text, source=source, env=env)
+    return parse_config(text, source=source, env=env, base_dir=Path(path).parent if path is not None else None)
 
 
-def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    """Validate a whole config text; a ConfigError lists every error found, sorted by line.
+
+    `base_dir` is where relative `*_file` names are found (the config file's directory); None: the
+    working directory."""
     env = os.environ if env is None else env
-    doc = _Doc(source, text)
+    doc = _Doc(source, text, base_dir)
+    config = None
+    with doc.collecting():  # a check that still raises adds its error to those found before it
+        config = _parse(doc, env, source)
+    doc.raise_errors()
+    assert config is not None  # no error was collected, so _parse returned
+    return config
+
+
+def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
     top = _Section(doc, doc.data, "")
 
     listen = top.section("listen")
@@ -592,7 +677,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
     )
     db.finish()
     if database.pool_min > database.pool_max:
-        raise doc.error("database.pool_min", "must not exceed database.pool_max")
+        doc.report("database.pool_min", "must not exceed database.pool_max")
 
     wh = top.section("webhook")
     token = wh.secret("token", env)
@@ -605,8 +690,10 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         password = ba.secret("password", env)
         ba.finish()
         if not username or password is None:
-            raise doc.error("webhook.basic_auth", "needs username and password_env or password_file")
-        basic = BasicAuth(username, password)
+            if not (ba.value.get("username") and ba.names_secret("password")):  # else reported already
+                doc.report("webhook.basic_auth", "needs username and password_env or password_file")
+        else:
+            basic = BasicAuth(username, password)
     else:
         wh.used.add("basic_auth")
     webhook = WebhookConfig(
@@ -634,7 +721,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         owners[default_owner] = Owner(default_owner, targets)
     for i, rule in enumerate(rules):
         if rule.owner and rule.owner not in owners:
-            raise doc.error(f"rules[{i}].owner", f"no owner named {rule.owner!r} in owners")
+            doc.report(f"rules[{i}].owner", f"no owner named {rule.owner!r} in owners")
 
     esc = top.section("escalation")
     policies_section = esc.section("policies")
@@ -648,7 +735,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         for j, step in enumerate(policy.steps):
             for name in step.notify:
                 if name != "owner" and name not in owners:
-                    raise doc.error(f"escalation.policies.{sev}.steps[{j}].notify", f"no owner named {name!r}")
+                    doc.report(f"escalation.policies.{sev}.steps[{j}].notify", f"no owner named {name!r}")
     ack_timeout = esc.get("ack_timeout", _duration, None)
     escalation = EscalationConfig(
         interval=esc.get("interval", _duration, EscalationConfig.interval),
@@ -679,7 +766,9 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         token = t.secret("token", env)
         t.finish()
         if not name or token is None:
-            raise doc.error(t.path, "an API token needs a name and token_env or token_file")
+            if t.value.get("name") is None or not t.names_secret("token"):  # else reported already
+                doc.report(t.path, "an API token needs a name and token_env or token_file")
+            continue
         api_tokens.append(ApiToken(name, token))
 
     ui = _ui(doc, top.section("ui"), env)

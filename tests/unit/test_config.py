@@ -76,13 +76,13 @@ def test_unknown_key_names_file_line_and_key_path(tmp_path: Path) -> None:
     path.write_text("listen:\n  port: 9095\nwebhook:\n  tokn: x\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert str(info.value) == f"{path}:4: webhook.tokn: unknown key"
+    assert str(info.value) == f"{path}:4: webhook.tokn: unknown key; did you mean token_env?"
 
 
 def test_unknown_key_on_line_three() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config("# receiver\nwebhook:\n  tokn: x\n", source="cfg.yaml", env={})
-    assert str(info.value) == "cfg.yaml:3: webhook.tokn: unknown key"
+    assert str(info.value) == "cfg.yaml:3: webhook.tokn: unknown key; did you mean token_env?"
 
 
 def test_unknown_top_level_key() -> None:
@@ -92,7 +92,7 @@ def test_unknown_top_level_key() -> None:
 
 def test_unknown_key_in_a_rule() -> None:
     text = "rules:\n  - name: a\n    match: []\n    rout: x\n"
-    with pytest.raises(ConfigError, match=r"^cfg.yaml:4: rules\[0\]\.rout: unknown key$"):
+    with pytest.raises(ConfigError, match=r"^cfg.yaml:4: rules\[0\]\.rout: unknown key; did you mean route\?$"):
         parse_config(text, source="cfg.yaml", env={})
 
 
