@@ -347,3 +347,110 @@ def test_a_bad_regex_in_a_string_matcher_is_reported_with_its_line() -> None:
     text = "default_owner: sre\nrules:\n  - name: a\n    match: '{path=~\"[\"}'\n"
     with pytest.raises(ConfigError, match=r"^cfg.yaml:4: rules\[0\]\.match: .*bad regular expression"):
         parse_config(text, source="cfg.yaml", env={})
+
+
+# --- every error of a file in one run ----------------------------------------------------------------
+
+MANY_ERRORS = """\
+listen:
+  port: 70000
+webhok:
+  token_env: X
+webhook:
+  token_env: UNSET_TOKEN
+  basic_auth: {username: am, password_file: absent-password}
+correlation:
+  stale_afte: 1h
+  reopen_window: soon
+owners:
+  - name: team
+    slack_url_env: UNSET_SLACK
+rules:
+  - name: a
+    match: []
+    owner: nobody
+ui:
+  users:
+    - {name: alice, password_hash: "scrypt$16384$8$1$..."}
+    - {name: bob, password_hash_env: UNSET_HASH}
+listen:
+  host: x
+"""
+
+
+def test_every_error_of_a_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(MANY_ERRORS, source="cfg.yaml", env={"X": "x"}, base_dir=tmp_path)
+    assert info.value.errors == [
+        "cfg.yaml:2: listen.port: expected a port number between 1 and 65535",
+        "cfg.yaml:3: webhok: unknown key; did you mean webhook?",
+        "cfg.yaml:6: webhook.token_env: environment variable UNSET_TOKEN is not set",
+        "cfg.yaml:7: webhook.basic_auth.password_file: cannot read absent-password: No such file or directory",
+        "cfg.yaml:9: correlation.stale_afte: unknown key; did you mean stale_after?",
+        "cfg.yaml:10: correlation.reopen_window: 'soon' is not a duration such as 30s, 5m, 1h30m or 12h",
+        "cfg.yaml:13: owners[0].slack_url_env: environment variable UNSET_SLACK is not set",
+        "cfg.yaml:17: rules[0].owner: no owner named 'nobody' in owners",
+        "cfg.yaml:20: ui.users[0].password_hash: not a hash made by `receiver hash-password`",
+        "cfg.yaml:21: ui.users[1].password_hash_env: environment variable UNSET_HASH is not set",
+        "cfg.yaml:22: listen: duplicate key",
+    ]
+    assert str(info.value) == "\n".join(info.value.errors)
+
+
+def test_errors_after_a_bad_value_are_still_found() -> None:
+    text = "listen:\n  port: !!int abc\n  hots: x\ndelivery:\n  timeout: never\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="cfg.yaml", env={})
+    assert [e.split(": ")[1] for e in info.value.errors] == ["listen.port", "listen.hots", "delivery.timeout"]
+    assert info.value.errors[1] == "cfg.yaml:3: listen.hots: unknown key; did you mean host?"
+
+
+def test_invalid_yaml_is_the_one_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("listen:\n  port: 70000\n  host: [unclosed\nwebhok: {}\n", source="cfg.yaml", env={})
+    assert len(info.value.errors) == 1 and "not valid YAML" in info.value.errors[0]
+
+
+# --- line numbers and near misses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen: {}\nwebhok:\n  token_env: X\n", "cfg.yaml:2: webhok: unknown key; did you mean webhook?"),
+        ("webhook:\n  basic_auht:\n    username: x\n",
+         "cfg.yaml:2: webhook.basic_auht: unknown key; did you mean basic_auth?"),
+        ("escalation:\n  polices:\n    critical:\n      steps: []\n",
+         "cfg.yaml:2: escalation.polices: unknown key; did you mean policies?"),
+        ("ui:\n  proxy:\n    - header: X\n", "cfg.yaml:2: ui.proxy: unknown key; did you mean proxy_auth?"),
+        ("# top\n\nmetrics:\n  per_rout: true\n", "cfg.yaml:4: metrics.per_rout: unknown key; did you mean per_route?"),
+        ("colour:\n  a: 1\n", "cfg.yaml:1: colour: unknown key"),  # nothing near: no guess
+    ],
+)
+def test_an_unknown_key_is_reported_on_its_own_line_with_a_near_miss(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="cfg.yaml", env={})
+    assert info.value.errors == [expected]
+
+
+def test_an_inline_secret_name_is_never_suggested() -> None:
+    # `token` is refused (secrets are not written in the file): the near miss offered is token_env.
+    with pytest.raises(ConfigError) as info:
+        parse_config("metrics:\n  tokn: x\n", source="cfg.yaml", env={})
+    assert info.value.errors == ["cfg.yaml:2: metrics.tokn: unknown key; did you mean token_env?"]
+
+
+# --- files named in the config ---------------------------------------------------------------------------
+
+
+def test_a_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc" / "secrets").mkdir(parents=True)
+    (tmp_path / "etc" / "secrets" / "token").write_text("relative-secret\n")
+    config_path = tmp_path / "etc" / "receiver.yml"
+    config_path.write_text("webhook:\n  token_file: secrets/token\n")
+    monkeypatch.chdir(tmp_path)  # not the config's directory
+    config = load_config(config_path, env={})
+    assert config.webhook.token is not None and config.webhook.token.value == "relative-secret"
+    with pytest.raises(ConfigError, match=r"webhook.token_file: cannot read secrets/token"):
+        parse_config("webhook:\n  token_file: secrets/token\n", env={})  # a text alone: the working directory
