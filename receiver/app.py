@@ -44,7 +44,7 @@ from .metrics import Metrics, make_metrics_handler
 from .notify.delivery import Deliverer, Delivery
 from .server import Drain
 from .store import Store, StoreUnavailable
-from .web import actions, handlers, pages
+from .web import actions, handlers, pages, users
 from .web.middleware import error_middleware, webhook_metrics
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=config.delivery.timeout.total_seconds())
 
     def observe(dv: Delivery) -> None:
-        result = {"delivered": "delivered", "failed": "failed"}.get(dv.status, "retried")
-        metrics.notification(dv.target_type, result, dv.seconds)
+        metrics.notification(dv.target_type, dv.metric_result, dv.seconds)
 
     async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "receiver"}) as session:
         app[HTTP_SESSION] = session
@@ -179,6 +178,7 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app[METRICS] = metrics
     app[ESCALATION_WAKEUP] = asyncio.Event()
     app[DELIVERY_WAKEUP] = asyncio.Event()
+    app.cleanup_ctx.append(users.sign_in_context)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_session)
     if loops:

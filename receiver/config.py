@@ -53,6 +53,16 @@ class BasicAuth:
 
 
 @dataclass(frozen=True)
+class ListenConfig:
+    """Bounds on what one client can hold open (see receiver/server.py)."""
+
+    header_timeout: timedelta = timedelta(seconds=10)  # request line and headers, from the first byte
+    body_timeout: timedelta = timedelta(seconds=30)  # the whole body, from the end of the headers
+    idle_timeout: timedelta = timedelta(seconds=60)  # a kept-alive connection with no request
+    max_connections: int = 512
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     token: Secret | None = None
     basic_auth: BasicAuth | None = None
@@ -72,6 +82,9 @@ class DatabaseConfig:
     pool_max: int = 8
     connect_timeout: float = 5.0
     max_ingest_transactions: int = 4
+    # how long start-up waits for the database (an embedded server starting, an external one accepting
+    # connections) before giving up with one line that says what to check
+    startup_wait: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,8 @@ class EscalationConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    timeout: timedelta = timedelta(seconds=10)
+    # far above what a slow Slack takes: an attempt cut off by it has an unknown outcome and may repeat a page
+    timeout: timedelta = timedelta(seconds=30)
     max_age: timedelta = timedelta(hours=1)
     initial_backoff: timedelta = timedelta(seconds=2)
     max_backoff: timedelta = timedelta(minutes=5)
@@ -177,6 +191,7 @@ class MetricsConfig:
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    listen: ListenConfig = field(default_factory=ListenConfig)
     external_url: str = ""
     data_dir: str | None = None
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -414,6 +429,13 @@ def _string(value: Any) -> str:
 
 def _duration(value: Any) -> timedelta:
     return parse_duration(value)
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration.total_seconds() <= 0:
+        raise ValueError("expected a duration above 0s")
+    return duration
 
 
 def _byte_size(value: Any) -> int:
@@ -659,6 +681,12 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
     listen = top.section("listen")
     host = listen.get("host", _string, "0.0.0.0")
     port = listen.get("port", _port, DEFAULT_PORT)
+    limits = ListenConfig(
+        header_timeout=listen.get("header_timeout", _positive_duration, ListenConfig.header_timeout),
+        body_timeout=listen.get("body_timeout", _positive_duration, ListenConfig.body_timeout),
+        idle_timeout=listen.get("idle_timeout", _positive_duration, ListenConfig.idle_timeout),
+        max_connections=listen.get("max_connections", _positive_int, ListenConfig.max_connections),
+    )
     listen.finish()
 
     external_url = top.get("external_url", _string, "").rstrip("/")
@@ -674,6 +702,7 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
         pool_max=db.get("pool_max", _positive_int, 8),
         connect_timeout=db.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
         max_ingest_transactions=db.get("max_ingest_transactions", _positive_int, 4),
+        startup_wait=db.get("startup_wait", lambda v: _duration(v).total_seconds(), 60.0),
     )
     db.finish()
     if database.pool_min > database.pool_max:
@@ -788,6 +817,7 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
     return Config(
         host=host,
         port=port,
+        listen=limits,
         external_url=external_url,
         data_dir=data_dir,
         database=database,

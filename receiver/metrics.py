@@ -35,6 +35,8 @@ from prometheus_client.metrics_core import Metric
 log = logging.getLogger(__name__)
 
 WEBHOOK_CODES = (200, 400, 401, 413, 500, 503)
+# Why the server closed (or lost) a connection before answering it; see receiver/server.py.
+HTTP_CLOSE_REASONS = ("header_timeout", "body_timeout", "connection_limit", "malformed", "client_disconnect")
 ALERT_OUTCOMES = ("new", "updated", "duplicate", "stale", "invalid")
 ALERT_STATUSES = ("firing", "resolved")
 TRANSITIONS = ("opened", "resolved", "reopened", "stale_resolved")
@@ -43,7 +45,7 @@ SEVERITIES = ("warning", "critical")
 ACTIVE_STATUSES = ("open", "acknowledged", "silenced")
 ESCALATION_LEVEL_CAP = 10
 TARGET_TYPES = ("slack", "webhook")
-NOTIFICATION_RESULTS = ("delivered", "retried", "failed")
+NOTIFICATION_RESULTS = ("delivered", "retried", "unknown", "failed")
 DATABASE_OPERATIONS = ("ingest", "read", "tick", "deliver", "metrics")
 OTHER = "other"
 
@@ -121,6 +123,14 @@ class Metrics:
         self.webhook_requests = Counter(
             "receiver_webhook_requests_total", "Webhook requests answered, by HTTP status code.", ["code"], registry=r
         )
+        self.http_closed = Counter(
+            "receiver_http_connections_closed_total",
+            "Connections closed without a normal answer, by reason (header_timeout, body_timeout, "
+            "connection_limit, malformed, client_disconnect).",
+            ["reason"],
+            registry=r,
+        )
+        self.http_open = Gauge("receiver_http_connections", "HTTP connections open now.", registry=r)
         self.webhook_duration = Histogram(
             "receiver_webhook_duration_seconds",
             "Time to handle one webhook request, from receipt to response.",
@@ -155,7 +165,8 @@ class Metrics:
         )
         self.notifications = Counter(
             "receiver_notifications_total",
-            "Notification delivery attempts, by target type and result (delivered, retried, failed for good).",
+            "Notification delivery attempts, by target type and result (delivered; retried; unknown: no answer "
+            "in time, retried and possibly a repeat; failed for good).",
             ["target_type", "result"],
             registry=r,
         )
@@ -234,6 +245,8 @@ class Metrics:
     def _preinit(self) -> None:
         for code in WEBHOOK_CODES:
             self.webhook_requests.labels(str(code))
+        for reason in HTTP_CLOSE_REASONS:
+            self.http_closed.labels(reason)
         for outcome in ALERT_OUTCOMES:
             self.alerts.labels(outcome)
         for status in ALERT_STATUSES:
@@ -272,6 +285,10 @@ class Metrics:
     def webhook_request(self, code: int, seconds: float) -> None:
         self.webhook_requests.labels(str(int(code))).inc()
         self.webhook_duration.observe(max(seconds, 0.0))
+
+    def http_connection_closed(self, reason: str) -> None:
+        _check(reason, HTTP_CLOSE_REASONS, "close reason")
+        self.http_closed.labels(reason).inc()
 
     def alerts_received(self, outcomes: Mapping[str, int]) -> None:
         """Counts per outcome: new, updated, duplicate, stale, invalid."""

@@ -1,7 +1,12 @@
 """Delivering the outbox: lease due rows, send them concurrently, record every outcome on the timeline.
 
-A leased row is invisible to other replicas until its lease ends, so no two replicas send it. The
-lease outlives the HTTP timeout; only a crash between Slack's 2xx and our commit can repeat a page.
+The guarantee is at-least-once. A leased row is invisible to other replicas until its lease ends, and
+the lease outlasts the whole attempt (claim, send, record), so no replica sends a row while an attempt
+at it is in flight anywhere. A page can still repeat in two cases: an attempt whose outcome is unknown
+(the target did not answer within `delivery.timeout`, or dropped the connection after the request went
+out: it may have posted the message) is retried after a backoff, and a crash between the target's 2xx and
+our commit leaves the row to be retried when its lease ends. Unknown outcomes are on the timeline
+(`notify_unknown`) and counted (`receiver_notifications_total{result="unknown"}`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ from .messages import Context, slack_message, webhook_message
 
 log = logging.getLogger(__name__)
 
+# Beyond the attempt itself, the lease covers recording its outcome and clocks of replicas that disagree.
+LEASE_MARGIN = timedelta(seconds=30)
+
+
+def lease_for(config: Config) -> timedelta:
+    """How long a claimed row stays invisible to other replicas. Sending starts within `timeout` of the
+    claim (or the rows go back untried) and ends within `timeout` (a hard bound), so an attempt is over
+    well before its lease ends."""
+    return config.delivery.timeout * 2 + LEASE_MARGIN
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -35,6 +50,13 @@ class Delivery:
     result: SendResult
     status: str  # delivered | pending | failed
     seconds: float
+
+    @property
+    def metric_result(self) -> str:
+        """The `result` label of receiver_notifications_total for this attempt."""
+        if self.status in ("delivered", "failed"):
+            return self.status
+        return "unknown" if self.result.unknown else "retried"
 
 
 def backoff(config: Config, attempts: int, rng: Callable[[], float] = random.random) -> timedelta:
@@ -61,28 +83,45 @@ class Deliverer:
 
     async def deliver(self, now: datetime) -> list[Delivery]:
         d = self.config.delivery
-        lease = d.timeout * 2 + timedelta(seconds=30)
-        rows = await self.store.claim_notifications(now, batch=d.batch_size, lease=lease)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        rows = await self.store.claim_notifications(now, batch=d.batch_size, lease=lease_for(self.config))
         if not rows:
             return []
+        if loop.time() - started > d.timeout.total_seconds():
+            # A claim this slow (an overloaded database) could let an attempt outlast its lease: hand the rows
+            # back untried rather than risk another replica sending them at the same time.
+            log.warning("claiming %d notifications took %.1f s; returned untried", len(rows), loop.time() - started)
+            await self.store.record_deliveries(
+                now, [(r["id"], r["attempts"], "pending", now, "not sent: slow claim") for r in rows], [])
+            return []
         deliveries = await asyncio.gather(*(self._send(row, now) for row in rows))
-        outcomes: list[tuple[int, str, datetime | None, str | None]] = []
+        outcomes: list[tuple[int, int, str, datetime | None, str | None]] = []
         events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
         for dv, row in zip(deliveries, rows, strict=True):
             detail = {"target": dv.target, "notification": dv.key, "attempt": row["attempts"]}
+            if dv.result.unknown:
+                detail["outcome"] = "unknown: the target may have received it"
             if dv.status == "delivered":
-                outcomes.append((dv.id, "delivered", None, None))
+                outcomes.append((dv.id, row["attempts"], "delivered", None, None))
                 events.append((dv.incident_id, "notified", detail))
             elif dv.status == "failed":
-                outcomes.append((dv.id, "failed", None, dv.result.error))
+                outcomes.append((dv.id, row["attempts"], "failed", None, dv.result.error))
                 events.append((dv.incident_id, "notify_failed", {**detail, "error": dv.result.error}))
             else:
                 wait = dv.result.retry_after if dv.result.retry_after is not None else backoff(
                     self.config, row["attempts"])
-                outcomes.append((dv.id, "pending", now + wait, dv.result.error))
-                events.append((dv.incident_id, "notify_retry",
+                if dv.result.unknown:
+                    # a target slower than the timeout gets at least that long again before it sees a retry
+                    wait = max(wait, d.timeout)
+                outcomes.append((dv.id, row["attempts"], "pending", now + wait, dv.result.error))
+                events.append((dv.incident_id, "notify_unknown" if dv.result.unknown else "notify_retry",
                                {**detail, "error": dv.result.error, "retry_in_seconds": round(wait.total_seconds())}))
-        await self.store.record_deliveries(now, outcomes, events)
+        recorded = await self.store.record_deliveries(now, outcomes, events)
+        if recorded < len(outcomes):
+            # only possible when recording came after the lease ended and another replica claimed the row
+            log.warning("%d of %d delivery outcomes arrived after their lease and were not recorded",
+                        len(outcomes) - recorded, len(outcomes))
         if self.on_delivery:
             for dv in deliveries:
                 self.on_delivery(dv)
@@ -105,8 +144,9 @@ class Deliverer:
             too_old = now + min(wait, d.max_retry_after) - row["created_at"] > d.max_age
             status = "failed" if too_old or wait > d.max_retry_after else "pending"
         if status != "delivered":
-            log.warning("notification %s for incident %s to %s: %s (%s)", row["notification_key"],
-                        row["incident_id"], row["target"], result.error, status)
+            log.warning("notification %s for incident %s to %s: %s (%s%s)", row["notification_key"],
+                        row["incident_id"], row["target"], result.error, status,
+                        "; outcome unknown, the target may have it" if result.unknown else "")
         return Delivery(row["id"], row["incident_id"], row["target"], row["target_type"], row["notification_key"],
                         result, status, seconds)
 

@@ -32,6 +32,10 @@ class StoreUnavailable(StoreError):
     """The database is unavailable or the transaction failed; the work can be retried."""
 
 
+class LinkAlreadyUsed(StoreError):
+    """The signed link was used before."""
+
+
 def _load_queries() -> dict[str, str]:
     try:
         text = resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
@@ -65,6 +69,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # one encoder for every call: json.dumps with options builds a new one each time
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# Each incident key costs its transaction one advisory lock, and PostgreSQL's lock table is shared and small
+# (max_locks_per_transaction x connections: 64 x ~120 by default). A webhook with more keys than this is
+# written in several transactions, each committed before the next begins (see _key_chunks), so whatever
+# the webhook, one ingest transaction holds at most this many advisory locks.
+MAX_KEYS_PER_TRANSACTION = 256
+
 
 class Store:
     def __init__(self, pool: asyncpg.Pool, *, max_ingest_transactions: int | None = None):
@@ -86,15 +96,17 @@ class Store:
         owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
         resolve_notice_severities: frozenset[str] = frozenset(),
     ) -> correlation.Plan:
-        """Correlate one webhook's alerts in one transaction: lock keys, read state, plan, write."""
+        """Correlate one webhook's alerts: lock keys, read state, plan, write; one transaction per chunk of at
+        most MAX_KEYS_PER_TRANSACTION incident keys (one, for any webhook Alertmanager usually sends)."""
         alerts = correlation.dedupe(alerts)
-        keys = sorted({mappings[a.fingerprint].incident_key for a in alerts})
-        fingerprints = [a.fingerprint for a in alerts]
-        if not alerts:
-            return correlation.Plan()
-        async with self._ingest_slots or contextlib.nullcontext():
-            return await self._ingest(alerts, mappings, keys, fingerprints, now, reopen_window_start, external_url,
-                                      owner_snapshot, resolve_notice_severities)
+        plan = correlation.Plan()
+        for chunk, keys in _key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
+            # the slot is taken per chunk, so other webhooks go in between the chunks of a huge one
+            async with self._ingest_slots or contextlib.nullcontext():
+                plan.merge(await self._ingest(chunk, mappings, keys, [a.fingerprint for a in chunk], now,
+                                              reopen_window_start, external_url, owner_snapshot,
+                                              resolve_notice_severities))
+        return plan
 
     async def _ingest(
         self,
@@ -176,20 +188,24 @@ class Store:
     async def record_deliveries(
         self,
         now: datetime,
-        outcomes: Sequence[tuple[int, str, datetime | None, str | None]],
+        outcomes: Sequence[tuple[int, int, str, datetime | None, str | None]],
         events: Sequence[tuple[uuid.UUID, str, dict[str, Any]]],
-    ) -> None:
-        await self._execute(
+    ) -> int:
+        """Write (id, attempt, status, next attempt, error) outcomes, each only if `attempt` still holds the
+        row's lease, and the events. Returns how many outcomes were written."""
+        rows = await self._fetch(
             "record_deliveries",
             now,
             [o[0] for o in outcomes],
             [o[1] for o in outcomes],
             [o[2] for o in outcomes],
             [o[3] for o in outcomes],
+            [o[4] for o in outcomes],
             [e[0] for e in events],
             [e[1] for e in events],
             [_dumps(e[2]) for e in events],
         )
+        return int(rows[0]["recorded"])
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -201,14 +217,20 @@ class Store:
         actor: str,
         now: datetime,
         notify_resolved: Callable[[asyncpg.Record], bool] = lambda row: False,
+        link_signature: str | None = None,
     ) -> tuple[asyncpg.Record, asyncpg.Record] | None:
         """Lock one incident, compute its new state with `change` (which may raise), write it and its event.
-        Returns (before, after), or None for an unknown incident."""
+        Returns (before, after), or None for an unknown incident. With `link_signature`, the signed link is
+        spent in the same transaction (LinkAlreadyUsed when it was spent before): an action that fails
+        leaves the link unused."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 before = await conn.fetchrow(QUERIES["lock_incident"], incident_id)
                 if before is None:
                     return None
+                if link_signature is not None and await conn.fetchval(QUERIES["use_link"], link_signature,
+                                                                      now) is None:
+                    raise LinkAlreadyUsed()
                 values, event_type, detail = change(before)
                 row = {**dict(before), **values}
                 await conn.execute(
@@ -225,11 +247,6 @@ class Store:
                 return before, after
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
-
-    async def use_link(self, signature: str, now: datetime) -> bool:
-        """Record a signed link as used; False when it was used before."""
-        rows = await self._fetch("use_link", signature, now)
-        return bool(rows)
 
     async def link_secret(self, candidate: str) -> str:
         rows = await self._fetch("link_secret", candidate)
@@ -273,11 +290,30 @@ class Store:
         rows = await self._fetch("get_incident", incident_id)
         return rows[0] if rows else None
 
-    async def incident_alerts(self, incident_id: uuid.UUID) -> list[asyncpg.Record]:
-        return await self._fetch("incident_alerts", incident_id)
+    async def incident_alerts_page(self, incident_id: uuid.UUID, *, after: tuple[str, datetime, str] | None,
+                                   limit: int, max_bytes: int) -> list[asyncpg.Record]:
+        """Member alerts, firing first then newest first, after the keyset `after` (status, starts_at,
+        fingerprint): at most `limit` rows and about `max_bytes` of labels and annotations (at least one row).
+        Each row's `page_bytes` is the running total of the page."""
+        status, starts_at, fingerprint = after if after else (None, None, None)
+        return await self._fetch("incident_alerts_page", incident_id, status, starts_at, fingerprint, limit,
+                                 max_bytes)
 
-    async def incident_events(self, incident_id: uuid.UUID) -> list[asyncpg.Record]:
-        return await self._fetch("incident_events", incident_id)
+    async def incident_events_page(self, incident_id: uuid.UUID, *, after: int | None, limit: int, max_bytes: int,
+                                   newest_first: bool = False) -> list[asyncpg.Record]:
+        """Timeline events past the event id `after` (in the chosen direction), bounded like the alerts."""
+        if newest_first:
+            return await self._fetch("incident_events_page_desc", incident_id,
+                                     after if after is not None else 2**63 - 1, limit, max_bytes)
+        return await self._fetch("incident_events_page", incident_id, after or 0, limit, max_bytes)
+
+    async def incident_event_count(self, incident_id: uuid.UUID) -> int:
+        rows = await self._fetch("incident_event_count", incident_id)
+        return int(rows[0][0])
+
+    async def incident_common_labels(self, incident_id: uuid.UUID) -> dict[str, str]:
+        """The labels every member alert of the incident shares."""
+        return {r["key"]: r["value"] for r in await self._fetch("incident_common_labels", incident_id)}
 
     async def applied_migrations(self) -> set[str]:
         return {r["migration_id"] for r in await self._fetch("applied_migrations")}
@@ -300,6 +336,26 @@ class Store:
             return await self.pool.fetch(QUERIES[name], *args)
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
+
+
+def _key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
+                size: int) -> list[tuple[list[Alert], list[str]]]:
+    """The alerts cut into chunks of at most `size` incident keys (sorted, as the locks are taken), every
+    alert of a key in the same chunk.
+
+    A chunk is correct on its own: all the alerts of a key are planned together (so a payload that resolves
+    one member and fires another never flaps its incident), its keys are locked for its transaction, and it
+    reads the state after the previous chunk committed. A failure answers 5xx and Alertmanager sends the whole
+    webhook again; ingest is idempotent, so the chunks already committed count the retry as duplicates.
+    """
+    by_key: dict[str, list[Alert]] = {}
+    for a in alerts:
+        by_key.setdefault(mappings[a.fingerprint].incident_key, []).append(a)
+    keys = sorted(by_key)
+    return [
+        ([a for k in keys[i:i + size] for a in by_key[k]], keys[i:i + size])
+        for i in range(0, len(keys), size)
+    ]
 
 
 def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:

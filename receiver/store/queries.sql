@@ -90,18 +90,72 @@ SELECT i.*,
 FROM incidents AS i
 WHERE i.id = $1;
 
--- incident_alerts --
-SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
-       first_received_at, last_received_at, receive_count
-FROM incident_alerts
-WHERE incident_id = $1
-ORDER BY status, starts_at DESC, fingerprint;
+-- incident_alerts_page --
+-- One page of an incident's member alerts, firing first, then newest first: keyset after ($2 status,
+-- $3 starts_at, $4 fingerprint; $2 NULL for the first page), at most $5 rows and about $6 bytes of labels,
+-- annotations and links (the first row always comes, so paging always moves on), whatever the members hold.
+-- The sizes are measured only on the $5 rows of the page; page_bytes is the running total, fetched the rows
+-- before the byte bound (more than returned: there is a next page).
+SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, first_received_at,
+       last_received_at, receive_count, page_bytes, fetched
+FROM (
+    SELECT p.*, b.bytes, count(*) OVER () AS fetched,
+           sum(b.bytes) OVER (ORDER BY p.status, p.starts_at DESC, p.fingerprint ROWS UNBOUNDED PRECEDING)
+               AS page_bytes
+    FROM (
+        SELECT a.fingerprint, a.status, a.labels, a.annotations, a.starts_at, a.ends_at, a.generator_url,
+               a.first_received_at, a.last_received_at, a.receive_count
+        FROM incident_alerts AS a
+        WHERE a.incident_id = $1
+          AND ($2::text IS NULL OR a.status > $2 OR (a.status = $2 AND (a.starts_at < $3::timestamptz
+               OR (a.starts_at = $3::timestamptz AND a.fingerprint > $4::text))))
+        ORDER BY a.status, a.starts_at DESC, a.fingerprint
+        LIMIT $5
+    ) AS p,
+    LATERAL (SELECT octet_length(p.labels::text) + octet_length(p.annotations::text)
+                    + octet_length(p.generator_url) AS bytes) AS b
+) AS q
+WHERE q.page_bytes - q.bytes < $6
+ORDER BY q.status, q.starts_at DESC, q.fingerprint;
 
--- incident_events --
-SELECT id, at, type, actor, detail
-FROM incident_events
-WHERE incident_id = $1
-ORDER BY id;
+-- incident_events_page --
+-- One page of an incident's timeline, oldest first: ids above $2 (0 for the first page), at most $3 rows and
+-- about $4 bytes of detail (the first row always comes).
+SELECT id, at, type, actor, detail, page_bytes, fetched
+FROM (
+    SELECT p.*, b.bytes, count(*) OVER () AS fetched,
+           sum(b.bytes) OVER (ORDER BY p.id ROWS UNBOUNDED PRECEDING) AS page_bytes
+    FROM (SELECT e.id, e.at, e.type, e.actor, e.detail FROM incident_events AS e
+          WHERE e.incident_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3) AS p,
+    LATERAL (SELECT octet_length(p.detail::text) + octet_length(p.actor) + octet_length(p.type) AS bytes) AS b
+) AS q
+WHERE q.page_bytes - q.bytes < $4
+ORDER BY q.id;
+
+-- incident_events_page_desc --
+-- The same, newest first: ids below $2.
+SELECT id, at, type, actor, detail, page_bytes, fetched
+FROM (
+    SELECT p.*, b.bytes, count(*) OVER () AS fetched,
+           sum(b.bytes) OVER (ORDER BY p.id DESC ROWS UNBOUNDED PRECEDING) AS page_bytes
+    FROM (SELECT e.id, e.at, e.type, e.actor, e.detail FROM incident_events AS e
+          WHERE e.incident_id = $1 AND e.id < $2 ORDER BY e.id DESC LIMIT $3) AS p,
+    LATERAL (SELECT octet_length(p.detail::text) + octet_length(p.actor) + octet_length(p.type) AS bytes) AS b
+) AS q
+WHERE q.page_bytes - q.bytes < $4
+ORDER BY q.id DESC;
+
+-- incident_event_count --
+SELECT count(*) FROM incident_events WHERE incident_id = $1;
+
+-- incident_common_labels --
+-- The labels (name and value) every member alert of the incident carries: the first member's labels that no
+-- member lacks. Computed here because the page holds only one page of members.
+SELECT l.key, l.value
+FROM (SELECT a.labels FROM incident_alerts AS a WHERE a.incident_id = $1 LIMIT 1) AS f,
+     jsonb_each_text(f.labels) AS l
+WHERE NOT EXISTS (SELECT 1 FROM incident_alerts AS a
+                  WHERE a.incident_id = $1 AND NOT a.labels @> jsonb_build_object(l.key, l.value));
 
 -- applied_migrations --
 SELECT migration_id FROM _yoyo_migration;
@@ -210,7 +264,8 @@ WITH raised AS (
 SELECT 1;
 
 -- claim_notifications --
--- Lease due outbox rows: other replicas skip them until the lease ends.
+-- Lease due outbox rows: other replicas skip them until the lease ends ($3, which outlasts an attempt).
+-- The incremented attempt number is the lease's token: record_deliveries writes only under it.
 WITH due AS (
     SELECT id FROM notifications
     WHERE status = 'pending' AND next_attempt_at <= $1
@@ -230,20 +285,25 @@ RETURNING n.id, n.incident_id, n.notification_key, n.level, n.target, n.target_t
           (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count;
 
 -- record_deliveries --
+-- Outcomes are written only by the attempt that holds the row's lease ($3: the attempt number it claimed),
+-- so a late outcome never overwrites a newer attempt's; every attempt's event goes on the timeline.
+-- Returns how many outcomes were written.
 WITH outcome AS (
     UPDATE notifications AS n
     SET status = r.status,
         next_attempt_at = coalesce(r.next_at, n.next_attempt_at),
         delivered_at = CASE WHEN r.status = 'delivered' THEN $1 ELSE n.delivered_at END,
         last_error = r.error
-    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[]) AS r(id, status, next_at, error)
-    WHERE n.id = r.id
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::text[])
+         AS r(id, attempt, status, next_at, error)
+    WHERE n.id = r.id AND n.attempts = r.attempt AND n.status = 'pending'
+    RETURNING n.id
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT e.incident_id, $1, e.type, 'receiver', e.detail::jsonb
-    FROM unnest($6::uuid[], $7::text[], $8::text[]) AS e(incident_id, type, detail)
+    FROM unnest($7::uuid[], $8::text[], $9::text[]) AS e(incident_id, type, detail)
 )
-SELECT 1;
+SELECT count(*)::int AS recorded FROM outcome;
 
 -- lock_incident --
 SELECT * FROM incidents WHERE id = $1 FOR NO KEY UPDATE;
