@@ -34,6 +34,8 @@ EVIDENCE_ANNOTATIONS = {
     "dashboard_url": "dashboard_url",
 }
 OUTCOMES = ("new", "updated", "duplicate", "stale", "invalid")
+# what a webhook did to an incident, weakest first: the strongest is reported
+_ACTIONS = ("unchanged", "updated", "resolved", "reopened", "opened")
 
 
 @dataclass
@@ -125,6 +127,27 @@ class Plan:
     def touched(self) -> list[uuid.UUID]:
         return list(self.keys)
 
+    def merge(self, later: Plan) -> None:
+        """Add the plan of a later transaction of the same webhook (the store cuts a webhook with very many
+        keys into several). Only a member's alert can touch an incident of another chunk, so an incident in
+        both was changed twice: keep the later state and every flag either set."""
+        self.new_incidents.extend(later.new_incidents)
+        for inc_id, ch in later.changes.items():
+            before = self.changes.get(inc_id)
+            if before is not None:
+                for flag in ("resolved", "reopened", "severity_raised", "rearm", "clear_ack"):
+                    setattr(ch, flag, getattr(ch, flag) or getattr(before, flag))
+            self.changes[inc_id] = ch
+        self.members.extend(later.members)
+        self.events.extend(later.events)
+        for name, n in later.outcomes.items():
+            self.outcomes[name] = self.outcomes.get(name, 0) + n
+        self.alert_outcomes.extend(later.alert_outcomes)
+        for inc_id, action in later.actions.items():
+            if _ACTIONS.index(action) > _ACTIONS.index(self.actions.get(inc_id, "unchanged")):
+                self.actions[inc_id] = action
+        self.keys.update(later.keys)
+
     def summary(self) -> list[dict[str, str]]:
         return [{"id": str(i), "incident_key": self.keys[i], "action": a} for i, a in self.actions.items()]
 
@@ -162,8 +185,7 @@ def plan(
 
     def touch(inc_id: uuid.UUID, key: str, action: str) -> None:
         p.keys[inc_id] = key
-        order = ("unchanged", "updated", "resolved", "reopened", "opened")
-        if order.index(action) > order.index(p.actions.get(inc_id, "unchanged")):
+        if _ACTIONS.index(action) > _ACTIONS.index(p.actions.get(inc_id, "unchanged")):
             p.actions[inc_id] = action
 
     def evidence(metadata: dict[str, Any], alert: Alert) -> None:

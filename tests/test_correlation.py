@@ -10,12 +10,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from receiver import store as store_module
 from receiver.config import parse_config
 from receiver.database import _init_connection, create_pool
 from receiver.ingest.alertmanager import parse_notification
 from receiver.ingest.service import Ingestor
 from receiver.store import Store
-from tests.helpers import alert, payload
+from tests.helpers import alert, deadline, eventually, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -259,3 +260,99 @@ async def test_manually_resolved_incident_ignores_resent_firing(ingestor: Ingest
     plan = await post(ingestor, payload(alert(instance="a")), T0 + timedelta(minutes=2))
     assert plan.outcomes["stale"] == 1
     assert [r["status"] for r in await incidents(db)] == ["resolved"]
+
+
+async def test_webhook_with_20000_incident_keys_is_stored_and_a_bystander_succeeds(client: Any, db: Any) -> None:
+    """One advisory lock per key ran PostgreSQL out of lock memory (default max_locks_per_transaction):
+    503 for ever (Alertmanager retries it for ever) and a failed bystander. Locks per transaction are bounded."""
+    n = 20_000
+    many = payload(*(alert(path=f"/many/{i}", instance="a") for i in range(n)))
+    big = asyncio.ensure_future(client.post("/webhook", json=many))
+
+    async def ingest_under_way() -> bool:
+        # a bystander sent while the big webhook holds its locks (or as soon as it is done, if that is first)
+        held = await db.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        return big.done() or held > 0
+
+    await eventually(ingest_under_way, "the big webhook's transaction to take its locks", timeout=60, interval=0.01)
+    bystander = await client.post("/webhook", json=payload(alert(path="/bystander")))
+    assert bystander.status == 200, await bystander.text()
+    resp = await asyncio.wait_for(big, deadline(300))
+    assert resp.status == 200, await resp.text()
+    data = await resp.json()
+    assert data["alerts"]["new"] == n and len(data["incidents"]) == n
+    assert await db.fetchval("SELECT count(DISTINCT incident_key) FROM incidents WHERE status = 'open'") == n + 1
+    assert await db.fetchval("SELECT count(*) FROM incident_alerts") == n + 1
+    assert await db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'opened'") == n + 1
+
+
+async def _chunked_history(database_url: str) -> list[Any]:
+    """Webhooks across many keys, one of whose members has moved to another key; the state they leave."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2, init=_init_connection)
+    try:
+        ing = Ingestor(parse_config("", env={}), Store(pool))
+        moved = alert(path="/p1", instance="b")
+        plans = [await post(ing, payload(*(alert(path=f"/p{i}", instance="ab"[i % 2]) for i in range(4)),
+                                         moved, alert(path="/p1", instance="c")))]
+        later = "2026-11-27T10:05:00Z"
+        # the moved member (same fingerprint, now labelled /p9) is resolved from another key's chunk, after
+        # the other member of its incident (/p1) was resolved in its own; /p0 resolves one member and fires
+        # another in one payload (no flap); /p2 is a duplicate
+        resolved_moved = {**alert("resolved", path="/p9", instance="b", ends_at=later),
+                          "fingerprint": moved["fingerprint"]}
+        plans.append(await post(ing, payload(
+            alert("resolved", path="/p0", instance="a", ends_at=later), alert(path="/p0", instance="new"),
+            alert(path="/p2", instance="a"), resolved_moved, alert(path="/p5", instance="a"),
+            alert("resolved", path="/p3", instance="b", ends_at=later),
+            alert("resolved", path="/p1", instance="c", ends_at=later)), T0 + timedelta(minutes=5)))
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT i.incident_key, i.status, i.severity, i.flap_count, i.metadata->>'alerts_received' AS n,"
+                " (SELECT array_agg(e.type ORDER BY e.id) FROM incident_events AS e WHERE e.incident_id = i.id)"
+                " AS events,"
+                " (SELECT array_agg(a.status || ':' || a.receive_count ORDER BY a.fingerprint)"
+                "  FROM incident_alerts AS a WHERE a.incident_id = i.id) AS members"
+                " FROM incidents AS i ORDER BY i.incident_key")
+        summaries = [sorted((s["incident_key"], s["action"]) for s in p.summary()) for p in plans]
+        return [[dict(r) for r in rows], summaries, [p.outcomes for p in plans],
+                [sorted((c.status, c.resolved) for c in p.changes.values()) for p in plans]]
+    finally:
+        await pool.close()
+
+
+async def test_webhook_cut_into_transactions_by_key_ends_as_one_transaction_would(
+    make_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook with more keys than one transaction locks is written in chunks of keys: the incidents,
+    members, timeline and reply are those of one transaction, a moved member resolved from another chunk
+    included."""
+    whole = await _chunked_history(make_database())
+    monkeypatch.setattr(store_module, "MAX_KEYS_PER_TRANSACTION", 1)
+    chunked = await _chunked_history(make_database())
+    assert chunked == whole
+    rows = {r["incident_key"]: r for r in whole[0]}
+    assert rows["GET /p1::latency"]["status"] == "resolved"  # via the moved member, from the /p9 chunk
+    assert rows["GET /p0::latency"]["status"] == "open" and rows["GET /p0::latency"]["flap_count"] == 0
+    assert rows["GET /p3::latency"]["status"] == "resolved" and "GET /p5::latency" in rows
+
+
+async def test_locks_per_ingest_transaction_are_bounded(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each transaction locks at most MAX_KEYS_PER_TRANSACTION keys (ingest_state() takes one advisory lock per
+    key it is given): 10 keys, 3 per transaction, are 4 transactions of the usual 4 statements."""
+    monkeypatch.setattr(store_module, "MAX_KEYS_PER_TRANSACTION", 3)
+    logged: list[Any] = []
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        ingestor = Ingestor(parse_config("", env={}), Store(pool))
+        await post(ingestor, payload(alert(path="/warm-up")))  # type introspection happens once per connection
+        async with pool.acquire() as conn:
+            conn.add_query_logger(logged.append)
+        plan = await post(ingestor, payload(*(alert(path=f"/k{i}", instance=f"i{j}") for i in range(10)
+                                              for j in range(3))))
+    finally:
+        await pool.close()
+    assert plan.outcomes["new"] == 30 and len(plan.summary()) == 10
+    locked = [r.args[0] for r in logged if "ingest_state" in r.query]
+    assert [len(keys) for keys in locked] == [3, 3, 3, 1]
+    assert sorted(k for keys in locked for k in keys) == sorted(f"GET /k{i}::latency" for i in range(10))
+    assert len(logged) == 16, [r.query[:40] for r in logged]
