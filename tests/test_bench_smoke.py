@@ -7,22 +7,38 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import deadline
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(deadline(300))
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
+    # A private temporary directory, so that what the harness leaves there is seen (and nobody else's is).
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the harness starts its own server
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
+    env.update(PYTHONPATH=str(ROOT), TMPDIR=str(tmp))
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--logdir", str(tmp_path / "logs")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    try:
+        stdout, stderr = proc.communicate(timeout=deadline(280))
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # its `finally` blocks stop PostgreSQL and remove the directories
+        stdout, stderr = proc.communicate(timeout=deadline(30))
+        pytest.fail(f"python -m bench --quick did not finish in {deadline(280):.0f} s:\n{stderr[-4000:]}")
+    assert proc.returncode == 0, stderr[-4000:]
+    assert not list(tmp.iterdir()), "the harness left temporary files behind"
     results = json.loads(out.read_text())
 
     def check(summary: dict, where: str) -> None:
@@ -49,4 +65,4 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert set(results["pages"][path]["statuses"]) == {"200"}, results["pages"][path]
     memory = results["memory"]
     assert memory["rss_end_mb"] > 0 and memory["non2xx"] == 0 and memory["errors"] == 0
-    assert "### Targets" in proc.stdout
+    assert "### Targets" in stdout

