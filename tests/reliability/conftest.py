@@ -17,8 +17,8 @@ Fixture names are prefixed or specific so that they do not shadow the suite-wide
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -217,10 +217,8 @@ class ReceiverProc:
         async def exited() -> bool:
             return self.proc.poll() is not None
 
-        try:
+        with contextlib.suppress(AssertionError):  # still running: the caller decides what that means
             await eventually(exited, f"receiver {self.name} to exit", timeout, interval=0.02)
-        except AssertionError:
-            pass
         return self.proc.poll()
 
     def kill(self) -> None:
