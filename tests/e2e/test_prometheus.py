@@ -11,49 +11,32 @@ CI: `apt-get install -y prometheus`; the test skips only when the binary is miss
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
 from receiver.metrics import Metrics
-from tests.helpers import free_port
+from tests.helpers import deadline, eventually, free_port
 from tests.test_metrics import RULES, dashboard_queries, grafana_to_promql, insert_incidents, metrics_app
 
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
 TOKEN = "scrape-token"
 JOB = "receiver"
-DEADLINE = 40.0
-T = TypeVar("T")
+DEADLINE = 40.0  # seconds, scaled by RECEIVER_TEST_TIME_SCALE (tests.helpers.deadline)
 
 pytestmark = [
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(deadline(120)),
     pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed (apt-get install prometheus)"),
 ]
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, deadline: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something other than None, for at most `deadline` seconds."""
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            result = await probe()
-        except (aiohttp.ClientError, OSError) as e:
-            result, last = None, e
-        if result is not None:
-            return result
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
 @pytest.fixture
@@ -93,7 +76,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
     yield start
     for proc in procs:
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=deadline(10))
 
 
 async def test_prometheus_scrapes_the_receiver(
@@ -115,7 +98,7 @@ async def test_prometheus_scrapes_the_receiver(
     server = await aiohttp_server(metrics_app(database_url, metrics, token=TOKEN))
     api = start_prometheus(server.port)
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline(10))) as http:
 
         async def query(expr: str) -> dict[str, Any]:
             async with http.get(f"{api}/api/v1/query", params={"query": expr}) as resp:
@@ -128,21 +111,24 @@ async def test_prometheus_scrapes_the_receiver(
             return float(result[0]["value"][1]) if result else None
 
         async def target_up() -> dict[str, Any] | None:
-            async with http.get(f"{api}/api/v1/targets") as resp:
-                targets = (await resp.json())["data"]["activeTargets"]
+            try:
+                async with http.get(f"{api}/api/v1/targets") as resp:
+                    targets = (await resp.json())["data"]["activeTargets"]
+            except aiohttp.ClientError:  # Prometheus still starting
+                return None
             return next((t for t in targets if t["health"] == "up"), None)
 
-        target = await eventually(target_up, "the receiver target to be up")
+        target = await eventually(target_up, "the receiver target to be up", DEADLINE, interval=0.5)
         assert target["labels"]["job"] == JOB
         assert target["lastError"] == ""
 
         async def up() -> float | None:
             return await scalar(f'up{{job="{JOB}"}} == 1')
 
-        assert await eventually(up, "up == 1") == 1
+        assert await eventually(up, "up == 1", DEADLINE, interval=0.5) == 1
 
         active = 'receiver_active_incidents{status="open", severity="critical", kind="latency"}'
-        assert await eventually(lambda: scalar(active), active) == 2
+        assert await eventually(lambda: scalar(active), active, DEADLINE, interval=0.5) == 2
         acked = 'receiver_active_incidents{status="acknowledged", severity="warning", kind="error_rate"}'
         assert await scalar(acked) == 1
         assert await scalar('receiver_active_incidents{status="resolved"}') is None
@@ -162,7 +148,7 @@ async def test_prometheus_scrapes_the_receiver(
             evaluated = all(not r["lastEvaluation"].startswith("0001") for r in rules)
             return rules if rules and evaluated else None
 
-        rules = await eventually(rules_evaluated, "the rules to be evaluated")
+        rules = await eventually(rules_evaluated, "the rules to be evaluated", DEADLINE, interval=0.5)
         assert len(rules) >= 8
         for rule in rules:
             assert rule["health"] == "ok", rule

@@ -34,9 +34,8 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -44,14 +43,13 @@ import asyncpg
 import psutil
 import pytest
 
-from tests.helpers import rfc3339
+from tests.helpers import deadline, eventually, rfc3339
 
 from .conftest import TOKEN, receiver_config, sum_samples
 
 ALL = "open,acknowledged,silenced,resolved"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ZERO = "0001-01-01T00:00:00Z"
-T = TypeVar("T")
 NotificationKey = tuple[str | None, str, int]
 
 # Critical and warning both page at open, then after 2 s and 4 s; no repeats.
@@ -64,6 +62,13 @@ POLICY_2_4 = """\
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
+
+def drained_in_time(rx: Any) -> bool:
+    """The receiver logged that its requests in flight finished, not that --shutdown-timeout cut them off: what
+    the drain did, read from its log rather than from a wall-clock time that a loaded machine stretches."""
+    log = rx.stderr()
+    return "requests drained in" in log and "still running after" not in log
 
 
 def report(scenario: str, **figures: Any) -> None:
@@ -164,18 +169,6 @@ async def incident_detail(session: aiohttp.ClientSession, base: str, incident_id
         return dict(await r.json())
 
 
-async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float,
-                   interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def db_fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
@@ -223,7 +216,7 @@ POLICY_S1 = """\
 
 
 @pytest.mark.alertmanager
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(deadline(150))
 async def test_database_restart_under_load(own_postgres: Any, fresh_database: str, receiver_procs: Any,
                                            alertmanager_procs: Any, fake_slack: Any, tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_S1)
@@ -257,7 +250,7 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
             opened = [p.at for p in fake_slack.posts if p.event == "opened" and p.answered == 200]
             return opened if len(opened) >= len(S1_KEYS) else []
 
-        paged_at = max(await wait_for(all_paged, "the level-0 pages", timeout=20, interval=0.05))
+        paged_at = max(await eventually(all_paged, "the level-0 pages", timeout=20, interval=0.05))
         await asyncio.sleep(max(0.0, paged_at + 1.2 - time.monotonic()))
 
         stopping_at = time.monotonic()
@@ -278,7 +271,7 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
             readyz_after = await get_status(s, f"{rx.url}/readyz")
             return readyz_after == 200
 
-        await wait_for(ready_again, "readyz to recover", timeout=15)
+        await eventually(ready_again, "readyz to recover", timeout=15)
         await asyncio.sleep(3)  # still under load after the restart
         stop.set()
         await loader
@@ -294,7 +287,7 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
         async def all_reflected() -> bool:
             return await member_fingerprints(fresh_database) >= expected_fps
 
-        await wait_for(all_reflected, "every alert to be reflected", timeout=45)
+        await eventually(all_reflected, "every alert to be reflected", timeout=45)
 
         incidents = await list_incidents(s, rx.url)
         keys = collections.Counter(i["incident_key"] for i in incidents)
@@ -328,8 +321,8 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
             pending = [r for r in await outbox(fresh_database) if r["status"] != "delivered"]
             return not pending and all(got[(i, "escalated", 2)] for i in ids)
 
-        await wait_for(escalated, "every incident to reach level 2", timeout=30)
-        await asyncio.sleep(1.5)  # let any duplicate arrive
+        await eventually(escalated, "every incident to reach level 2", timeout=30)
+        await asyncio.sleep(deadline(1.5))  # let any duplicate arrive
         rows = await outbox(fresh_database)
         delivered = fake_slack.delivered()
         expected = collections.Counter((i, event, level) for i in ids for event, level in (("opened", 0),
@@ -434,7 +427,7 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
     return results, sigterm_at, exited_after, code
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(deadline(150))
 async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: str, receiver_procs: Any,
                                                                fake_slack: Any, tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_S2)
@@ -453,7 +446,7 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
         async def paged() -> bool:
             return bool(fake_slack.delivered()[(sentinel_id, "opened", 0)])
 
-        await wait_for(paged, "the level-0 page", timeout=10)
+        await eventually(paged, "the level-0 page", timeout=10)
 
         results, sigterm_at, exited_after, code = await sigterm_under_load(rx, bodies, workers=16)
         assert code == 0, rx.stderr()[-3000:]
@@ -478,8 +471,8 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
             got = fake_slack.delivered()
             return bool(got[(sentinel_id, "escalated", 2)]) and all(got[(i, "escalated", 1)] for i in load_ids)
 
-        await wait_for(escalated, "levels due after the restart", timeout=40)
-        await asyncio.sleep(1.5)
+        await eventually(escalated, "levels due after the restart", timeout=40)
+        await asyncio.sleep(deadline(1.5))  # let any duplicate arrive
         delivered = fake_slack.delivered()
         rows = await outbox(fresh_database)
 
@@ -495,8 +488,8 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
     for r in cut_off:
         assert r[3] == "ClientOSError", r
         assert not fps_of[r[0]] & stored, "a request without 2xx left a partial write"
-    # The drain waits for the requests in flight only, well inside --shutdown-timeout (10 s).
-    assert exited_after <= 3.0, f"exit took {exited_after:.1f}s"
+    # The drain waits for the requests in flight only, and they finished inside --shutdown-timeout (10 s).
+    assert drained_in_time(rx), rx.stderr()[-3000:]
     assert not rx.error_lines(), rx.error_lines()
 
     # Escalation continued where it was: each level exactly once; levels 1 and 2 came from the new process.
@@ -523,7 +516,7 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
            notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()))
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(deadline(90))
 async def test_sigterm_while_bodies_are_still_uploading(fresh_database: str, receiver_procs: Any,
                                                         fake_slack: Any, tmp_path: Any) -> None:
     """Webhooks whose body is still arriving at SIGTERM finish: the receiver keeps reading them (aiohttp's
@@ -555,13 +548,13 @@ async def test_sigterm_while_bodies_are_still_uploading(fresh_database: str, rec
         if r[3] != 200:  # sent after SIGTERM: refused, never half-written
             assert r[1] >= sigterm_at or r[3] == "ClientOSError", r
             assert not fps_of[r[0]] & stored, "a request without 2xx left a partial write"
-    assert exited_after < 8.0, "the drain ran into --shutdown-timeout"
+    assert drained_in_time(rx), "the drain ran into --shutdown-timeout"
     assert not rx.error_lines(), rx.error_lines()
     drained = re.search(r"stopped listening; letting (\d+) request\(s\) in flight finish", rx.stderr())
     assert drained and int(drained[1]) >= 4, rx.stderr()[-2000:]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(deadline(60))
 async def test_sigterm_drain_on_keep_alive_connections(fresh_database: str, receiver_procs: Any,
                                                        fake_slack: Any, tmp_path: Any) -> None:
     """While draining, a request on an already open keep-alive connection (Alertmanager keeps them) is
@@ -613,7 +606,7 @@ async def test_sigterm_drain_on_keep_alive_connections(fresh_database: str, rece
     assert uploaded == (200, "close")
     assert {a["fingerprint"] for a in json.loads(body)["alerts"]} <= stored
     assert code == 0
-    assert exited_after < 10.0, "an idle keep-alive connection held the exit up to --shutdown-timeout"
+    assert drained_in_time(rx), "an idle keep-alive connection held the exit up to --shutdown-timeout"
     assert not rx.error_lines(), rx.error_lines()
 
 
@@ -623,7 +616,7 @@ S3_KEYS = [(name, f"/s3/svc-{j}") for name in ("HighLatency", "HighErrorRate") f
 
 
 @pytest.mark.alertmanager
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(deadline(150))
 async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, receiver_procs: Any,
                                                          alertmanager_procs: Any, fake_slack: Any,
                                                          tmp_path: Any) -> None:
@@ -658,7 +651,7 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
             got = fake_slack.delivered()
             return incs if all(got[(i["id"], "escalated", 2)] for i in incs) else None
 
-        await wait_for(escalated_fully, "every incident to hold every alert and reach level 2", timeout=40)
+        await eventually(escalated_fully, "every incident to hold every alert and reach level 2", timeout=40)
 
         # Everything resolves, on both peers.
         ends = datetime.now(UTC) - timedelta(seconds=1)
@@ -671,8 +664,8 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
             done = all(i["status"] == "resolved" and got[(i["id"], "resolved", 0)] for i in incs)
             return incs if done else None
 
-        incidents = await wait_for(all_resolved, "every incident to resolve and its resolve notice", timeout=30)
-        await asyncio.sleep(3)  # late copies from the second peer, a second replica's delivery...
+        incidents = await eventually(all_resolved, "every incident to resolve and its resolve notice", timeout=30)
+        await asyncio.sleep(deadline(3))  # late copies from the second peer, a second replica's delivery...
 
         incidents = await list_incidents(s, r2.url)
         keys = collections.Counter(i["incident_key"] for i in incidents)
@@ -712,7 +705,7 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
 # --- 4. Slack down, then back ----------------------------------------------------------------------
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(deadline(120))
 async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fake_slack: Any,
                                     tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4)
@@ -724,9 +717,6 @@ async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fa
         now = datetime.now(UTC)
         assert await post_webhook(s, rx.url, webhook_body([wh_alert(labels, now) for labels in sent])) == 200
         down_at = time.monotonic()
-        await asyncio.sleep(5)
-        fake_slack.status = 200
-        up_at = time.monotonic()
         ids = by_key(await list_incidents(s, rx.url))
         assert len(ids) == len(sent)
         expected = collections.Counter(
@@ -734,12 +724,20 @@ async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fa
             for event, level in (("opened", 0), ("escalated", 1), ("escalated", 2))
         )
 
+        async def all_failed_once() -> bool:
+            return {p.key for p in fake_slack.failed()} >= set(expected)
+
+        # Slack stays down until every notification (levels 0, 1 at 2 s, 2 at 4 s) has failed at least once.
+        await eventually(all_failed_once, "every notification to fail once while Slack is down", timeout=30)
+        fake_slack.status = 200
+        up_at = time.monotonic()
+
         async def recovered() -> bool:
             return set(fake_slack.delivered()) >= set(expected)
 
-        await wait_for(recovered, "every notification after Slack recovered", timeout=45)
+        await eventually(recovered, "every notification after Slack recovered", timeout=45)
         recovered_after = time.monotonic() - up_at
-        await asyncio.sleep(2)
+        await asyncio.sleep(deadline(2))  # let any duplicate arrive
         delivered = fake_slack.delivered()
         failures = collections.Counter(p.key for p in fake_slack.failed())
         assert delivered == expected
@@ -792,13 +790,13 @@ S7_TICK = 0.25  # one key fires each tick; a key fires again S7_KEYS * S7_TICK =
 POOL_MAX = 4
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(deadline(150))
 async def test_soak(fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any) -> None:
     await _soak(60.0, fresh_database, receiver_procs, fake_slack, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(deadline(1800))
 async def test_soak_long(fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any,
                          request: pytest.FixtureRequest) -> None:
     expr = request.config.getoption("-m") or ""
@@ -888,8 +886,8 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
             return not pending and all(i["status"] == "resolved" for i in incs) and \
                 sum(fake_slack.delivered()[(i["id"], "resolved", 0)] for i in incs) == sum(cycles.values())
 
-        await wait_for(settled, "every incident to resolve and every notification to go out", timeout=30)
-        await asyncio.sleep(1.5)
+        await eventually(settled, "every incident to resolve and every notification to go out", timeout=30)
+        await asyncio.sleep(deadline(1.5))  # let any duplicate arrive
 
         incidents = await list_incidents(s, rx.url)
         members: dict[str, dict[str, Any]] = {}
