@@ -270,3 +270,29 @@ def test_the_readme_curl_example_has_a_route_of_its_own() -> None:
         body = json.loads(re.search(r"-d '(.*?)'\n", block, re.DOTALL).group(1))  # type: ignore[union-attr]
         for alert in body["alerts"]:
             assert parse_config("", env={}).map(alert["labels"]).route == "receiver-readme-example"
+
+
+# --- the list page says what the README's "Signing in" says ------------------------------------------------
+
+
+async def test_the_list_page_says_it_is_read_only_and_how_to_sign_in(make_client: Any) -> None:
+    import base64
+
+    from receiver.config import parse_config
+    from receiver.web.users import hash_password
+
+    nobody = await make_client(parse_config("", env={}))
+    r = await nobody.get("/")
+    assert r.status == 200
+    page = await r.text()
+    assert "This page is read-only: to acknowledge, resolve or silence here, add users under <code>ui.users" in page
+
+    users = f'ui:\n  require_login: false\n  users:\n    - {{name: alice, password_hash: "{hash_password("pw")}"}}\n'
+    open_page = await make_client(parse_config(users, env={}))
+    page = await (await open_page.get("/")).text()
+    assert 'This page is read-only until you <a href="/signin">sign in</a> to acknowledge' in page
+    signed_in = {"Authorization": "Basic " + base64.b64encode(b"alice:pw").decode()}
+    r = await open_page.get("/", headers=signed_in)
+    assert r.status == 200
+    page = await r.text()
+    assert "alice" in page and "read-only" not in page
