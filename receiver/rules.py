@@ -127,7 +127,7 @@ class Rule:
         return all(m.matches(labels) for m in self.matchers)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the ingest cache holds thousands, weighed by their bytes
 class Mapping:
     route: str
     kind: str

@@ -5,7 +5,7 @@ The web handler calls `Ingestor.ingest`; tests and the benchmark call it too.
 
 from __future__ import annotations
 
-import functools
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +14,18 @@ from ..config import Config
 from ..rules import Mapping
 from ..store import Store
 from .alertmanager import Notification
+from .cache import SizedLRU, str_bytes
 
-MAP_CACHE_SIZE = 16384  # label sets
-MAP_CACHE_MAX_CHARS = 2048  # only label sets up to this size are cached: at most ~32 MB of keys
+# Bytes, measured per entry (key, mapping and the cache's own overhead): about 10,000 label sets of the
+# usual size, whatever their shape. A label set over MAP_CACHE_MAX_CHARS is mapped but never cached.
+MAP_CACHE_BYTES = 8 * 1024 * 1024
+MAP_CACHE_MAX_CHARS = 2048
+_SEP = "\x00"
+
+
+def _mapping_entry_size(key: str, mapping: Mapping) -> int:
+    return sys.getsizeof(key) + sys.getsizeof(mapping) + str_bytes(
+        mapping.route, mapping.kind, mapping.severity, mapping.owner, mapping.rule)
 
 
 class Ingestor:
@@ -24,15 +33,20 @@ class Ingestor:
         self.config = config
         self.store = store
         # Alertmanager re-sends every alert of a group with each notification: map a label set once.
-        self._map_items = functools.lru_cache(maxsize=MAP_CACHE_SIZE)(self._map_uncached)
+        self.map_cache: SizedLRU[str, Mapping] = SizedLRU(MAP_CACHE_BYTES, _mapping_entry_size)
 
     def map(self, labels: dict[str, str]) -> Mapping:
-        if sum(len(k) + len(v) for k, v in labels.items()) > MAP_CACHE_MAX_CHARS:
-            return self.config.map(labels)  # a huge label set is not kept: the cache stays a few MB
-        return self._map_items(tuple(labels.items()))
-
-    def _map_uncached(self, items: tuple[tuple[str, str], ...]) -> Mapping:
-        return self.config.map(dict(items))
+        # The key is one string, names then values, NUL-separated: a few bytes a label where a tuple of pairs
+        # cost about 64 bytes a label. It is unambiguous when no name or value holds a NUL (the parser
+        # replaces them; the count tells), so a label set with one is mapped without the cache.
+        key = _SEP.join(labels) + _SEP + _SEP.join(labels.values())
+        if len(key) > MAP_CACHE_MAX_CHARS or key.count(_SEP) != 2 * len(labels) - 1:
+            return self.config.map(labels)
+        mapping = self.map_cache.get(key)
+        if mapping is None:
+            mapping = self.config.map(labels)
+            self.map_cache.put(key, mapping)
+        return mapping
 
     def owner_snapshot(self, name: str) -> dict[str, Any]:
         """What the incident keeps of its owner, so a config change never re-routes it."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +19,7 @@ from receiver.ingest.alertmanager import (
     label_fingerprint,
     parse_body,
 )
-from receiver.timeutil import format_duration, parse_duration, parse_rfc3339
+from receiver.timeutil import RFC3339_CACHE_SIZE, format_duration, parse_duration, parse_rfc3339
 from tests.helpers import ZERO, alert, payload
 
 
@@ -268,6 +270,27 @@ def test_an_alert_with_an_offset_is_stored_in_utc() -> None:
 def test_bad_timestamps_raise_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rfc3339(text)
+
+
+def test_the_timestamp_cache_is_bounded_in_bytes() -> None:
+    """Only timestamps that parse are cached (at most 35 ASCII characters each), so the full cache is a few MB
+    however hostile the values: measured with tracemalloc, strings that fail are never kept."""
+    parse_rfc3339.cache_clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(RFC3339_CACHE_SIZE + 1000):  # the longest form, every one distinct
+            parse_rfc3339(f"2026-11-27T10:{i // 3600 % 60:02d}:{i // 60 % 60:02d}.{i:09d}+05:30")
+        for i in range(1000):
+            with pytest.raises(ValueError):
+                parse_rfc3339(f"2026-11-27T10:00:00Z{'x' * 100_000}{i}")
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        parse_rfc3339.cache_clear()
+    assert held < 3 * 1024 * 1024, held
 
 
 def test_a_leap_second_is_clamped() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.config import parse_config
+from receiver.ingest import service
 from receiver.ingest.service import Ingestor
 from receiver.rules import (
     DEFAULT_RULE,
@@ -340,7 +343,59 @@ default_owner: team-a
     for _ in range(2):  # a miss, then a hit
         assert ingestor.map(labels) == config.map(labels)
     assert ingestor.map(dict(reversed(labels.items()))) == config.map(labels)
-    cached = ingestor._map_items.cache_info().currsize
+    cached = len(ingestor.map_cache)
     huge = {**labels, "description": "x" * 5000}  # mapped, not kept in the cache
     assert ingestor.map(huge) == config.map(huge)
-    assert ingestor._map_items.cache_info().currsize == cached
+    with_nul = {**labels, "path\x00method": "\x00"}  # NUL is the key's separator: mapped, not cached
+    assert ingestor.map(with_nul) == config.map(with_nul)
+    assert len(ingestor.map_cache) == cached
+
+
+def test_a_repeated_label_set_is_mapped_once() -> None:
+    """The cache's point: a label set Alertmanager re-sends is not mapped again."""
+    ingestor = Ingestor(parse_config("", env={}), store=None)  # type: ignore[arg-type]
+    labels = {"alertname": "HighLatency", "method": "GET", "path": "/x", "instance": "a"}
+    first = ingestor.map(labels)
+    again = ingestor.map(dict(labels))  # an equal label set, new objects, as the next webhook parses it
+    assert again is first
+    assert (ingestor.map_cache.hits, ingestor.map_cache.misses) == (1, 1)
+
+
+def _label_sets(shape: str, n: int) -> Any:
+    """Label sets shaped to cost the cache as much as possible, each distinct."""
+    for i in range(n):
+        if shape == "many-tiny":  # 600 one-character names, as many as fit the per-set limit
+            yield {**{chr(0x100 + j): "" for j in range(600)}, "i": str(i)}
+        elif shape == "wide-characters":  # 4 bytes a character in route and kind as well as in the key
+            yield {"method": "\U0001f600", "path": "\U0001f600" * 300 + str(i), "kind": "\U0001f600" * 300}
+        elif shape == "few-huge":  # over the per-set limit: never cached
+            yield {"path": "/x" * 50_000 + str(i)}
+        else:  # many small distinct sets, the usual shape
+            yield {"alertname": "HighLatency", "method": "GET", "path": f"/api/{i}", "instance": f"api-{i}:8080"}
+
+
+@pytest.mark.parametrize("shape", ["many-tiny", "wide-characters", "few-huge", "many-small"])
+def test_the_mapping_cache_holds_at_most_its_budget_in_bytes(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measured with tracemalloc: what the cache keeps after the label sets are gone stays under its byte
+    budget (and its own accounting does not under-count), whatever the shape of the label sets."""
+    budget = 1024 * 1024
+    monkeypatch.setattr(service, "MAP_CACHE_BYTES", budget)
+    config = parse_config("", env={})
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ingestor = Ingestor(config, store=None)  # type: ignore[arg-type]
+        for labels in _label_sets(shape, 3000):
+            assert ingestor.map(labels) == config.map(labels)
+        del labels
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    cache = ingestor.map_cache
+    assert cache.bytes <= budget
+    assert held <= budget + 64 * 1024, f"{shape}: {held} bytes held for {len(cache)} entries"
+    assert held <= cache.bytes * 1.1 + 64 * 1024, f"{shape}: accounted {cache.bytes}, held {held}"
+    if shape != "few-huge":
+        assert len(cache) > 0
