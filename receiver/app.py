@@ -45,7 +45,7 @@ from .notify.delivery import Deliverer, Delivery
 from .server import Drain
 from .store import Store, StoreUnavailable
 from .web import actions, handlers, pages, users
-from .web.middleware import error_middleware, webhook_metrics
+from .web.middleware import BodyLimits, error_middleware, webhook_metrics
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,10 @@ def templates() -> jinja2.Environment:
 def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.Application:
     """The receiver as an aiohttp application. `loops=False` leaves escalation to the caller (tests)."""
     drain = Drain()
+    limits = BodyLimits()  # bodies are bounded per route before they are read (see BodyLimits)
     app = web.Application(
         client_max_size=config.webhook.max_body_bytes,
-        middlewares=[drain.middleware, webhook_metrics, error_middleware, pages.security_headers],
+        middlewares=[drain.middleware, webhook_metrics, error_middleware, limits.middleware, pages.security_headers],
     )
     app[DRAIN] = drain
     app.on_response_prepare.append(drain.on_response_prepare)
@@ -183,17 +184,18 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.cleanup_ctx.append(_http_session)
     if loops:
         app.cleanup_ctx.append(_loops)
-    app.router.add_post("/webhook", handlers.webhook)
+    app.router.add_post("/webhook", handlers.webhook, expect_handler=limits.expect)
     app.router.add_get("/api/incidents", handlers.list_incidents)
     app.router.add_get("/api/incidents/{id}", handlers.get_incident)
-    app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action)
+    app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action,
+                        expect_handler=limits.expect)
     app.router.add_get("/incidents/{id}/{action:ack}-link", actions.link_page)
-    app.router.add_post("/incidents/{id}/{action:ack}-link", actions.link_action)
+    app.router.add_post("/incidents/{id}/{action:ack}-link", actions.link_action, expect_handler=limits.expect)
     app.router.add_get("/", pages.index)
     app.router.add_get("/signin", pages.signin)
     app.router.add_get("/incidents/{id}", pages.incident)
     app.router.add_post("/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
-                        pages.incident_action)
+                        pages.incident_action, expect_handler=limits.expect)
     token = config.metrics.token.value if config.metrics.token else None
     app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app[STORE].pool if STORE in app else None,
                                                         token))

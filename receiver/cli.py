@@ -16,13 +16,22 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .database import default_data_dir, embedded_postgres, migrate, redact
+from .database import (
+    DatabaseUnavailable,
+    DatabaseUnreachable,
+    check_url,
+    default_data_dir,
+    embedded_postgres,
+    migrate,
+    probe,
+    redact,
+)
 from .ingest.alertmanager import PayloadError, parse_body
 
 log = logging.getLogger("receiver")
@@ -37,24 +46,53 @@ def _config(path: str | None) -> Config:
 def database_url(config: Config, data_dir: str | None) -> Iterator[str]:
     """DATABASE_URL (or database.url_env/url_file) when set, else an embedded PostgreSQL."""
     if config.database.url is not None:
+        check_url(config.database.url.value)
         yield config.database.url.value
         return
     directory = Path(data_dir or os.environ.get("RECEIVER_DATA_DIR") or config.data_dir or default_data_dir())
-    log.info("DATABASE_URL is not set: starting an embedded PostgreSQL, data in %s", directory / "pgdata")
-    with embedded_postgres(directory) as url:
+    log.info("DATABASE_URL is not set: using an embedded PostgreSQL, data in %s", directory / "pgdata")
+    with embedded_postgres(directory, start_timeout=config.database.startup_wait) as url:
         yield url
 
 
-def _migrate_with_retry(url: str, deadline_seconds: float = 60.0) -> list[str]:
-    deadline = time.monotonic() + deadline_seconds
+# While the reason stays the same, one line per this many seconds is enough to follow a wait.
+RETRY_LOG_EVERY = 10.0
+
+
+def _migrate_with_retry(url: str, config: Config) -> list[str]:
+    """Apply migrations, waiting up to `database.startup_wait` for the database to accept connections."""
+    return _with_database(url, config, lambda: migrate(url, connect_timeout=config.database.connect_timeout))
+
+
+def _wait_for_database(url: str, config: Config) -> None:
+    """Without migrations, still wait (as long) for the database, so the pool starts on a database that answers."""
+    _with_database(url, config, lambda: probe(url, connect_timeout=config.database.connect_timeout))
+
+
+T = TypeVar("T")
+
+
+def _with_database(url: str, config: Config, action: Callable[[], T]) -> T:
+    """`action()`, retried while the database cannot be reached (it may be starting beside us), for up to
+    `database.startup_wait`. Each retry line says why; giving up is one line saying what to check."""
+    wait = config.database.startup_wait
+    began = time.monotonic()
+    said: tuple[str, float] | None = None  # the reason last logged, and when
     while True:
         try:
-            return migrate(url)
-        except Exception as e:  # the database may still be starting
-            if time.monotonic() > deadline:
-                raise
-            log.warning("database not ready for migrations (%s); retrying", type(e).__name__)
-            time.sleep(1)
+            return action()
+        except DatabaseUnreachable as e:
+            now = time.monotonic()
+            if now - began >= wait:
+                waited = f" after {wait:.0f} s" if wait >= 1 else ""
+                raise DatabaseUnavailable(
+                    f"cannot connect to the database at {redact(url)}{waited}: {e.reason}; check {e.check}"
+                    " (database.startup_wait sets how long to wait)") from None
+            if said is None or said[0] != e.reason or now - said[1] >= RETRY_LOG_EVERY:
+                log.warning("database at %s not reachable: %s; retrying for up to %.0f s more", redact(url), e.reason,
+                            wait - (now - began))
+                said = (e.reason, now)
+            time.sleep(min(1.0, max(0.0, wait - (now - began))))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -72,23 +110,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop_during_start)
+    signal.signal(signal.SIGINT, stop_during_start)  # Ctrl-C while starting: no KeyboardInterrupt traceback
     with database_url(config, args.data_dir) as url:
         log.info("database: %s", redact(url))
         if not args.no_migrate:
-            applied = _migrate_with_retry(url)
+            applied = _migrate_with_retry(url, config)
             log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+        else:
+            _wait_for_database(url, config)
         if config.webhook.token is None and config.webhook.basic_auth is None:
             log.warning("the webhook accepts unauthenticated requests; set RECEIVER_WEBHOOK_TOKEN to require a token")
         app = create_app(config, url)
-        log.info("receiver %s listening on http://%s:%d (webhook: POST /webhook)", __version__, host, port)
         asyncio.run(serve(app, app[DRAIN], host, port, args.shutdown_timeout))
+    log.info("stopped")
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     config = _config(args.config)
     with database_url(config, args.data_dir) as url:
-        applied = _migrate_with_retry(url)
+        applied = _migrate_with_retry(url, config)
         print(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
     return 0
 
@@ -139,11 +180,22 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
     from .web.users import hash_password
 
-    if args.stdin:
-        password = sys.stdin.readline().rstrip("\n")
+    if args.stdin or not sys.stdin.isatty():
+        # A pipe or a file (`echo pw | receiver hash-password`): one line, as with --stdin; asking twice
+        # would read past its end.
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            print("receiver: no password on standard input (pipe one line, or run in a terminal to be asked)",
+                  file=sys.stderr)
+            return 1
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Again: ")
+        except (EOFError, KeyboardInterrupt):
+            print("\nreceiver: no password given", file=sys.stderr)
+            return 1
+        if again != password:
             print("receiver: the passwords differ", file=sys.stderr)
             return 1
     if not password:
@@ -184,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
     hp = sub.add_parser("hash-password", help="print an scrypt hash for ui.users[].password_hash")
-    hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    hp.add_argument("--stdin", action="store_true",
+                    help="read the password from standard input (the default when it is not a terminal)")
     hp.set_defaults(func=cmd_hash_password)
     return parser
 
@@ -201,21 +254,50 @@ def one_line_errors(record: logging.LogRecord) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Called without `argv` it is the program (the `receiver` script, `python -m receiver`)
+    and owns the process: after `serve` has stopped everything, it ends the process at once (see
+    `_exit_now`). Called with `argv` (tests) it returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The embedded server and yoyo narrate every step at INFO; their warnings still show.
     for noisy in ("embedded_postgres", "yoyo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # embedded-postgres logs a failed command's whole output as an ERROR before raising; we report the
+    # failure in one line (DatabaseUnavailable), with the server log's path.
+    logging.getLogger("embedded_postgres").addFilter(lambda record: record.levelno != logging.ERROR)
     # While the database is down, asyncpg's pool retries its minimum size with a full traceback each time.
     logging.getLogger("asyncpg.pool").addFilter(one_line_errors)
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except ConfigError as e:
-        for error in e.errors:  # every error of the file, one line each
-            print(f"receiver: configuration error: {error}", file=sys.stderr)
+        print(f"receiver: configuration error: {e}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as e:
+        print(f"receiver: {e}", file=sys.stderr)
+        return 1
+    if argv is None and args.func is cmd_serve:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown.
+
+    Once `serve` returns, everything that matters is done: requests drained, loops stopped, the pool
+    closed, an embedded PostgreSQL stopped (or left to the processes still using it). What the normal
+    exit would still do is free every object one by one and run the final garbage collections, over
+    caches of up to hundreds of MB (label mappings, parsed timestamps): seconds of CPU on a busy machine,
+    during which an orchestrator waits and may SIGKILL. `gc.freeze()` would skip the collections but not
+    the freeing; `os._exit` skips both, and the OS takes the memory back at once. It also skips `atexit`
+    handlers: embedded-postgres's is the cleanup already run above, and nothing else registers one that
+    must run. So: flush what is buffered (log handlers, stdout, stderr), then leave."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

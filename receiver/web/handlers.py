@@ -19,8 +19,9 @@ from ..keys import CONFIG, DRAIN, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
+from . import detail
 from .auth import api_actor, webhook_authorized
-from .middleware import json_error
+from .middleware import json_error, webhook_unauthorized
 from .users import current_user
 
 STATUSES = ("open", "acknowledged", "silenced", "resolved")
@@ -47,12 +48,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 async def webhook(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     if not webhook_authorized(config.webhook, request.headers.get("Authorization")):
-        return web.json_response(
-            {"error": "missing or wrong credentials"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
-        )
-    body = await request.read()  # aiohttp answers 413 past client_max_size
+        return webhook_unauthorized()  # (BodyLimits refused it already, with a log line: for direct callers)
+    body = await request.read()  # 413 past webhook.max_body_bytes; the sender's credentials were checked first
     try:
         notification = parse_body(body)
     except PayloadError as e:
@@ -129,13 +126,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise web.HTTPBadRequest(text="cursor is not valid") from None
 
 
-def require_reader(request: web.Request) -> None:
+async def require_reader(request: web.Request) -> None:
     """The read API shows what the status page shows: when the page needs sign-in, so does the API
-    (an API token, or a page user's Basic credentials or proxy header)."""
+    (an API token, or a page user's Basic credentials or proxy header; 429 when sign-in is throttled)."""
     config = request.app[CONFIG]
     if not config.ui.login_required:
         return
-    if api_actor(config, request.headers.get("Authorization")) or current_user(config, request):
+    if api_actor(config, request.headers.get("Authorization")) or await current_user(request):
         return
     raise web.HTTPUnauthorized(
         text=json.dumps({"error": "sign in (Basic) or send an API token (Bearer) to read incidents"}),
@@ -145,7 +142,7 @@ def require_reader(request: web.Request) -> None:
 
 
 async def list_incidents(request: web.Request) -> web.Response:
-    require_reader(request)
+    await require_reader(request)
     statuses = query_list(request, "status") or list(ACTIVE)
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
@@ -181,16 +178,32 @@ def parse_incident_id(request: web.Request) -> uuid.UUID:
 
 
 async def get_incident(request: web.Request) -> web.Response:
-    require_reader(request)
+    """One incident with one page of its member alerts (firing first) and one of its timeline (oldest first,
+    or newest first with `events_order=desc`): `?alerts_limit=&alerts_cursor=&events_limit=&events_cursor=`,
+    500 of each by default and at most; `alert_count`, `firing_count`, `event_count` are the totals and
+    `alerts_next_cursor`/`events_next_cursor` continue (null on the last page)."""
+    await require_reader(request)
     incident_id = parse_incident_id(request)
     store = request.app[STORE]
-    row = await store.get_incident(incident_id)
-    if row is None:
-        return json_error(404, "no such incident")
+    q = request.query
+    order = q.get("events_order", "asc")
+    try:
+        if order not in ("asc", "desc"):
+            raise detail.BadPageRequest("events_order must be asc or desc")
+        alerts_limit = detail.page_limit(q, "alerts_limit", detail.MAX_PAGE)
+        events_limit = detail.page_limit(q, "events_limit", detail.MAX_PAGE)
+        row = await store.get_incident(incident_id)
+        if row is None:
+            return json_error(404, "no such incident")
+        page = await detail.read_page(store, incident_id, alerts_cursor=q.get("alerts_cursor"),
+                                      alerts_limit=alerts_limit, events_cursor=q.get("events_cursor"),
+                                      events_limit=events_limit, newest_first=order == "desc")
+    except detail.BadPageRequest as e:
+        return json_error(400, str(e))
     data = incident_json(row)
-    data["alerts"] = [dict(r) for r in await store.incident_alerts(incident_id)]
-    data["events"] = [dict(r) for r in await store.incident_events(incident_id)]
-    return json_response(data)
+    data.update(event_count=page.event_count, alerts=page.alerts, events=page.events,
+                alerts_next_cursor=page.alerts_next, events_next_cursor=page.events_next)
+    return detail.json_text_response(await detail.off_loop_if(page.large, dumps, data))
 
 
 async def healthz(request: web.Request) -> web.Response:
