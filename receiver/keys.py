@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import aiohttp
 import jinja2
@@ -15,6 +16,9 @@ from .metrics import Metrics
 from .notify.delivery import Deliverer
 from .server import Drain
 from .store import Store
+
+if TYPE_CHECKING:  # web.users reads these keys: imported for the type only
+    from .web.users import SignIn
 
 CONFIG = web.AppKey("config", Config)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -30,3 +34,4 @@ DELIVERY_WAKEUP = web.AppKey("delivery_wakeup", asyncio.Event)
 LOOPS = web.AppKey("loops", list)
 METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
+SIGN_IN: web.AppKey[SignIn] = web.AppKey("sign_in")

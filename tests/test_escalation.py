@@ -394,7 +394,7 @@ async def test_lifecycle_api_auth_and_transitions(env: Any) -> None:
     assert (await e.act("00000000-0000-0000-0000-000000000000", "ack")).status == 404
     assert (await e.act("not-a-uuid", "ack")).status == 404
     assert (await e.act(inc["id"], "unack")).status == 409
-    assert (await e.act(inc["id"], "silence", duration="1h")).status == 409  # a reason is required
+    assert (await e.act(inc["id"], "silence", duration="1h")).status == 400  # a reason is required
     assert (await e.act(inc["id"], "ack")).status == 200
     second = await e.act(inc["id"], "ack")
     assert second.status == 409 and "already acknowledged by alice" in (await second.json())["error"]

@@ -85,10 +85,12 @@ def csrf_of(html: str) -> str:
 
 async def act(client: Any, incident_id: str, action: str, *, headers: dict[str, str] | None = None,
               csrf: str | None = None, **form: str) -> Any:
-    """POST an action form the way a browser on the page does (same Origin, the page's token)."""
-    if csrf is None:
-        csrf = csrf_of(await page(client, f"/incidents/{incident_id}"))
+    """POST an action form the way a browser on the page does (same Origin, the page's token, which is the
+    signed-in user's: the page is opened with the same credentials)."""
     hdrs = {**ALICE, "Origin": origin(client)} if headers is None else headers
+    if csrf is None:
+        auth = {k: v for k, v in hdrs.items() if k == "Authorization"}
+        csrf = csrf_of(await page(client, f"/incidents/{incident_id}", headers=auth or ALICE))
     return await client.post(f"/incidents/{incident_id}/actions/{action}", data={"csrf": csrf, **form},
                              headers=hdrs, allow_redirects=False)
 
@@ -433,10 +435,11 @@ async def test_silence_with_a_reason_unsilence_and_resolve_through_forms(aiohttp
     assert durations == ["30m", "1h", "4h", "12h", "1d", "7d"]
     assert 'name="reason" required' in detail
 
+    # input that can never be valid is a 400 with the reason; a state that forbids the action is a 409
     resp = await act(client, incident_id, "silence", duration="4h", reason="")
-    assert resp.status == 409 and "a silence needs a reason" in await resp.text()
+    assert resp.status == 400 and "a silence needs a reason" in await resp.text()
     resp = await act(client, incident_id, "silence", duration="99y", reason="x")
-    assert resp.status == 409
+    assert resp.status == 400 and "duration" in await resp.text()
     resp = await act(client, incident_id, "unsilence")
     assert resp.status == 409 and "not silenced" in await resp.text()
 

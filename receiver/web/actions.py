@@ -13,18 +13,20 @@ from aiohttp import web
 from .. import lifecycle
 from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, METRICS, STORE, TEMPLATES
 from ..links import LinkError, verify
-from ..store import Store
-from ..timeutil import parse_duration, parse_rfc3339, utcnow
+from ..store import LinkAlreadyUsed, Store
+from ..timeutil import utcnow
 from .auth import api_actor
 from .handlers import incident_json, json_response, parse_incident_id
 from .middleware import json_error
 
 
 async def perform(app: web.Application, incident_id: uuid.UUID, action: str, actor: str, now: datetime,
-                  body: dict[str, Any]) -> tuple[Any, Any] | None:
-    """Run one lifecycle action; raises InvalidTransition, returns None for an unknown incident."""
+                  body: dict[str, Any], *, link_signature: str | None = None) -> tuple[Any, Any] | None:
+    """Run one lifecycle action; raises InvalidInput before touching the database, InvalidTransition, and
+    LinkAlreadyUsed (with `link_signature`, spent in the action's transaction); None for an unknown incident."""
     config = app[CONFIG]
     store: Store = app[STORE]
+    silence = lifecycle.silence_input(body, now) if action == "silence" else None
 
     def change(row: Any) -> lifecycle.Change:
         if action == "ack":
@@ -35,14 +37,15 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
             return lifecycle.resolve(row, actor, now)
         if action == "unsilence":
             return lifecycle.unsilence(row, actor, now)
-        until, reason = silence_args(body, now)
-        return lifecycle.silence(row, actor, now, until, reason)
+        assert silence is not None
+        return lifecycle.silence(row, actor, now, *silence)
 
     def notify_resolved(row: Any) -> bool:
         policy = config.escalation.policies.get(row["severity"])
         return bool(policy and policy.notify_on_resolve)
 
-    result = await store.transition(incident_id, change, actor=actor, now=now, notify_resolved=notify_resolved)
+    result = await store.transition(incident_id, change, actor=actor, now=now, notify_resolved=notify_resolved,
+                                    link_signature=link_signature)
     if result is not None:
         after = result[1]
         metrics = app[METRICS]
@@ -56,25 +59,6 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
     return result
 
 
-def silence_args(body: dict[str, Any], now: datetime) -> tuple[datetime, str]:
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise lifecycle.InvalidTransition("a silence needs a reason")
-    if body.get("until"):
-        try:
-            until = parse_rfc3339(str(body["until"]))
-        except ValueError as e:
-            raise lifecycle.InvalidTransition(str(e)) from None
-        if until is None:
-            raise lifecycle.InvalidTransition("until must be a time")
-        return until, reason.strip()[:500]
-    try:
-        duration = parse_duration(body.get("duration") or "")
-    except ValueError as e:
-        raise lifecycle.InvalidTransition(f"duration: {e}") from None
-    return now + duration, reason.strip()[:500]
-
-
 async def api_action(request: web.Request) -> web.Response:
     actor = api_actor(request.app[CONFIG], request.headers.get("Authorization"))
     if actor is None:
@@ -86,18 +70,30 @@ async def api_action(request: web.Request) -> web.Response:
     if request.can_read_body:
         try:
             parsed = json.loads(await request.read() or b"{}")
-        except ValueError:
+        except RecursionError:
+            return json_error(400, "the JSON is nested too deeply")
+        except ValueError:  # UnicodeDecodeError included
             return json_error(400, "the body must be a JSON object")
         if not isinstance(parsed, dict):
             return json_error(400, "the body must be a JSON object")
         body = parsed
     try:
         result = await perform(request.app, incident_id, action, actor, utcnow(), body)
+    except lifecycle.InvalidInput as e:
+        return json_error(400, str(e))
     except lifecycle.InvalidTransition as e:
         return json_error(409, str(e))
     if result is None:
         return json_error(404, "no such incident")
     return json_response(incident_json(result[1]))
+
+
+async def read_form(request: web.Request) -> Any:
+    """The POSTed form; a body that is not a decodable form is the client's error (400), not ours."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, AssertionError) as e:  # UnicodeDecodeError, an unknown charset, bad multipart
+        raise web.HTTPBadRequest(text=f"400: the form could not be read ({type(e).__name__})") from None
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
@@ -125,19 +121,21 @@ async def link_page(request: web.Request) -> web.Response:
 async def link_action(request: web.Request) -> web.Response:
     incident_id = parse_incident_id(request)
     action = request.match_info["action"]
-    form = await request.post()
+    form = await read_form(request)
     exp, sig = str(form.get("exp", "")), str(form.get("sig", ""))
     now = utcnow()
     try:
         verify(request.app[LINK_SECRET], incident_id, action, exp, sig, now)
     except LinkError as e:
         return render(request, "link.html", status=403, error=str(e), incident=None)
-    store: Store = request.app[STORE]
-    if not await store.use_link(sig, now):
-        return render(request, "link.html", status=409, error="this link was already used", incident=None)
     try:
-        result = await perform(request.app, incident_id, action, "link:" + str(form.get("name") or "slack")[:64],
-                               now, {})
+        name = lifecycle.text_input(form.get("name"), "name", limit=64) or "slack"
+        # the link is spent in the action's transaction: an action that fails leaves it usable
+        result = await perform(request.app, incident_id, action, "link:" + name, now, {}, link_signature=sig)
+    except lifecycle.InvalidInput as e:
+        return render(request, "link.html", status=400, error=str(e), incident=None)
+    except LinkAlreadyUsed:
+        return render(request, "link.html", status=409, error="this link was already used", incident=None)
     except lifecycle.InvalidTransition as e:
         return render(request, "link.html", status=409, error=str(e), incident=None)
     if result is None:

@@ -1,13 +1,16 @@
 """The status page: server-rendered HTML that works without JavaScript, and its HTML form actions.
 
 Viewing may require a signed-in user (by default, once users exist); acting always does, and every
-action is a POST with a CSRF token bound to the session cookie plus an Origin check.
+action is a POST with a CSRF token bound to the server-issued session cookie and the user, plus an Origin
+check; its fields are validated (400 with a reason) before anything is written.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -18,9 +21,10 @@ from aiohttp import web
 from .. import lifecycle
 from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
 from ..timeutil import format_duration, utcnow
-from .actions import perform
+from . import detail
+from .actions import perform, read_form
 from .handlers import decode_cursor, encode_cursor, parse_incident_id, query_list
-from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, session_id
+from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, known_user
 
 SEVERITY_ORDER = ("critical", "warning")
 ACTIVE = ("open", "acknowledged", "silenced")
@@ -63,31 +67,40 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
     return {name: query_list(request, name, limit=500) for name in ("status", "severity", "route", "kind", "owner")}
 
 
-def viewer(request: web.Request) -> str | None:
-    """The signed-in user, or None; raises 401 when viewing needs sign-in."""
+async def viewer(request: web.Request) -> str | None:
+    """The signed-in user, or None; raises 401 when viewing needs sign-in (429 when sign-in is throttled)."""
     config = request.app[CONFIG]
-    user = current_user(config, request)
+    user = await current_user(request)
     if user is None and config.ui.login_required:
         raise challenge()
     return user
 
 
 def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    response, render = _prepare(request, template, status, context)
+    response.text = render()
+    return response
+
+
+def _prepare(request: web.Request, template: str, status: int,
+             context: dict[str, Any]) -> tuple[web.Response, Callable[[], str]]:
+    """The response (session cookie, headers) and the template's render call, which a large page makes in a
+    worker thread."""
     config = request.app[CONFIG]
     env: jinja2.Environment = request.app[TEMPLATES]
-    sid = session_id(request)
     response = web.Response(status=status, content_type="text/html")
-    sid = ensure_session(request, response, sid)
-    context.setdefault("user", current_user(config, request))
+    sid = ensure_session(request, response)
+    context.setdefault("user", known_user(request))  # found by the handler before rendering
     context.setdefault("can_act", bool(config.ui.users or config.ui.proxy_header))
-    response.text = env.get_template(template).render(
-        csrf=csrf_token(request.app[LINK_SECRET], sid),
+    render = functools.partial(
+        env.get_template(template).render,
+        csrf=csrf_token(request.app[LINK_SECRET], sid, context["user"] or ""),
         refresh=int(config.ui.refresh.total_seconds()),
         now=utcnow(),
         **context,
     )
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return response, render
 
 
 def _cursor3(text: str | None) -> tuple[str, datetime, uuid.UUID] | None:
@@ -101,7 +114,7 @@ def _cursor3(text: str | None) -> tuple[str, datetime, uuid.UUID] | None:
 
 
 async def index(request: web.Request) -> web.Response:
-    user = viewer(request)
+    user = await viewer(request)
     config = request.app[CONFIG]
     store = request.app[STORE]
     f = _filters(request)
@@ -159,15 +172,6 @@ def event_detail(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"detail": value}
 
 
-def common_labels(alerts: list[Any]) -> dict[str, str]:
-    if not alerts:
-        return {}
-    common = dict(alerts[0]["labels"])
-    for a in alerts[1:]:
-        common = {k: v for k, v in common.items() if a["labels"].get(k) == v}
-    return common
-
-
 def alertmanager_links(external_url: Any, labels: dict[str, str]) -> dict[str, str]:
     base = safe_url(external_url)
     if not base or not labels:
@@ -183,37 +187,60 @@ def _escape_matcher(value: str) -> str:
 
 
 async def incident(request: web.Request) -> web.Response:
-    user = viewer(request)
+    """One incident: `ui.page_size` member alerts (firing first) and timeline events (newest first) per page,
+    with the totals and next-page links (`?alerts=<cursor>`, `?events=<cursor>`) that work without JavaScript."""
+    user = await viewer(request)
     incident_id = parse_incident_id(request)
     store = request.app[STORE]
+    size = min(request.app[CONFIG].ui.page_size, detail.MAX_PAGE)
     row = await store.get_incident(incident_id)
     if row is None:
         return _render(request, "error.html", status=404, message="There is no such incident.")
-    alerts = await store.incident_alerts(incident_id)
-    events = [{**dict(e), "detail": event_detail(e["detail"])} for e in await store.incident_events(incident_id)]
-    labels = common_labels(list(alerts))
+    alerts_cursor, events_cursor = request.query.get("alerts"), request.query.get("events")
+    try:
+        page = await detail.read_page(store, incident_id, alerts_cursor=alerts_cursor, alerts_limit=size,
+                                      events_cursor=events_cursor, events_limit=size, newest_first=True)
+    except detail.BadPageRequest as e:
+        return _render(request, "error.html", status=400, message=f"The page link is not valid: {e}.",
+                       back=f"/incidents/{incident_id}")
+    events = [{**e, "detail": event_detail(e["detail"])} for e in page.events]
+    labels = await store.incident_common_labels(incident_id)
     metadata = row["metadata"] or {}
-    return _render(
-        request, "incident.html", user=user, incident=row, alerts=alerts, events=events, metadata=metadata,
-        common=labels, am=alertmanager_links(metadata.get("external_url"), labels),
+
+    def link(**cursors: str | None) -> str:
+        query = urlencode({k: v for k, v in cursors.items() if v})
+        return f"/incidents/{incident_id}" + (f"?{query}" if query else "")
+
+    response, render = _prepare(request, "incident.html", 200, dict(
+        user=user, incident=row, alerts=page.alerts, events=events, event_count=page.event_count,
+        metadata=metadata, common=labels, am=alertmanager_links(metadata.get("external_url"), labels),
         silence_choices=SILENCE_CHOICES, message=request.query.get("done"),
-    )
+        alerts_next=link(alerts=page.alerts_next, events=events_cursor) if page.alerts_next else None,
+        alerts_first=link(events=events_cursor) if alerts_cursor else None,
+        events_next=link(alerts=alerts_cursor, events=page.events_next) if page.events_next else None,
+        events_first=link(alerts=alerts_cursor) if events_cursor else None,
+    ))
+    response.text = await detail.off_loop_if(page.large, render)
+    return response
 
 
 async def incident_action(request: web.Request) -> web.StreamResponse:
-    config = request.app[CONFIG]
-    user = current_user(config, request)
+    user = await current_user(request)
     if user is None:
         raise challenge("sign in to act on incidents")
     incident_id = parse_incident_id(request)
     action = request.match_info["action"]
-    form = await request.post()
-    refused = check_csrf(request.app[LINK_SECRET], request, str(form.get("csrf", "")))
+    form = await read_form(request)
+    submitted = form.get("csrf")
+    refused = check_csrf(request, submitted if isinstance(submitted, str) else "", user)
     if refused:
         return _render(request, "error.html", status=403, message=f"Refused: {refused}.")
     body = {"duration": form.get("duration"), "reason": form.get("reason")}
     try:
         result = await perform(request.app, incident_id, action, user, utcnow(), body)
+    except lifecycle.InvalidInput as e:
+        return _render(request, "error.html", status=400, message=f"Cannot {action}: {e}.",
+                       back=f"/incidents/{incident_id}")
     except lifecycle.InvalidTransition as e:
         return _render(request, "error.html", status=409, message=f"Cannot {action}: {e}.",
                        back=f"/incidents/{incident_id}")
@@ -223,7 +250,7 @@ async def incident_action(request: web.Request) -> web.StreamResponse:
 
 
 async def signin(request: web.Request) -> web.StreamResponse:
-    if current_user(request.app[CONFIG], request) is None:
+    if await current_user(request) is None:
         raise challenge()
     raise web.HTTPSeeOther("/")
 

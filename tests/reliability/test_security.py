@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import parse_config
+from receiver.ingest.alertmanager import clean_text
 from receiver.keys import DELIVERER, ESCALATOR, LINK_SECRET
 from receiver.links import link_path, sign
 from receiver.web.users import SESSION_COOKIE, csrf_token, hash_password
@@ -109,14 +111,19 @@ class Env:
     async def status_of(self, incident_id: str) -> str:
         return await self.db.fetchval("SELECT status FROM incidents WHERE id = $1", uuid.UUID(incident_id))
 
-    async def session(self, incident_id: str) -> tuple[str, str]:
-        """Open the incident page as alice: (session cookie, the form's CSRF token)."""
+    async def session(self, incident_id: str, user: str = "alice", cookie: str | None = None) -> tuple[str, str]:
+        """Open the incident page as `user` (presenting `cookie` as the session, if given): (the session
+        cookie the page set, or the one presented when it set none; the form's CSRF token)."""
         self.client.session.cookie_jar.clear()
-        resp = await self.client.get(f"/incidents/{incident_id}", headers=self.user_auth())
+        headers = self.user_auth(user)
+        if cookie is not None:
+            headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
+        resp = await self.client.get(f"/incidents/{incident_id}", headers=headers)
         body = await resp.text()
         self.replies.append(Reply("GET", f"/incidents/{incident_id}", resp.status, dict(resp.headers), body))
         assert resp.status == 200, body[:300]
-        sid = resp.cookies[SESSION_COOKIE].value
+        sid = resp.cookies[SESSION_COOKIE].value if SESSION_COOKIE in resp.cookies else cookie
+        assert sid
         m = re.search(r'name="csrf" value="([^"]+)"', body)
         assert m, "the incident page has no CSRF field"
         return sid, m.group(1)
@@ -171,6 +178,8 @@ api_tokens:
 ui:
   users:
     - name: alice
+      password_hash: "{values['user password hash']}"
+    - name: bob
       password_hash: "{values['user password hash']}"
 owners:
   - name: default
@@ -322,7 +331,7 @@ async def test_page_actions_need_the_csrf_token_and_our_origin(env: Env) -> None
         ("empty token", {"csrf": ""}, sid, {"Origin": origin}),
         ("wrong token", {"csrf": "0" * 64}, sid, {"Origin": origin}),
         ("token of another session", {"csrf": other_token}, sid, {"Origin": origin}),
-        ("token signed with another secret", {"csrf": csrf_token("guess", sid)}, sid, {"Origin": origin}),
+        ("token signed with another secret", {"csrf": csrf_token("guess", sid, "alice")}, sid, {"Origin": origin}),
         ("no session cookie", {"csrf": token}, None, {"Origin": origin}),
         ("a forged session cookie", {"csrf": token}, "A" * 32, {"Origin": origin}),
         ("foreign Origin", {"csrf": token}, sid, {"Origin": "http://evil.example"}),
@@ -649,3 +658,160 @@ async def test_failed_deliveries_and_error_replies_reveal_no_secret(env: Env, ca
         detail = json.dumps(e["detail"])
         assert "/services/" not in detail and "/hooks/" not in detail, detail
 
+
+
+# --- issue 11 item 9: CSRF tokens bound to server-issued sessions and the user; the Origin's scheme --------------
+
+
+async def test_csrf_sessions_are_issued_by_the_server_and_tokens_bound_to_the_user(env: Env) -> None:
+    incident = await env.incident_id(alert(path="/csrf-session"))
+    origin = f"http://{env.host}"
+    path = f"/incidents/{incident}/actions/ack"
+    alice = {**env.user_auth("alice"), "Origin": origin}
+    # a session id of the client's choosing is not adopted: the page issues its own, and a token minted on
+    # that page does not work with the chosen id
+    for chosen in ("A" * 32, "B" * 24 + "." + "C" * 22):
+        sid, token = await env.session(incident, "alice", cookie=chosen)
+        assert sid != chosen, "the server adopted a session id the client chose"
+        reply = await env.request("POST", path, data={"csrf": token}, cookie=chosen, headers=alice)
+        assert reply.status == 403, (chosen, reply.status)
+    # bob's session and bob's token do not let a request signed in as alice act
+    bob_sid, bob_token = await env.session(incident, "bob")
+    reply = await env.request("POST", path, data={"csrf": bob_token}, cookie=bob_sid, headers=alice)
+    assert reply.status == 403 and "security token" in reply.body
+    # the Origin's scheme counts: https://<our host> is another origin than the http:// we serve, and an
+    # X-Forwarded-Proto from a client that is not a trusted proxy changes nothing
+    sid, token = await env.session(incident, "alice")
+    for headers in ({"Origin": f"https://{env.host}"}, {"Origin": f"https://{env.host}", "X-Forwarded-Proto": "https"},
+                    {"Referer": f"https://{env.host}/incidents/{incident}"}, {"Origin": "https://receiver.test"}):
+        reply = await env.request("POST", path, data={"csrf": token}, cookie=sid,
+                                  headers={**env.user_auth("alice"), **headers})
+        assert reply.status == 403 and "another site" in reply.body, headers
+    assert await env.status_of(incident) == "open"
+    # the configured external_url (http://receiver.test) is our origin too, whatever Host the proxy sends
+    reply = await env.request("POST", path, data={"csrf": token}, cookie=sid,
+                              headers={**env.user_auth("alice"), "Origin": "http://receiver.test"})
+    assert reply.status == 303, reply.body[:300]
+    assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1", uuid.UUID(incident)) == "alice"
+    # bob's own token works for bob
+    reply = await env.request("POST", f"/incidents/{incident}/actions/unack", data={"csrf": bob_token},
+                              cookie=bob_sid, headers={**env.user_auth("bob"), "Origin": origin})
+    assert reply.status == 303, reply.body[:300]
+
+
+# --- issue 11 item 6: bad lifecycle input is a 400 with a reason (or cleaned), never a 5xx -----------------------
+
+
+async def _database_errors(env: Env) -> float:
+    text = (await env.request("GET", "/metrics")).body
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("receiver_database_errors_total{"))
+
+
+async def test_bad_lifecycle_input_is_a_400_or_cleaned_never_a_5xx(env: Env) -> None:
+    incident = await env.incident_id(alert(path="/input"))
+    api = {**env.api_auth(), "Content-Type": "application/json"}
+    url = f"/api/incidents/{incident}/silence"
+    refused = {
+        "overflowing duration": b'{"reason": "r", "duration": "99999999999999999999d"}',
+        "overflowing number": b'{"reason": "r", "duration": 1e400}',
+        "NaN": b'{"reason": "r", "duration": NaN}',
+        "duration over 30 days": b'{"reason": "r", "duration": "31d"}',
+        "not a duration": b'{"reason": "r", "duration": "\\u0000h"}',
+        "duration of the wrong type": b'{"reason": "r", "duration": ["1h"]}',
+        "a long duration": b'{"reason": "r", "duration": "' + b"1" * 10_000 + b'h"}',
+        "until in the past": b'{"reason": "r", "until": "2001-01-01T00:00:00Z"}',
+        "until year 9999 with an offset": b'{"reason": "r", "until": "9999-12-31T23:59:59-05:00"}',
+        "until with a NUL": b'{"reason": "r", "until": "2030-01-01T00:00:00Z\\u0000"}',
+        "until of the wrong type": b'{"reason": "r", "until": 1e400}',
+        "reason of the wrong type": b'{"reason": {"a": 1}, "duration": "1h"}',
+        "reason missing": b'{"duration": "1h"}',
+        "reason blank": b'{"reason": " \\t ", "duration": "1h"}',
+        "nested JSON": b'{"reason": ' + b"[" * 20_000 + b"]" * 20_000 + b', "duration": "1h"}',
+        "nested JSON, unclosed": b"[" * 40_000,
+        "not UTF-8": b'{"reason": "\xff\xfe", "duration": "1h"}',
+        "not an object": b'["reason"]',
+    }
+    for name, body in refused.items():
+        reply = await env.request("POST", url, data=body, headers=api)
+        assert reply.status == 400, (name, reply.status, reply.body[:200])
+        assert json.loads(reply.body)["error"], name
+    assert await env.status_of(incident) == "open"
+    # text the database cannot store is cleaned as the webhook cleans labels: NUL and lone surrogates
+    reply = await env.request("POST", url, data=b'{"reason": "a\\u0000b \\ud800 c\\udfff", "duration": "1h"}',
+                              headers=api)
+    assert reply.status == 200, reply.body[:300]
+    assert json.loads(reply.body)["silence_reason"] == clean_text("a\x00b \ud800 c\udfff") == "a\ufffdb ? c?"
+    # the page's form: the same rules, answered on a page
+    sid, token = await env.session(incident)
+    page = {**env.user_auth(), "Origin": f"http://{env.host}"}
+    form_url = f"/incidents/{incident}/actions/silence"
+    for name, form in {"overflowing duration": {"duration": "99999999999999999999d", "reason": "r"},
+                       "duration over 30 days": {"duration": "9999w", "reason": "r"},
+                       "no reason": {"duration": "1h", "reason": ""}}.items():
+        reply = await env.request("POST", form_url, data={"csrf": token, **form}, cookie=sid, headers=page)
+        assert reply.status == 400 and "text/html" in reply.headers["Content-Type"], (name, reply.status)
+    # a form that does not decode, and a file where text belongs
+    reply = await env.request("POST", form_url, data=b"csrf=" + token.encode() + b"&reason=\xff&duration=1h",
+                              cookie=sid, headers={**page, "Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 400, reply.status
+    import aiohttp
+
+    multipart = aiohttp.FormData()
+    multipart.add_field("csrf", token)
+    multipart.add_field("duration", "1h")
+    multipart.add_field("reason", b"file contents", filename="reason.txt")
+    reply = await env.request("POST", form_url, data=multipart, cookie=sid, headers=page)
+    assert reply.status == 400, reply.status
+    urlencoded = {**page, "Content-Type": "application/x-www-form-urlencoded"}
+    reply = await env.request("POST", form_url, data=f"csrf={token}&duration=4h&reason=x%00y%ED%A0%80z".encode(),
+                              cookie=sid, headers=urlencoded)
+    assert reply.status == 303, reply.body[:300]
+    assert await env.db.fetchval("SELECT silence_reason FROM incidents WHERE id = $1",
+                                 uuid.UUID(incident)) == clean_text(unquote("x%00y%ED%A0%80z"))
+    # a signed link's name is cleaned too
+    await env.request("POST", f"/api/incidents/{incident}/unsilence", headers=env.api_auth())
+    link = link_path(env.app[LINK_SECRET], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=1))
+    query = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))
+    reply = await env.request("POST", link.split("?", 1)[0], data={**query, "name": "dave\x00"})
+    assert reply.status == 200, reply.body[:300]
+    assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1",
+                                 uuid.UUID(incident)) == "link:dave\ufffd"
+    assert all(r.status < 500 for r in env.replies), [(r.path, r.status) for r in env.replies if r.status >= 500]
+    assert await _database_errors(env) == 0
+
+
+# --- issue 11 item 7: a signed link is spent in the same transaction as its action ---------------------------------
+
+
+async def test_a_signed_link_is_spent_only_when_its_action_succeeds(env: Env) -> None:
+    incident = await env.incident_id(alert(path="/link-spent"))
+    link = link_path(env.app[LINK_SECRET], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=1))
+    query = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))
+    form_url = link.split("?", 1)[0]
+    # the action fails (someone acknowledged first): the link stays usable
+    assert (await env.request("POST", f"/api/incidents/{incident}/ack", headers=env.api_auth())).status == 200
+    reply = await env.request("POST", form_url, data={**query, "name": "dave"})
+    assert reply.status == 409 and "already acknowledged" in reply.body, (reply.status, reply.body[:300])
+    assert await env.db.fetchval("SELECT count(*) FROM used_links") == 0
+    # a form that cannot be read fails before anything is spent as well
+    reply = await env.request("POST", form_url, data={**query, "name": "x"}, headers={"Content-Type": "text/plain"})
+    assert reply.status in (400, 403), reply.status
+    assert await env.db.fetchval("SELECT count(*) FROM used_links") == 0
+    assert (await env.request("POST", f"/api/incidents/{incident}/unack", headers=env.api_auth())).status == 200
+    # now it acts, once
+    reply = await env.request("POST", form_url, data={**query, "name": "dave"})
+    assert reply.status == 200, reply.body[:300]
+    assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1",
+                                 uuid.UUID(incident)) == "link:dave"
+    assert (await env.request("POST", f"/api/incidents/{incident}/unack", headers=env.api_auth())).status == 200
+    reply = await env.request("POST", form_url, data={**query, "name": "eve"})
+    assert reply.status == 409 and "already used" in reply.body
+    assert await env.status_of(incident) == "open"
+    # two clicks at once: one acts, the other is told the link was used (or that it is acknowledged)
+    link2 = link_path(env.app[LINK_SECRET], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=2))
+    query2 = dict(p.split("=", 1) for p in link2.split("?", 1)[1].split("&"))
+    replies = await asyncio.gather(*(env.request("POST", form_url, data={**query2, "name": f"n{i}"})
+                                     for i in range(4)))
+    assert sorted(r.status for r in replies) == [200, 409, 409, 409]
+    assert await env.db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'acknowledged'") == 3
