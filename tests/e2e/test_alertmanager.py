@@ -30,6 +30,7 @@ from aiohttp import web
 from receiver.app import create_app
 from receiver.config import parse_config
 from tests.helpers import deadline, eventually, free_port, rfc3339
+from tests.readme import code_blocks
 
 AM_BINARY = (
     os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -82,6 +83,9 @@ class Delivery:
         return json.loads(self.body)
 
 
+DELIVERY = web.RequestKey("delivery", Delivery)
+
+
 async def start_receiver(aiohttp_server: Any, aiohttp_client: Any, database_url: str, token: str,
                          reply_delay: float = 0.0) -> tuple[Any, Any, list[Delivery]]:
     """The real receiver app with a bearer token on a loopback port, recording every webhook request.
@@ -94,17 +98,28 @@ async def start_receiver(aiohttp_server: Any, aiohttp_client: Any, database_url:
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path != "/webhook":
             return await handler(request)
-        delivery = Delivery(time.monotonic(), dict(request.headers), await request.read())
+        delivery = Delivery(time.monotonic(), dict(request.headers), b"")
         deliveries.append(delivery)
+        request[DELIVERY] = delivery  # the state is copied by reference into the app's cloned request
         response = await handler(request)
         delivery.status = response.status
         if reply_delay:
             await asyncio.sleep(reply_delay)
         return response
 
+    @web.middleware
+    async def record_body(request: web.Request, handler: Any) -> web.StreamResponse:
+        delivery = request.get(DELIVERY)
+        if delivery is not None:  # read here, once the app's body limits have admitted it
+            delivery.body = await request.read()
+        return await handler(request)
+
     config = parse_config("webhook:\n  token_env: TOK\n", env={"TOK": token})
     app = create_app(config, database_url)
-    app.middlewares.append(record)  # runs inside the app's error middleware; the app is not frozen yet
+    # `record` is outermost (the app is not frozen yet), so it also sees the 401s that the app's body-limit
+    # middleware answers before any handler; `record_body` runs inside the app's middlewares.
+    app.middlewares.insert(0, record)
+    app.middlewares.append(record_body)
     server = await aiohttp_server(app, host="127.0.0.1")
     client = await aiohttp_client(server)
     return server, client, deliveries
@@ -146,26 +161,23 @@ class Alertmanager:
                 self.proc.wait(timeout=deadline(10))
 
 
-def alertmanager_config(receiver_url: str, token: str) -> str:
-    # group_by alertname: the groupKey is {}:{alertname="HighLatency"}. group_interval is the pace of
-    # change notifications; repeat_interval is long so that nothing is re-sent unless something changed.
-    return f"""\
-route:
-  receiver: incidents
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: incidents
-    webhook_configs:
-      - url: {receiver_url}
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {token}
-"""
+# The README's snippet as written ("Point Alertmanager at it"), with only the receiver's address and the
+# token file replaced, and the two group timers shortened: with the README's 10 s and 1 m, a resolve
+# would arrive a minute after it happened. Each replaced text must be in the snippet exactly once.
+README_SNIPPET_REPLACEMENTS = {
+    "url: http://receiver:9095/webhook": "url: {url}",
+    "credentials_file: /etc/alertmanager/receiver.token": "credentials_file: {credentials_file}",
+    "group_wait: 10s": "group_wait: 1s",
+    "group_interval: 1m": "group_interval: 1s",
+}
+
+
+def alertmanager_config(receiver_url: str, credentials_file: Path) -> str:
+    (snippet,) = code_blocks("Point Alertmanager at it", "yaml")
+    for old, new in README_SNIPPET_REPLACEMENTS.items():
+        assert snippet.count(old) == 1, f"the README's Alertmanager snippet no longer has {old!r}"
+        snippet = snippet.replace(old, new.format(url=receiver_url, credentials_file=credentials_file))
+    return snippet
 
 
 @pytest.fixture
@@ -177,7 +189,8 @@ def alertmanagers(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
               peers: tuple[int, ...] = ()) -> Alertmanager:
         workdir = tmp_path / name
         workdir.mkdir()
-        (workdir / "alertmanager.yml").write_text(alertmanager_config(receiver_url, token))
+        (workdir / "receiver.token").write_text(token + "\n")  # read by credentials_file, as in the README
+        (workdir / "alertmanager.yml").write_text(alertmanager_config(receiver_url, workdir / "receiver.token"))
         port = free_port()
         external_url = f"http://{name}.test:{port}"
         args = [
@@ -413,7 +426,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
     assert [sorted(a["status"] for a in b["alerts"]) for b in bodies] == [
         ["firing", "firing"], ["firing", "resolved"], ["resolved"]
     ]
-    assert {b["groupKey"] for b in bodies} == {'{}:{alertname="HighLatency"}'}
+    assert {b["groupKey"] for b in bodies} == {'{}:{alertname="HighLatency", method="GET", path="/api/items/{id}"}'}
     assert {b["externalURL"] for b in bodies} == {am.external_url}
 
 
