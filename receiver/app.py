@@ -41,6 +41,7 @@ from .keys import (
 )
 from .links import link_path
 from .metrics import Metrics, make_metrics_handler
+from .notify import NOBODY_PAGED, nobody_paged
 from .notify.delivery import Deliverer, Delivery
 from .server import Drain
 from .store import Store, StoreUnavailable
@@ -174,6 +175,9 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app[CONFIG] = config
     app[DATABASE_URL] = database_url
     app[TEMPLATES] = templates()
+    if nobody_paged(config):  # said at start and on every page, so a missing target is not found out in an outage
+        log.warning("%s", NOBODY_PAGED)
+    app[TEMPLATES].globals["nobody_paged"] = NOBODY_PAGED if nobody_paged(config) else None
     metrics = Metrics(per_route=config.metrics.per_route, route_cap=config.metrics.route_cap,
                       kinds=[r.kind for r in config.rules if r.kind])
     app[METRICS] = metrics

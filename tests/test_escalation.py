@@ -549,3 +549,28 @@ async def test_tick_costs_one_query_idle_and_five_with_any_number_due(env: Any) 
     await e.app[ESCALATOR].tick(T0 + timedelta(seconds=1))
     assert len(statements) == 1
     assert counts == {1: 5, 30: 5}  # timers, then BEGIN, claim, apply, COMMIT
+
+
+async def test_no_target_anywhere_is_said_at_start_and_on_the_page(
+        aiohttp_client: Any, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="receiver.app")
+    config = parse_config("owners: [{name: default}]\n", env={})
+    client = await aiohttp_client(create_app(config, database_url, loops=False))
+    [line] = [r.getMessage() for r in caplog.records if "page nobody" in r.getMessage()]
+    assert line == ("no notification target is configured, so incidents will page nobody: set "
+                    "RECEIVER_SLACK_WEBHOOK_URL (the default owner's Slack incoming webhook), or give an owner "
+                    "slack_url_env, slack_url_file or webhooks in the config file")
+    html = await (await client.get("/")).text()
+    assert '<p class="card error" role="alert"><strong>Nobody will be paged</strong>: no notification target' in html
+    assert "RECEIVER_SLACK_WEBHOOK_URL" in html and "slack_url_env" in html
+
+
+async def test_a_target_anywhere_means_no_warning(aiohttp_client: Any, database_url: str, slack: FakeSlack,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="receiver.app")
+    for config in (make_config(slack),  # an owner with slack_url_env
+                   parse_config("", env={"RECEIVER_SLACK_WEBHOOK_URL": slack.url})):
+        client = await aiohttp_client(create_app(config, database_url, loops=False))
+        html = await (await client.get("/")).text()
+        assert "Nobody will be paged" not in html and "<h2" in html
+    assert "page nobody" not in caplog.text

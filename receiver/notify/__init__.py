@@ -14,9 +14,18 @@ import asyncio
 import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+NOBODY_PAGED = (
+    "no notification target is configured, so incidents will page nobody: set RECEIVER_SLACK_WEBHOOK_URL "
+    "(the default owner's Slack incoming webhook), or give an owner slack_url_env, slack_url_file or webhooks "
+    "in the config file"
+)
 
 CONNECT_TIMEOUT = 10.0  # seconds; a connection not made by then is a known failure, retried safely
 
@@ -78,3 +87,8 @@ async def send(session: aiohttp.ClientSession, url: str, message: dict[str, Any]
     if status == 429:
         return SendResult(False, True, error, parse_retry_after(retry_after, now))
     return SendResult(False, status >= 500, error)
+
+
+def nobody_paged(config: Config) -> bool:
+    """True when no owner has any target: escalation would run and notify no one."""
+    return not any(owner.targets for owner in config.owners.values())
