@@ -272,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.func(args))
     except ConfigError as e:
-        print(f"receiver: configuration error: {e}", file=sys.stderr)
+        for error in e.errors:  # every error of the file, one line each (tests/test_readme.py)
+            print(f"receiver: configuration error: {error}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as e:
         print(f"receiver: {e}", file=sys.stderr)
