@@ -593,7 +593,7 @@ def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
         name = u.get("name", _string, None)
         inline = u.get("password_hash", _string, None)  # a hash is not the password; it may be inline
         where = "password_hash"
-        if inline is None and u.names_secret("password_hash"):
+        if "password_hash" not in u.value and u.names_secret("password_hash"):
             where = "password_hash_env" if "password_hash_env" in u.value else "password_hash_file"
             secret = u.secret("password_hash", env)  # reports an unset variable or a missing file
             inline = secret.value if secret is not None else None

@@ -454,3 +454,22 @@ def test_a_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path,
     assert config.webhook.token is not None and config.webhook.token.value == "relative-secret"
     with pytest.raises(ConfigError, match=r"webhook.token_file: cannot read secrets/token"):
         parse_config("webhook:\n  token_file: secrets/token\n", env={})  # a text alone: the working directory
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ui:\n  users:\n    - {name: a, password_hash: 5}\n",
+         "cfg.yaml:3: ui.users[0].password_hash: expected a non-empty string"),
+        ("ui:\n  users:\n    - {name: a}\n",
+         "cfg.yaml:3: ui.users[0]: a user needs a name and password_hash (receiver hash-password)"),
+        ("ui:\n  users:\n    - {name: a, password_hash_env: UNSET}\n",
+         "cfg.yaml:3: ui.users[0].password_hash_env: environment variable UNSET is not set"),
+        ("ui:\n  users:\n    - {name: a, password_hash_env: H}\n",
+         "cfg.yaml:3: ui.users[0].password_hash_env: not a hash made by `receiver hash-password`"),
+    ],
+)
+def test_a_user_error_is_reported_once(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="cfg.yaml", env={"H": "plain-password"})
+    assert info.value.errors == [expected]
