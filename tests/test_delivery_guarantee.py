@@ -291,3 +291,34 @@ async def test_unknown_attempts_are_logged_without_the_url(aiohttp_client: Any, 
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
     assert "secret" not in ours and slack.url not in ours
     assert await one.unknown_count() == 1
+
+
+async def test_a_claim_slower_than_its_budget_sends_nothing(
+        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim held up in the database past its budget could let the attempt outlast the lease: the rows go
+    back untried, and the next pass sends them."""
+    from receiver.notify import delivery
+
+    monkeypatch.setattr(delivery, "LEASE_MARGIN", timedelta(0))  # budget = the timeout, 0.2 s
+    config = make_config(slack, timeout=0.2)
+    one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
+    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", **CRIT))), T0)
+    await one.app[ESCALATOR].tick(T0)
+    budget = delivery.claim_budget(config).total_seconds()
+
+    async with db.transaction():
+        await db.execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
+        claim = asyncio.ensure_future(one.app[DELIVERER].deliver(T0))
+
+        async def claim_waits() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%'"))
+
+        await eventually(claim_waits, "the claim to wait for the lock")
+        await asyncio.sleep(budget * 2)  # a lower bound: a slower machine only makes the claim later
+    assert await claim == []
+    assert slack.arrivals == []
+    row = await db.fetchrow("SELECT status, last_error, next_attempt_at FROM notifications")
+    assert dict(row) == {"status": "pending", "last_error": "not sent: slow claim", "next_attempt_at": T0}
+    [sent] = await one.app[DELIVERER].deliver(T0)
+    assert sent.status == "delivered" and len(slack.arrivals) == 1

@@ -34,10 +34,15 @@ LEASE_MARGIN = timedelta(seconds=30)
 
 
 def lease_for(config: Config) -> timedelta:
-    """How long a claimed row stays invisible to other replicas. Sending starts within `timeout` of the
-    claim (or the rows go back untried) and ends within `timeout` (a hard bound), so an attempt is over
-    well before its lease ends."""
+    """How long a claimed row stays invisible to other replicas. Sending starts within `claim_budget` of
+    the claim (or the rows go back untried) and ends within `timeout` (a hard bound), so an attempt is
+    over at least half the margin before its lease ends."""
     return config.delivery.timeout * 2 + LEASE_MARGIN
+
+
+def claim_budget(config: Config) -> timedelta:
+    """The longest a claim may take before its rows are sent: beyond this they go back untried."""
+    return config.delivery.timeout + LEASE_MARGIN / 2
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Deliverer:
         rows = await self.store.claim_notifications(now, batch=d.batch_size, lease=lease_for(self.config))
         if not rows:
             return []
-        if loop.time() - started > d.timeout.total_seconds():
+        if loop.time() - started > claim_budget(self.config).total_seconds():
             # A claim this slow (an overloaded database) could let an attempt outlast its lease: hand the rows
             # back untried rather than risk another replica sending them at the same time.
             log.warning("claiming %d notifications took %.1f s; returned untried", len(rows), loop.time() - started)
