@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -39,7 +43,8 @@ from receiver.ingest.alertmanager import clean_text
 from receiver.keys import DELIVERER, ESCALATOR, LINK_SECRET
 from receiver.links import link_path, sign
 from receiver.web.users import SESSION_COOKIE, csrf_token, hash_password
-from tests.helpers import alert, payload
+from tests.helpers import alert, deadline, payload
+from tests.reliability.conftest import TOKEN
 
 TABLES = ("incidents", "incident_alerts", "incident_events", "notifications")
 FAKE_SLACK_LOGGER = "fake_slack"
@@ -755,8 +760,6 @@ async def test_bad_lifecycle_input_is_a_400_or_cleaned_never_a_5xx(env: Env) -> 
     reply = await env.request("POST", form_url, data=b"csrf=" + token.encode() + b"&reason=\xff&duration=1h",
                               cookie=sid, headers={**page, "Content-Type": "application/x-www-form-urlencoded"})
     assert reply.status == 400, reply.status
-    import aiohttp
-
     multipart = aiohttp.FormData()
     multipart.add_field("csrf", token)
     multipart.add_field("duration", "1h")
@@ -815,3 +818,107 @@ async def test_a_signed_link_is_spent_only_when_its_action_succeeds(env: Env) ->
                                      for i in range(4)))
     assert sorted(r.status for r in replies) == [200, 409, 409, 409]
     assert await env.db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'acknowledged'") == 3
+
+
+# --- issue 11 item 1: password checks off the event loop, throttled; the webhook never 429 ---------------------------
+
+
+def _basic(name: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+
+@pytest.mark.timeout(deadline(240))
+async def test_wrong_password_floods_neither_stall_the_server_nor_reach_the_webhook(
+        fresh_database: str, receiver_procs: Any, tmp_path: Path) -> None:
+    """A real `receiver serve`. Clients send wrong passwords, first from many addresses at once (through a trusted
+    proxy's X-Forwarded-For, so that every attempt reaches a password check), then from one address: /healthz
+    and the webhook keep answering (the webhook with 200, never 429), repeated failures get 429 with
+    Retry-After on the page and the read API, and a user signed in before keeps working."""
+    password = "pw-" + _hex()
+    cfg = tmp_path / "receiver.yml"
+    cfg.write_text(f"""\
+ui:
+  users:
+    - name: alice
+      password_hash: "{hash_password(password)}"
+  proxy_auth:
+    header: X-Forwarded-User
+    trusted_proxies: ["127.0.0.1/32"]
+""")
+    rx = receiver_procs("rx", cfg, fresh_database, "http://127.0.0.1:9/slack")
+    webhook = {"Authorization": f"Bearer {TOKEN}"}
+    probe_timeout = aiohttp.ClientTimeout(total=deadline(10))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline(60))) as s:
+        await rx.wait_ready(s)
+        async with s.get(f"{rx.url}/", headers={"Authorization": _basic("alice", password)}) as r:
+            assert r.status == 200  # alice signs in before the flood: remembered
+
+        stop = asyncio.Event()
+        flood: collections.Counter[int] = collections.Counter()
+        health: list[float] = []
+        hooks: list[tuple[int, float]] = []
+
+        async def flooder(i: int) -> None:
+            n = 0
+            while not stop.is_set():
+                headers = {"Authorization": _basic(f"user-{i}-{n}", "wrong"), "X-Forwarded-For": f"10.9.{i}.{n % 250}"}
+                async with s.get(f"{rx.url}/", headers=headers) as r:
+                    flood[r.status] += 1
+                    if r.status == 429:
+                        assert r.headers["Retry-After"].isdigit()
+                n += 1
+
+        async def probe() -> None:
+            while len(health) < 30 or sum(flood.values()) < 300:
+                started = time.monotonic()
+                async with s.get(f"{rx.url}/healthz", timeout=probe_timeout) as r:
+                    assert r.status == 200
+                health.append(time.monotonic() - started)
+                started = time.monotonic()
+                async with s.post(f"{rx.url}/webhook", json=payload(alert(instance=f"i-{len(hooks)}")),
+                                  headers=webhook, timeout=probe_timeout) as r:
+                    hooks.append((r.status, time.monotonic() - started))
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        tasks = [asyncio.create_task(flooder(i)) for i in range(48)]
+        try:
+            await probe()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+        health.sort()
+        latencies = sorted(t for _, t in hooks)
+        print(f"\nwrong-password flood from 48 addresses: {sum(flood.values())} attempts {dict(flood)}; "
+              f"/healthz p50 {health[len(health) // 2] * 1000:.0f} ms max {health[-1] * 1000:.0f} ms; "
+              f"webhook p50 {latencies[len(latencies) // 2] * 1000:.0f} ms max {latencies[-1] * 1000:.0f} ms")
+        assert {status for status, _ in hooks} == {200}
+        assert set(flood) <= {401, 429}, flood
+        assert flood[429], "48 concurrent checks never filled the bounded queue"
+
+        # one address: ten failures, then 429 with Retry-After on the page and the read API, not on the webhook
+        one = {"X-Forwarded-For": "192.0.2.7"}
+        statuses = []
+        for n in range(12):
+            async with s.get(f"{rx.url}/", headers={**one, "Authorization": _basic(f"guess-{n}", "wrong")}) as r:
+                statuses.append(r.status)
+        assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
+        async with s.get(f"{rx.url}/api/incidents", headers={**one, "Authorization": _basic("x", "y")}) as r:
+            assert r.status == 429 and r.headers["Retry-After"].isdigit()
+            assert "too many sign-in attempts" in (await r.json())["error"]
+        async with s.get(f"{rx.url}/incidents/{uuid.uuid4()}", headers={**one, "Authorization": _basic("x", "y")}) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+        for headers in ({**one, "Authorization": "Bearer wrong"}, {**one, **webhook}):
+            async with s.post(f"{rx.url}/webhook", json=payload(alert()), headers=headers) as r:
+                assert r.status == (401 if headers["Authorization"] == "Bearer wrong" else 200)
+        # one user name from many addresses: throttled too, yet alice, signed in before, keeps working
+        names = []
+        for n in range(22):
+            headers = {"X-Forwarded-For": f"198.51.100.{n}", "Authorization": _basic("alice", f"guess-{n}")}
+            async with s.get(f"{rx.url}/", headers=headers) as r:
+                names.append(r.status)
+        assert names[:20] == [401] * 20 and names[20:] == [429, 429], names
+        async with s.get(f"{rx.url}/", headers={"X-Forwarded-For": "203.0.113.1",
+                                                "Authorization": _basic("alice", password)}) as r:
+            assert r.status == 200
+    assert not rx.error_lines(), rx.error_context()
