@@ -922,3 +922,22 @@ ui:
                                                 "Authorization": _basic("alice", password)}) as r:
             assert r.status == 200
     assert not rx.error_lines(), rx.error_context()
+
+
+def test_sign_in_state_is_bounded_and_buckets_refill() -> None:
+    """The rate limiter forgets the least recently used keys past its bound, and a bucket refills with time."""
+    from receiver.web.users import Limit, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(max_keys=100, clock=lambda: now[0])
+    limit = Limit(burst=2, per=60.0)
+    for n in range(10_000):
+        assert limiter.take([(("address", f"10.0.{n // 256}.{n % 256}"), limit)]) == 0
+    assert len(limiter) == 100
+    key = [(("user", b"alice"), limit)]
+    assert limiter.take(key) == 0 and limiter.take(key) == 0
+    assert limiter.take(key) == pytest.approx(30.0)  # one attempt back every 30 s
+    now[0] += 30.0
+    assert limiter.take(key) == 0
+    limiter.give_back(key)  # a success gives its attempt back
+    assert limiter.take(key) == 0
