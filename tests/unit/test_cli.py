@@ -1,7 +1,9 @@
-"""The command line (receiver.cli): check-config and explain, which need no database."""
+"""The command line (receiver.cli) in process: check-config, explain, hash-password, and the one-line errors of
+start-up (a database that cannot be reached). tests/test_startup.py runs the real processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from receiver.cli import main, one_line_errors
-from tests.helpers import alert, payload
+from tests.helpers import alert, free_port, payload
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +236,77 @@ def test_errors_keep_their_traceback() -> None:
         record = logging.LogRecord("asyncpg.pool", logging.ERROR, __file__, 1, "bad", None, sys.exc_info())
     assert one_line_errors(record)
     assert "Traceback" in logging.Formatter().format(record)
+
+
+# --- hash-password --------------------------------------------------------------------------------------
+
+
+class _Pipe(io.StringIO):
+    """Standard input that is a pipe, not a terminal (`echo pw | receiver hash-password`)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_hash_password_reads_a_piped_password_without_stdin_flag(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from receiver.web.users import verify_password
+
+    monkeypatch.setattr(sys, "stdin", _Pipe("correct horse\n"))
+    assert main(["hash-password"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scrypt$")
+    assert verify_password("correct horse", lines[0])
+    assert out.err == ""
+
+
+def test_hash_password_with_nothing_piped_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", _Pipe(""))
+    assert main(["hash-password"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.strip().splitlines() == [
+        "receiver: no password on standard input (pipe one line, or run in a terminal to be asked)"]
+
+
+# --- start-up: the database -------------------------------------------------------------------------------
+
+
+def test_startup_wait_is_a_config_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from receiver.config import parse_config
+
+    assert parse_config("", env={}).database.startup_wait == 60
+    assert parse_config("database:\n  startup_wait: 2m\n", env={}).database.startup_wait == 120
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("database:\n  startup_wait: soon\n")
+    assert main(["check-config", str(cfg)]) == 2
+    assert "database.startup_wait" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_one_line_saying_what_to_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("database:\n  startup_wait: 0s\n")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://receiver:pw-do-not-show@127.0.0.1:{free_port()}/receiver")
+    assert main(["migrate", "--config", str(cfg)]) == 1
+    out = capsys.readouterr()
+    assert "pw-do-not-show" not in out.out + out.err
+    assert out.err.strip().splitlines() == [
+        "receiver: cannot connect to the database at postgresql://receiver:***@127.0.0.1:"
+        f"{out.err.split('127.0.0.1:')[1].split('/')[0]}/receiver: connection refused; check that PostgreSQL is "
+        "running and that the URL's host and port are right (database.startup_wait sets how long to wait)"]
+
+
+@pytest.mark.parametrize("url", ["localhost:5432", "mysql://u:pw-do-not-show@db/receiver",
+                                 "postgresql://u:pw-do-not-show@db:99999/receiver"])
+def test_a_database_url_that_can_never_work_fails_at_once(
+        url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["migrate"]) == 1  # the default startup_wait is 60 s: this must not wait at all
+    err = capsys.readouterr().err
+    assert "pw-do-not-show" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith("receiver: the database URL ")
+    assert "postgresql://user:password@host:5432/database" in line
