@@ -331,6 +331,7 @@ def test_names_help_and_suffixes() -> None:
                 "result",
                 "operation",
                 "route",
+                "reason",
                 "le",
             }, s
 

@@ -10,7 +10,9 @@ server, fill its memory, or earn a 5xx or a traceback (issue 11 items 2, 3 and 8
 - a client that disconnects mid-upload: counted as a client disconnect, not a 500, and no ERROR line;
 - a malformed request: one INFO line naming the sender, without the header's value;
 - a rejected (401) webhook: one line per sender address, rate-limited, without the credentials;
-- the port already in use: one line naming the address, a non-zero exit code, no traceback.
+- the port already in use: one line naming the address, a non-zero exit code, no traceback;
+- the shipped rules: strangers' 401s fire nothing while Alertmanager's webhooks succeed; a 400 or 413 fires
+  ReceiverWebhookRejected; 401s with no webhook accepted fire ReceiverWebhookUnauthorized (promtool).
 
 Raw sockets (asyncio streams) play the clients, since aiohttp's client cannot misbehave on purpose.
 """
@@ -20,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,10 +32,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.helpers import alert, deadline, eventually, payload
 
-from .conftest import TOKEN, ReceiverProc, receiver_config, sum_samples
+from .conftest import REPO, TOKEN, ReceiverProc, receiver_config, sum_samples
 
 POLICY = """\
     critical:
@@ -342,3 +347,57 @@ async def test_port_in_use_is_one_line_and_a_non_zero_exit(fresh_database: str, 
     assert "listening on" not in stderr, stderr[-3000:]
     failing = [line for line in stderr.splitlines() if f"127.0.0.1:{port}" in line]
     assert len(failing) == 1 and "cannot listen" in failing[0] and "in use" in failing[0], stderr[-3000:]
+
+
+# --- the shipped alert rules --------------------------------------------------------------------------------
+
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def _series(code: str, values: str, instance: str) -> dict[str, str]:
+    return {"series": f'receiver_webhook_requests_total{{job="receiver", instance="{instance}", code="{code}"}}',
+            "values": values}
+
+
+@pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed (apt-get install prometheus)")
+def test_rules_ignore_strangers_401_but_not_a_wrong_token_or_a_rejected_payload(tmp_path: Path) -> None:
+    rules_file = REPO / "alerts" / "receiver.rules.yml"
+    described = {r["alert"]: r["annotations"]["description"]
+                 for g in yaml.safe_load(rules_file.read_text())["groups"] for r in g["rules"]}
+    summaries = {"ReceiverWebhookRejected": "receiver rejects webhooks with {code}",
+                 "ReceiverWebhookUnauthorized": "receiver refuses webhooks (401) and accepts none"}
+
+    def case(series: list[dict[str, str]], fires: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "40m", "alertname": name,
+                 "exp_alerts": [{"exp_labels": {"severity": "warning", "job": "receiver", **labels},
+                                 "exp_annotations": {"summary": summaries[name].format(**labels),
+                                                     "description": described[name]}}
+                                for labels in fires.get(name, [])]}
+                for name in summaries
+            ],
+        }
+
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            # a scanner earning 401s while Alertmanager's webhooks succeed: nothing fires
+            case([_series("200", "0+10x60", "a"), _series("401", "0+3x60", "a")], {}),
+            # a wrong token in Alertmanager: only 401s, nothing accepted
+            case([_series("200", "0x60", "a"), _series("401", "0+10x60", "a")],
+                 {"ReceiverWebhookUnauthorized": [{}]}),
+            # payloads refused from the authenticated sender: lost alerts
+            case([_series("200", "0+10x60", "a"), _series("413", "0+1x60", "a"), _series("401", "0+3x60", "a")],
+                 {"ReceiverWebhookRejected": [{"code": "413"}]}),
+        ],
+    }
+    path = tmp_path / "edge.rules.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True,
+                            timeout=deadline(60))
+    assert result.returncode == 0, result.stdout + result.stderr
