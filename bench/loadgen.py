@@ -214,3 +214,63 @@ async def time_gets(url: str, n: int, headers: dict[str, str] | None = None) -> 
     lat.sort()
     return {"n": n, "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000,
             "p99_ms": percentile(lat, 99) * 1000, "max_ms": lat[-1] * 1000, "statuses": statuses, "bytes": size}
+
+
+async def probe_during(base: str, big_bodies: list[bytes], probe: Callable[[int], bytes], *,
+                       settle: float = 0.5, gap: float = 0.005, timeout: float = 300.0) -> dict[str, Any]:
+    """POST the big webhook bodies one after another while two probes run back to back, each on its own
+    connection: a tiny webhook (`probe(n)`) and GET /healthz. Only probes whose time in flight overlaps a big
+    webhook's count: their latency is what a bystander sees while a big body is parsed, mapped and written.
+    Latencies in ms: p50, p99, max, n, for the big webhooks, the tiny webhook and /healthz."""
+    check_loopback(base)
+    hdrs = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
+    windows: list[tuple[float, float]] = []
+    samples: dict[str, list[tuple[float, float]]] = {"webhook": [], "healthz": []}
+    statuses: dict[str, dict[str, int]] = {"big": {}, "webhook": {}, "healthz": {}}
+    done = asyncio.Event()
+    to = aiohttp.ClientTimeout(total=timeout)
+
+    def count(kind: str, status: int) -> None:
+        statuses[kind][str(status)] = statuses[kind].get(str(status), 0) + 1
+
+    async def prober(kind: str) -> None:
+        async with aiohttp.ClientSession(timeout=to) as s:
+            n = 0
+            while not done.is_set():
+                n += 1
+                t = time.perf_counter()
+                if kind == "webhook":
+                    async with s.post(base + "/webhook", data=probe(n), headers=hdrs) as resp:
+                        await resp.read()
+                else:
+                    async with s.get(base + "/healthz") as resp:
+                        await resp.read()
+                samples[kind].append((t, time.perf_counter()))
+                count(kind, resp.status)
+                await asyncio.sleep(gap)
+
+    probers = [asyncio.ensure_future(prober(k)) for k in samples]
+    try:
+        await asyncio.sleep(settle)  # the probes' connections are open and warm
+        async with aiohttp.ClientSession(timeout=to) as s:
+            for body in big_bodies:
+                t = time.perf_counter()
+                async with s.post(base + "/webhook", data=body, headers=hdrs) as resp:
+                    await resp.read()
+                windows.append((t, time.perf_counter()))
+                count("big", resp.status)
+                await asyncio.sleep(settle)
+    finally:
+        done.set()
+        await asyncio.gather(*probers, return_exceptions=True)
+
+    def stats(values: list[float]) -> dict[str, float]:
+        values = sorted(values)
+        return {"n": len(values), "p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
+                "max_ms": (values[-1] * 1000) if values else 0.0}
+
+    def during(kind: str) -> list[float]:
+        return [e - s for s, e in samples[kind] if any(s < we and e > ws for ws, we in windows)]
+
+    return {"big": stats([e - s for s, e in windows]), "webhook": stats(during("webhook")),
+            "healthz": stats(during("healthz")), "statuses": statuses}

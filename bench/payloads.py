@@ -187,3 +187,17 @@ class PayloadStream:
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         while True:
             yield self.next()
+
+
+def probe_body(n: int) -> bytes:
+    """A one-alert webhook on a key of its own (no other workload uses it), so that it never waits on another
+    webhook's key lock: what it waits for is the receiver itself. Repeats of one firing alert after the first."""
+    labels = {"alertname": "ProbeLatency", "method": "GET", "path": "/bench/probe", "instance": "probe-0",
+              "severity": "warning"}
+    starts = "2026-01-01T00:00:00.000000000Z"
+    body = {"receiver": "receiver", "status": "firing", "groupLabels": {"alertname": "ProbeLatency"},
+            "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager.example.com:9093",
+            "version": "4", "groupKey": '{}:{alertname="ProbeLatency"}', "truncatedAlerts": 0,
+            "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": f"probe {n}"},
+                        "startsAt": starts, "endsAt": ZERO, "generatorURL": "", "fingerprint": fingerprint(labels)}]}
+    return json.dumps(body).encode()

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from . import loadgen, preload, servers
 from .loadgen import Result
-from .payloads import PayloadStream, Workload
+from .payloads import PayloadStream, Workload, probe_body
 from .pg import Postgres, restart_with
 
 ROWS = {
@@ -36,7 +36,7 @@ ROWS = {
     "http": "HTTP ceiling (parse JSON, 200)",
     "alerta": "alerta-server (gunicorn, 2 workers)",
 }
-SECTIONS = ("ingest", "storm", "history", "tick", "pages", "memory")
+SECTIONS = ("ingest", "storm", "history", "tick", "pages", "blocking", "memory")
 
 
 def log(msg: str) -> None:
@@ -419,6 +419,44 @@ class Bench:
         finally:
             self.pg.drop(db)
 
+    def blocking(self) -> None:
+        """What a bystander waits while one big webhook is ingested: a tiny webhook (on a key of its own) and
+        GET /healthz, sent back to back, during --blocking-bodies webhooks of each --blocking-sizes alerts."""
+        a = self.args
+        rows = ["receiver"] + (["candidate"] if self.candidate else [])
+        groups = a.routes * a.kinds
+        bodies: dict[str, list[bytes]] = {}
+        for size in a.blocking_sizes:
+            instances = -(-size // groups)
+            stream = PayloadStream(self.workload(groups * instances, instances=instances))
+            bodies[str(groups * instances)] = [stream.next()[0] for _ in range(a.blocking_bodies)]
+        raw: dict[str, dict[str, list[dict[str, Any]]]] = {n: {row: [] for row in rows} for n in bodies}
+        for rep in range(a.repeats):
+            for n, big in bodies.items():
+                for row in rotate(rows, rep):
+                    db = self.fresh_db(row)
+                    root = self.candidate if row == "candidate" and self.candidate else servers.ROOT
+                    try:
+                        server = servers.start_receiver(db, self.logdir, root=root)
+                        try:
+                            r = asyncio.run(loadgen.probe_during(server.base, big, probe_body))
+                        finally:
+                            server.stop()
+                    finally:
+                        self.pg.drop(db)
+                    raw[n][row].append(r)
+                    log(f"blocking rep {rep + 1} {n:>6} alerts {row:<9} big {r['big']['p50_ms']:7.0f} ms; "
+                        f"tiny webhook p99 {r['webhook']['p99_ms']:7.1f} max {r['webhook']['max_ms']:7.1f} ms; "
+                        f"healthz p99 {r['healthz']['p99_ms']:7.1f} max {r['healthz']['max_ms']:7.1f} ms; "
+                        f"{r['statuses']}")
+        self.results["blocking"] = {
+            n: {"alerts": int(n), "bytes": max(len(b) for b in bodies[n]), "bodies": a.blocking_bodies,
+                "rows": {row: {"runs": runs, "summary": {
+                    f"{kind}_{k}": (max if k == "max_ms" else statistics.median)([x[kind][k] for x in runs])
+                    for kind in ("big", "webhook", "healthz") for k in ("p50_ms", "p99_ms", "max_ms", "n")}}
+                    for row, runs in per_row.items() if runs}}
+            for n, per_row in raw.items()}
+
     def memory(self) -> None:
         """Resident memory of one receiver process while it ingests --memory-alerts alerts (or runs for
         --memory-max-seconds), sampled every few seconds with the number of alerts sent so far."""
@@ -572,6 +610,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ticks", type=int, default=200)
     p.add_argument("--page-incidents", type=int, default=10_000)
     p.add_argument("--page-requests", type=int, default=30)
+    p.add_argument("--blocking-sizes", default="1000,20000",
+                   help="alerts per big webhook in the blocking section (rounded up to whole routes x kinds)")
+    p.add_argument("--blocking-bodies", type=int, default=3, help="big webhooks sent one after another per run")
     p.add_argument("--memory-alerts", type=int, default=250_000,
                    help="alerts to send in the memory run (the target speaks of 1,000,000)")
     p.add_argument("--memory-size", type=int, default=100, help="alerts per payload in the memory run")
@@ -593,6 +634,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the working tree's code directly instead of a private copy taken at the start")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    args.blocking_sizes = [int(s) for s in str(args.blocking_sizes).split(",") if s]
     if args.quick:  # every section, tiny: the smoke test (tests/test_bench_smoke.py)
         args.sizes = [10]
         args.repeats = 1
@@ -608,6 +650,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.memory_routes = args.routes
         args.memory_sample_every = 0.2
         args.alerta_duration = 2.0
+        args.blocking_sizes = [150, 1000]
+        args.blocking_bodies = 1
     sections = list(SECTIONS) if "all" in args.sections else args.sections
     unknown = set(sections) - set(SECTIONS)
     if unknown:
