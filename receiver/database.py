@@ -283,17 +283,26 @@ class _StartWait:
 
 
 def _server_complaint(logfile: Path, offset: int) -> str:
-    """The last FATAL/PANIC/ERROR line the server wrote to its log since `offset`, without its prefix."""
+    """The last FATAL/PANIC/ERROR line the server wrote to its log since `offset`, without its prefix (for
+    a bad postgresql.conf, the line naming the bad setting, which the FATAL line only summarises)."""
     try:
         with logfile.open("rb") as f:
             f.seek(offset)
             text = f.read()[-65536:].decode(errors="replace")
     except OSError:
         return ""
-    for line in reversed(text.splitlines()):
+
+    def message(line: str) -> str:
+        return line.split(":  ", 1)[-1].strip() if ":  " in line else line.strip()
+
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
         for level in ("PANIC:", "FATAL:", "ERROR:"):
-            if level in line:
-                return line[line.index(level):].replace(":  ", ": ").strip()
+            if level in lines[i]:
+                complaint = f"{level} {message(lines[i])}"
+                if "contains errors" in complaint and i > 0:
+                    complaint = f"{message(lines[i - 1])} ({complaint})"
+                return complaint
     return ""
 
 
