@@ -31,15 +31,15 @@ import pytest
 from receiver.app import create_app
 from receiver.config import parse_config
 from receiver.web.users import hash_password
-from tests.helpers import alert, payload
+from tests.helpers import alert, deadline, eventually, payload
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(deadline(240))]
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "s3cret pw"
 API_TOKEN = "bob-api-token-0123456789"
-CALL_TIMEOUT = 20.0
+CALL_TIMEOUT = deadline(30)  # one DevTools command or page load; scaled by RECEIVER_TEST_TIME_SCALE
 DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
@@ -168,22 +168,21 @@ async def chromium() -> AsyncIterator[Page]:
     page: Page | None = None
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.returncode is not None or time.monotonic() > deadline:
+
+        async def started() -> str | None:
+            if proc.returncode is not None:
                 stderr.flush()
                 log = (profile.parent / (profile.name + ".log")).read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Chromium did not start (exit {proc.returncode}): {log}")
-            await asyncio.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        targets: list[dict[str, Any]] = []
-        while not targets:
+                raise RuntimeError(f"Chromium exited with {proc.returncode}: {log}")
+            return port_file.read_text().strip() if port_file.exists() else None
+
+        port = int((await eventually(started, "Chromium to start (DevToolsActivePort)", 60, 0.05)).split()[0])
+
+        async def page_targets() -> list[dict[str, Any]]:
             async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                targets = [t for t in await resp.json() if t.get("type") == "page"]
-            if not targets:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("Chromium shows no page target")
-                await asyncio.sleep(0.05)
+                return [t for t in await resp.json() if t.get("type") == "page"]
+
+        targets = await eventually(page_targets, "Chromium's page target", 30, 0.05)
         ws = await session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0, autoping=True)
         page = Page(ws)
         for domain in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"):
@@ -198,7 +197,7 @@ async def chromium() -> AsyncIterator[Page]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group started above: the wrapper and its children
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), 10)
+            await asyncio.wait_for(proc.wait(), deadline(10))
         stderr.close()
         shutil.rmtree(profile, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -400,12 +399,14 @@ async def test_auto_refresh_never_interrupts_a_form(aiohttp_server: Any, databas
         # idle: the page reloads itself (a marker set on this document disappears)
         await page.js("window.__marker = 1")
         reloaded = page.expect("Page.loadEventFired")
-        await asyncio.wait_for(reloaded, 10)
+        await asyncio.wait_for(reloaded, CALL_TIMEOUT)
         assert await page.js("window.__marker === undefined")
         # typing a silence reason: no reload, the text stays
         await page.js("window.__marker = 2; document.querySelector('input[name=reason]').focus()")
         await page.call("Input.insertText", text="rolling back the deploy")
-        await asyncio.sleep(3.0)
+        # three refresh periods by the page's own clock (a loaded machine slows both alike); a reload meanwhile
+        # would destroy this evaluation's context and fail it
+        await page.js("new Promise(resolve => setTimeout(resolve, 3000))")
         assert await page.js("window.__marker") == 2
         assert await page.js("document.querySelector('input[name=reason]').value") == "rolling back the deploy"
         assert not page.log, page.log
