@@ -1,7 +1,7 @@
 """An incident with 20,000 member alerts and 20,000 timeline events, on a real PostgreSQL over real HTTP:
 the detail page and GET /api/incidents/{id} answer one bounded page with the totals, their next links and
 cursors reach every member and event exactly once, and /healthz keeps answering while the largest page
-renders.
+renders. Also: a big webhook, parsed, mapped and planned off the loop, is stored whole beside another.
 
 The incident is opened through POST /webhook; its 20,000 extra members and events are inserted set-based
 in SQL (through the webhook that would take minutes).
@@ -246,3 +246,21 @@ async def test_healthz_answers_while_the_largest_pages_render(aiohttp_client: An
     assert waits, "/healthz was never asked while the pages rendered"
     # a deadline for failure, not a measurement: unpaged, this page (134 MB) held the loop for 11 s here
     assert max(waits) < deadline(3), f"/healthz waited {max(waits):.1f} s behind a page render"
+
+
+async def test_a_big_webhook_taken_off_the_loop_is_stored_whole_beside_a_concurrent_one(aiohttp_client: Any,
+                                                                                     database_url: str) -> None:
+    """A 2,500-alert body (1 MB) is parsed and planned in worker threads and mapped in slices with yields
+    between them; a small webhook sent meanwhile runs in between. Both must be stored exactly."""
+    client = await start(aiohttp_client, database_url)
+    big = payload(*(alert(path=f"/big/{i % 5}", instance=f"i-{i}",
+                          **({"severity": "critical"} if i % 7 == 0 else {})) for i in range(2500)))
+    assert len(json.dumps(big)) > 256 * 1024
+    small = payload(alert(path="/small", instance="s-0"))
+    big_resp, small_resp = await asyncio.gather(client.post("/webhook", json=big), client.post("/webhook", json=small))
+    assert big_resp.status == 200 and small_resp.status == 200, await big_resp.text()
+    reply = await big_resp.json()
+    assert reply["alerts"]["received"] == 2500 and len(reply["incidents"]) == 5
+    listed = await get_json(client, "/api/incidents?limit=50")
+    counts = {i["route"]: (i["alert_count"], i["firing_count"], i["severity"]) for i in listed["incidents"]}
+    assert counts == {**{f"GET /big/{k}": (500, 500, "critical") for k in range(5)}, "GET /small": (1, 1, "warning")}
