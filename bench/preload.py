@@ -186,3 +186,32 @@ def active(url: str, incidents: int, *, members: int = 2, events: int = 3, ackno
     seconds = time.perf_counter() - started
     log(f"active: {counts} in {seconds:.0f}s")
     return {"statuses": counts, "seconds": seconds}
+
+
+def grow(url: str, members: int, events: int) -> str:
+    """Make the oldest active incident an alert storm on one key: `members` more member alerts (a third of
+    them resolved, ~700 bytes of labels and annotations each) and `events` more timeline events. Its id."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT id FROM incidents WHERE status <> 'resolved' ORDER BY first_seen, id LIMIT 1"
+                           ).fetchone()
+        assert row is not None, "no active incident to grow"
+        incident_id = row[0]
+        conn.execute("""
+            INSERT INTO incident_alerts (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
+                                         generator_url, first_received_at, last_received_at, receive_count)
+            SELECT %(id)s, 'storm-' || g, CASE WHEN g %% 3 = 0 THEN 'resolved' ELSE 'firing' END,
+                   jsonb_build_object('alertname', 'Bench', 'instance', 'web-' || g || '.prod.svc.cluster.local:8080',
+                                      'job', 'api', 'namespace', 'production', 'severity', 'warning',
+                                      'team', 'notifications', 'pod', 'web-' || g || '-7c9d8f6b5-x2x4z'),
+                   jsonb_build_object('summary', 'p99 latency above 2s on web-' || g,
+                                      'description', repeat('The p99 latency has been high for ten minutes. ', 4),
+                                      'runbook_url', 'https://runbooks.example.com/high-latency'),
+                   now() - (g %% 700) * interval '1 second', CASE WHEN g %% 3 = 0 THEN now() END,
+                   'http://prometheus.example.com:9090/graph?g0.expr=up', now(), now(), 1
+            FROM generate_series(1, %(n)s) AS g""", {"id": incident_id, "n": members})
+        conn.execute("""
+            INSERT INTO incident_events (incident_id, at, type, actor, detail)
+            SELECT %(id)s, now(), 'alert_fired', 'alertmanager', jsonb_build_object('fingerprint', 'storm-' || g)
+            FROM generate_series(1, %(n)s) AS g""", {"id": incident_id, "n": events})
+        conn.execute("VACUUM ANALYZE incident_alerts, incident_events")
+    return str(incident_id)

@@ -184,7 +184,8 @@ def markdown(r: dict[str, Any]) -> str:
 
     if "pages" in r:
         pg = r["pages"]
-        out.append(f"### Status page and /metrics with {pg['incidents']:,} active incidents "
+        storm = f", one of them with {pg['members']:,} member alerts and events" if pg.get("members") else ""
+        out.append(f"### Status page and /metrics with {pg['incidents']:,} active incidents{storm} "
                    "(sequential GETs after one warm-up)\n")
         out.append("| path | requests | p50 ms | p95 ms | max ms | status | bytes |")
         out.append("|---|---:|---:|---:|---:|---|---:|")

@@ -406,13 +406,17 @@ class Bench:
         try:
             log(f"pages: preloading {a.page_incidents} active incidents")
             preload.active(db, a.page_incidents, log=log)
+            big = preload.grow(db, a.page_members, a.page_members)  # one incident with an alert storm's members
             server = servers.start_receiver(db, self.logdir)
             try:
-                out: dict[str, Any] = {"incidents": a.page_incidents}
-                for path in ("/", "/metrics", "/api/incidents?status=open"):
-                    out[path] = asyncio.run(loadgen.time_gets(server.base + path, a.page_requests))
-                    log(f"pages {path}: p50 {out[path]['p50_ms']:.1f} ms p95 {out[path]['p95_ms']:.1f} ms "
-                        f"{out[path]['statuses']} {out[path]['bytes']} bytes")
+                out: dict[str, Any] = {"incidents": a.page_incidents, "members": a.page_members}
+                paths = {p: p for p in ("/", "/metrics", "/api/incidents?status=open")}
+                paths[f"/incidents/{{id}} ({a.page_members:,} members)"] = f"/incidents/{big}"
+                paths[f"/api/incidents/{{id}} ({a.page_members:,} members)"] = f"/api/incidents/{big}"
+                for label, path in paths.items():
+                    out[label] = asyncio.run(loadgen.time_gets(server.base + path, a.page_requests))
+                    log(f"pages {label}: p50 {out[label]['p50_ms']:.1f} ms p95 {out[label]['p95_ms']:.1f} ms "
+                        f"{out[label]['statuses']} {out[label]['bytes']} bytes")
             finally:
                 server.stop()
             self.results["pages"] = out
@@ -610,6 +614,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ticks", type=int, default=200)
     p.add_argument("--page-incidents", type=int, default=10_000)
     p.add_argument("--page-requests", type=int, default=30)
+    p.add_argument("--page-members", type=int, default=20_000,
+                   help="member alerts and timeline events added to one incident of the pages section")
     p.add_argument("--blocking-sizes", default="1000,20000",
                    help="alerts per big webhook in the blocking section (rounded up to whole routes x kinds)")
     p.add_argument("--blocking-bodies", type=int, default=3, help="big webhooks sent one after another per run")
@@ -645,6 +651,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.ticks = 5
         args.page_incidents = 100
         args.page_requests = 2
+        args.page_members = 300
         args.memory_alerts = 300
         args.memory_size = 10
         args.memory_routes = args.routes

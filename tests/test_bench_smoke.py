@@ -75,6 +75,10 @@ def _run_quick(tmp_path: Path, tmp: Path) -> None:
         assert results["tick"][label]["median_ms"] > 0
     for path in ("/", "/metrics"):
         assert set(results["pages"][path]["statuses"]) == {"200"}, results["pages"][path]
+    details = [k for k in results["pages"] if k.startswith(("/incidents/{id}", "/api/incidents/{id}"))]
+    assert len(details) == 2, results["pages"].keys()  # the detail page and API of the incident with many members
+    for label in details:
+        assert set(results["pages"][label]["statuses"]) == {"200"}, results["pages"][label]
     assert len(results["blocking"]) == 2  # a small and a larger big webhook (150 and 1,000 alerts at --quick)
     for n, data in results["blocking"].items():
         for row, v in data["rows"].items():
