@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .ingest.alertmanager import Alert
+from .model import Alert
 from .rules import Mapping, severity_rank
 
 ACTOR = "alertmanager"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from .ingest.alertmanager import clean_text
+from .model import clean_text
 from .timeutil import parse_duration, parse_rfc3339
 
 ACTIONS = ("ack", "unack", "resolve", "silence", "unsilence")

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..model import Alert, AlertStatus, InvalidAlert, Notification, clean_text
 from ..timeutil import parse_rfc3339
 
 SUPPORTED_VERSION = "4"
-ALERT_STATUSES = ("firing", "resolved")
-_REPLACEMENT = "\ufffd"
+ALERT_STATUSES = tuple(AlertStatus)
+SENDER = "alertmanager"
 # asyncpg writes exactly these two instants as PostgreSQL 'infinity' and '-infinity' and reads them back as
 # *naive* datetime.max and datetime.min, which then cannot be compared with aware times: keep inside them.
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC)
@@ -27,54 +27,6 @@ _EARLIEST = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 
 class PayloadError(ValueError):
     """The webhook body is not an Alertmanager version 4 notification."""
-
-
-@dataclass(frozen=True)
-class Alert:
-    index: int
-    fingerprint: str
-    status: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    generator_url: str
-
-
-@dataclass(frozen=True)
-class InvalidAlert:
-    index: int
-    fingerprint: str | None
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "fingerprint": self.fingerprint, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class Notification:
-    receiver: str
-    status: str
-    alerts: list[Alert]
-    invalid: list[InvalidAlert] = field(default_factory=list)
-    external_url: str = ""
-    group_key: str = ""
-    truncated_alerts: int = 0
-    group_labels: dict[str, str] = field(default_factory=dict)
-    common_labels: dict[str, str] = field(default_factory=dict)
-
-
-def clean_text(value: str) -> str:
-    """Make a string storable: PostgreSQL refuses NUL in text and jsonb, and UTF-8 refuses lone surrogates."""
-    if "\x00" in value:
-        value = value.replace("\x00", _REPLACEMENT)
-    if value.isascii():  # the usual case, and cheap to tell: no surrogate possible
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
 
 
 def parse_body(body: bytes) -> Notification:
@@ -131,15 +83,13 @@ def parse_notification(data: Any, *, clean: bool = True) -> Notification:
         reasons = "; ".join(f"alerts[{i.index}]: {i.reason}" for i in invalid[:5])
         raise PayloadError(f"no valid alert in the payload: {reasons}")
     return Notification(
-        receiver=receiver,
-        status=status,
+        sender=SENDER,
         alerts=alerts,
         invalid=invalid,
         external_url=external_url,
-        group_key=group_key,
-        truncated_alerts=truncated,
-        group_labels=group_labels,
-        common_labels=common_labels,
+        truncated=truncated,
+        details={"receiver": receiver, "status": status, "group_key": group_key, "group_labels": group_labels,
+                 "common_labels": common_labels},
     )
 
 

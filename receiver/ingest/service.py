@@ -12,9 +12,9 @@ from typing import Any
 
 from .. import correlation
 from ..config import Config
+from ..model import Notification
 from ..rules import Mapping
 from ..store import Store
-from .alertmanager import Notification
 from .cache import SizedLRU, str_bytes
 
 # Bytes, measured per entry (key, mapping and the cache's own overhead): about 10,000 label sets of the

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from .. import correlation
-from ..ingest.alertmanager import Alert
+from ..model import Alert
 from ..rules import Mapping
 
 

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from .. import correlation
 from ..database import migration_ids
-from ..ingest.alertmanager import Notification, PayloadError, clean_text, parse_body
+from ..ingest.alertmanager import PayloadError, parse_body
 from ..keys import CONFIG, DRAIN, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
+from ..model import Notification, clean_text
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from . import detail

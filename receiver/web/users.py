@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ..config import Config
-from ..ingest.alertmanager import clean_text
 from ..keys import CONFIG, LINK_SECRET, SIGN_IN
+from ..model import clean_text
 
 SESSION_COOKIE = "receiver_session"
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1

@@ -39,9 +39,9 @@ from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import parse_config
-from receiver.ingest.alertmanager import clean_text
 from receiver.keys import DELIVERER, ESCALATOR, LINK_SECRET
 from receiver.links import link_path, sign
+from receiver.model import clean_text
 from receiver.web.users import SESSION_COOKIE, csrf_token, hash_password
 from tests.helpers import alert, deadline, payload
 from tests.reliability.conftest import TOKEN

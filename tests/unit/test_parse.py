@@ -36,12 +36,13 @@ def parse(data: Any) -> Notification:
 
 def test_a_recorded_shape_parses() -> None:
     n = parse(payload(alert(), alert("resolved", ends_at="2026-11-27T10:05:00Z", path="/other")))
-    assert n.receiver == "receiver"
-    assert n.status == "firing"
+    assert n.sender == "alertmanager"
+    assert n.details["receiver"] == "receiver"
+    assert n.details["status"] == "firing"
     assert n.external_url == "http://am-1:9093"
-    assert n.group_key == '{}:{alertname="HighLatency"}'
-    assert n.group_labels == {"alertname": "HighLatency"}
-    assert n.truncated_alerts == 0
+    assert n.details["group_key"] == '{}:{alertname="HighLatency"}'
+    assert n.details["group_labels"] == {"alertname": "HighLatency"}
+    assert n.truncated == 0
     assert n.invalid == []
     first, second = n.alerts
     assert first.index == 0 and second.index == 1
@@ -56,7 +57,7 @@ def test_a_recorded_shape_parses() -> None:
 
 
 def test_truncated_alerts_is_kept() -> None:
-    assert parse(payload(alert(), truncatedAlerts=7)).truncated_alerts == 7
+    assert parse(payload(alert(), truncatedAlerts=7)).truncated == 7
 
 
 @pytest.mark.parametrize("value", [-1, "3", 1.5, True, [1]])
@@ -166,8 +167,8 @@ def test_null_optional_envelope_fields_are_defaults() -> None:
     data = payload(alert(), receiver=None, externalURL=None, groupKey=None, truncatedAlerts=None,
                    groupLabels=None, commonLabels=None, commonAnnotations=None)
     n = parse(data)
-    assert n.receiver == "" and n.external_url == "" and n.group_key == ""
-    assert n.truncated_alerts == 0 and n.group_labels == {} and n.common_labels == {}
+    assert n.details["receiver"] == "" and n.external_url == "" and n.details["group_key"] == ""
+    assert n.truncated == 0 and n.details["group_labels"] == {} and n.details["common_labels"] == {}
 
 
 # --- timestamps ---------------------------------------------------------------------------------------
@@ -486,9 +487,9 @@ def test_clean_utf8_labels_are_kept_as_sent() -> None:
 
 def test_nul_in_envelope_strings_is_replaced() -> None:
     n = parse(payload(alert(), receiver="r\x00", externalURL="http://am\x00", groupLabels={"a\x00": "b\x00"}))
-    assert n.receiver == "r\ufffd"
+    assert n.details["receiver"] == "r\ufffd"
     assert n.external_url == "http://am\ufffd"
-    assert n.group_labels == {"a\ufffd": "b\ufffd"}
+    assert n.details["group_labels"] == {"a\ufffd": "b\ufffd"}
 
 
 def test_huge_values_and_many_labels_parse() -> None:
