@@ -676,142 +676,26 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
 
 
 def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
+    """The whole document, one section after the other; each reports its errors and returns its defaults."""
     top = _Section(doc, doc.data, "")
-
-    listen = top.section("listen")
-    host = listen.get("host", _string, "0.0.0.0")
-    port = listen.get("port", _port, DEFAULT_PORT)
-    limits = ListenConfig(
-        header_timeout=listen.get("header_timeout", _positive_duration, ListenConfig.header_timeout),
-        body_timeout=listen.get("body_timeout", _positive_duration, ListenConfig.body_timeout),
-        idle_timeout=listen.get("idle_timeout", _positive_duration, ListenConfig.idle_timeout),
-        max_connections=listen.get("max_connections", _positive_int, ListenConfig.max_connections),
-    )
-    listen.finish()
-
+    host, port, limits = _listen(top.section("listen"))
     external_url = top.get("external_url", _string, "").rstrip("/")
     data_dir = top.get("data_dir", _string, None)
-
-    db = top.section("database")
-    db_url = db.secret("url", env)
-    if db_url is None and env.get("DATABASE_URL"):
-        db_url = Secret(env["DATABASE_URL"])
-    database = DatabaseConfig(
-        url=db_url,
-        pool_min=db.get("pool_min", _positive_int, 1),
-        pool_max=db.get("pool_max", _positive_int, 8),
-        connect_timeout=db.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
-        max_ingest_transactions=db.get("max_ingest_transactions", _positive_int, 4),
-        startup_wait=db.get("startup_wait", lambda v: _duration(v).total_seconds(), 60.0),
-    )
-    db.finish()
-    if database.pool_min > database.pool_max:
-        doc.report("database.pool_min", "must not exceed database.pool_max")
-
-    wh = top.section("webhook")
-    token = wh.secret("token", env)
-    if token is None and env.get("RECEIVER_WEBHOOK_TOKEN"):
-        token = Secret(env["RECEIVER_WEBHOOK_TOKEN"])
-    basic = None
-    if wh.value.get("basic_auth") is not None:
-        ba = wh.section("basic_auth")
-        username = ba.get("username", _string, None)
-        password = ba.secret("password", env)
-        ba.finish()
-        if not username or password is None:
-            if not (ba.value.get("username") and ba.names_secret("password")):  # else reported already
-                doc.report("webhook.basic_auth", "needs username and password_env or password_file")
-        else:
-            basic = BasicAuth(username, password)
-    else:
-        wh.used.add("basic_auth")
-    webhook = WebhookConfig(
-        token=token,
-        basic_auth=basic,
-        max_body_bytes=wh.get("max_body_bytes", _byte_size, WebhookConfig.max_body_bytes),
-    )
-    wh.finish()
-
-    corr = top.section("correlation")
-    correlation = CorrelationConfig(
-        reopen_window=corr.get("reopen_window", _duration, CorrelationConfig.reopen_window),
-        stale_after=corr.get("stale_after", _duration, CorrelationConfig.stale_after),
-    )
-    corr.finish()
-
+    database = _database(doc, top.section("database"), env)
+    webhook = _webhook(doc, top.section("webhook"), env)
+    correlation = _correlation(top.section("correlation"))
     top.used.update({"rules", "owners"})
-    data = doc.data if isinstance(doc.data, dict) else {}
-    rules = _rules(doc, data.get("rules"))
+    rules = _rules(doc, top.value.get("rules"))
     default_owner = top.get("default_owner", _string, rules_mod.DEFAULT_OWNER)
-    owners = _owners(doc, data.get("owners"), env)
-    if default_owner not in owners:
-        slack = env.get("RECEIVER_SLACK_WEBHOOK_URL")
-        targets = (Target(f"{default_owner}/slack", "slack", Secret(slack)),) if slack else ()
-        owners[default_owner] = Owner(default_owner, targets)
-    for i, rule in enumerate(rules):
-        if rule.owner and rule.owner not in owners:
-            doc.report(f"rules[{i}].owner", f"no owner named {rule.owner!r} in owners")
-
-    esc = top.section("escalation")
-    policies_section = esc.section("policies")
-    policies = {
-        sev: _policy(doc, policies_section.value.get(sev), policies_section.key(sev), DEFAULT_POLICIES[sev])
-        for sev in rules_mod.SEVERITIES
-    }
-    policies_section.used.update(rules_mod.SEVERITIES)
-    policies_section.finish()
-    for sev, policy in policies.items():
-        for j, step in enumerate(policy.steps):
-            for name in step.notify:
-                if name != "owner" and name not in owners:
-                    doc.report(f"escalation.policies.{sev}.steps[{j}].notify", f"no owner named {name!r}")
-    ack_timeout = esc.get("ack_timeout", _duration, None)
-    escalation = EscalationConfig(
-        interval=esc.get("interval", _duration, EscalationConfig.interval),
-        ack_timeout=ack_timeout if ack_timeout and ack_timeout.total_seconds() > 0 else None,
-        policies=policies,
-    )
-    esc.finish()
-
-    dl = top.section("delivery")
-    delivery = DeliveryConfig(
-        timeout=dl.get("timeout", _duration, DeliveryConfig.timeout),
-        max_age=dl.get("max_age", _duration, DeliveryConfig.max_age),
-        initial_backoff=dl.get("initial_backoff", _duration, DeliveryConfig.initial_backoff),
-        max_backoff=dl.get("max_backoff", _duration, DeliveryConfig.max_backoff),
-        max_retry_after=dl.get("max_retry_after", _duration, DeliveryConfig.max_retry_after),
-        batch_size=dl.get("batch_size", _positive_int, DeliveryConfig.batch_size),
-    )
-    dl.finish()
-
-    ln = top.section("links")
-    links = LinksConfig(signing_secret=ln.secret("signing_secret", env), ttl=ln.get("ttl", _duration, LinksConfig.ttl))
-    ln.finish()
-
+    owners = _owners_with_default(doc, top.value.get("owners"), env, default_owner)
+    _check_rule_owners(doc, rules, owners)
+    escalation = _escalation(doc, top.section("escalation"), owners)
+    delivery = _delivery(top.section("delivery"))
+    links = _links(top.section("links"), env)
     top.used.add("api_tokens")
-    api_tokens = []
-    for t in _sections(doc, data.get("api_tokens"), "api_tokens", "{name, token_env | token_file}"):
-        name = t.get("name", _string, None)
-        token = t.secret("token", env)
-        t.finish()
-        if not name or token is None:
-            if t.value.get("name") is None or not t.names_secret("token"):  # else reported already
-                doc.report(t.path, "an API token needs a name and token_env or token_file")
-            continue
-        api_tokens.append(ApiToken(name, token))
-
+    api_tokens = _api_tokens(doc, top.value.get("api_tokens"), env)
     ui = _ui(doc, top.section("ui"), env)
-
-    mt = top.section("metrics")
-    metrics_token = mt.secret("token", env)
-    if metrics_token is None and env.get("RECEIVER_METRICS_TOKEN"):
-        metrics_token = Secret(env["RECEIVER_METRICS_TOKEN"])
-    metrics = MetricsConfig(
-        token=metrics_token,
-        per_route=mt.get("per_route", _bool, False),
-        route_cap=mt.get("route_cap", _positive_int, 20),
-    )
-    mt.finish()
+    metrics = _metrics(top.section("metrics"), env)
     top.finish()
 
     return Config(
@@ -829,8 +713,163 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
         escalation=escalation,
         delivery=delivery,
         links=links,
-        api_tokens=tuple(api_tokens),
+        api_tokens=api_tokens,
         ui=ui,
         metrics=metrics,
         source=source,
     )
+
+
+def _listen(s: _Section) -> tuple[str, int, ListenConfig]:
+    """`listen:` holds the address (kept on Config as host and port) and the per-client bounds."""
+    host = s.get("host", _string, "0.0.0.0")
+    port = s.get("port", _port, DEFAULT_PORT)
+    limits = ListenConfig(
+        header_timeout=s.get("header_timeout", _positive_duration, ListenConfig.header_timeout),
+        body_timeout=s.get("body_timeout", _positive_duration, ListenConfig.body_timeout),
+        idle_timeout=s.get("idle_timeout", _positive_duration, ListenConfig.idle_timeout),
+        max_connections=s.get("max_connections", _positive_int, ListenConfig.max_connections),
+    )
+    s.finish()
+    return host, port, limits
+
+
+def _database(doc: _Doc, s: _Section, env: Mapping[str, str]) -> DatabaseConfig:
+    url = s.secret("url", env)
+    if url is None and env.get("DATABASE_URL"):
+        url = Secret(env["DATABASE_URL"])
+    database = DatabaseConfig(
+        url=url,
+        pool_min=s.get("pool_min", _positive_int, 1),
+        pool_max=s.get("pool_max", _positive_int, 8),
+        connect_timeout=s.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
+        max_ingest_transactions=s.get("max_ingest_transactions", _positive_int, 4),
+        startup_wait=s.get("startup_wait", lambda v: _duration(v).total_seconds(), 60.0),
+    )
+    s.finish()
+    if database.pool_min > database.pool_max:
+        doc.report("database.pool_min", "must not exceed database.pool_max")
+    return database
+
+
+def _webhook(doc: _Doc, s: _Section, env: Mapping[str, str]) -> WebhookConfig:
+    token = s.secret("token", env)
+    if token is None and env.get("RECEIVER_WEBHOOK_TOKEN"):
+        token = Secret(env["RECEIVER_WEBHOOK_TOKEN"])
+    webhook = WebhookConfig(
+        token=token,
+        basic_auth=_basic_auth(doc, s, env),
+        max_body_bytes=s.get("max_body_bytes", _byte_size, WebhookConfig.max_body_bytes),
+    )
+    s.finish()
+    return webhook
+
+
+def _basic_auth(doc: _Doc, webhook: _Section, env: Mapping[str, str]) -> BasicAuth | None:
+    if webhook.value.get("basic_auth") is None:
+        webhook.used.add("basic_auth")
+        return None
+    s = webhook.section("basic_auth")
+    username = s.get("username", _string, None)
+    password = s.secret("password", env)
+    s.finish()
+    if username and password is not None:
+        return BasicAuth(username, password)
+    if not (s.value.get("username") and s.names_secret("password")):  # else reported already
+        doc.report("webhook.basic_auth", "needs username and password_env or password_file")
+    return None
+
+
+def _correlation(s: _Section) -> CorrelationConfig:
+    correlation = CorrelationConfig(
+        reopen_window=s.get("reopen_window", _duration, CorrelationConfig.reopen_window),
+        stale_after=s.get("stale_after", _duration, CorrelationConfig.stale_after),
+    )
+    s.finish()
+    return correlation
+
+
+def _owners_with_default(doc: _Doc, value: Any, env: Mapping[str, str], default_owner: str) -> dict[str, Owner]:
+    """`owners:`, plus the default owner when the file does not define it (its Slack URL from the environment)."""
+    owners = _owners(doc, value, env)
+    if default_owner not in owners:
+        slack = env.get("RECEIVER_SLACK_WEBHOOK_URL")
+        targets = (Target(f"{default_owner}/slack", "slack", Secret(slack)),) if slack else ()
+        owners[default_owner] = Owner(default_owner, targets)
+    return owners
+
+
+def _check_rule_owners(doc: _Doc, rules: tuple[rules_mod.Rule, ...], owners: Mapping[str, Owner]) -> None:
+    for i, rule in enumerate(rules):
+        if rule.owner and rule.owner not in owners:
+            doc.report(f"rules[{i}].owner", f"no owner named {rule.owner!r} in owners")
+
+
+def _escalation(doc: _Doc, s: _Section, owners: Mapping[str, Owner]) -> EscalationConfig:
+    """One policy per severity (a severity the file leaves out keeps its default); steps name known owners."""
+    section = s.section("policies")
+    policies = {
+        sev: _policy(doc, section.value.get(sev), section.key(sev), DEFAULT_POLICIES[sev])
+        for sev in rules_mod.SEVERITIES
+    }
+    section.used.update(rules_mod.SEVERITIES)
+    section.finish()
+    for sev, policy in policies.items():
+        for j, step in enumerate(policy.steps):
+            for name in step.notify:
+                if name != "owner" and name not in owners:
+                    doc.report(f"escalation.policies.{sev}.steps[{j}].notify", f"no owner named {name!r}")
+    ack_timeout = s.get("ack_timeout", _duration, None)
+    escalation = EscalationConfig(
+        interval=s.get("interval", _duration, EscalationConfig.interval),
+        ack_timeout=ack_timeout if ack_timeout and ack_timeout.total_seconds() > 0 else None,
+        policies=policies,
+    )
+    s.finish()
+    return escalation
+
+
+def _delivery(s: _Section) -> DeliveryConfig:
+    delivery = DeliveryConfig(
+        timeout=s.get("timeout", _duration, DeliveryConfig.timeout),
+        max_age=s.get("max_age", _duration, DeliveryConfig.max_age),
+        initial_backoff=s.get("initial_backoff", _duration, DeliveryConfig.initial_backoff),
+        max_backoff=s.get("max_backoff", _duration, DeliveryConfig.max_backoff),
+        max_retry_after=s.get("max_retry_after", _duration, DeliveryConfig.max_retry_after),
+        batch_size=s.get("batch_size", _positive_int, DeliveryConfig.batch_size),
+    )
+    s.finish()
+    return delivery
+
+
+def _links(s: _Section, env: Mapping[str, str]) -> LinksConfig:
+    links = LinksConfig(signing_secret=s.secret("signing_secret", env), ttl=s.get("ttl", _duration, LinksConfig.ttl))
+    s.finish()
+    return links
+
+
+def _api_tokens(doc: _Doc, value: Any, env: Mapping[str, str]) -> tuple[ApiToken, ...]:
+    api_tokens = []
+    for t in _sections(doc, value, "api_tokens", "{name, token_env | token_file}"):
+        name = t.get("name", _string, None)
+        token = t.secret("token", env)
+        t.finish()
+        if not name or token is None:
+            if t.value.get("name") is None or not t.names_secret("token"):  # else reported already
+                doc.report(t.path, "an API token needs a name and token_env or token_file")
+            continue
+        api_tokens.append(ApiToken(name, token))
+    return tuple(api_tokens)
+
+
+def _metrics(s: _Section, env: Mapping[str, str]) -> MetricsConfig:
+    token = s.secret("token", env)
+    if token is None and env.get("RECEIVER_METRICS_TOKEN"):
+        token = Secret(env["RECEIVER_METRICS_TOKEN"])
+    metrics = MetricsConfig(
+        token=token,
+        per_route=s.get("per_route", _bool, False),
+        route_cap=s.get("route_cap", _positive_int, 20),
+    )
+    s.finish()
+    return metrics

@@ -473,3 +473,39 @@ def test_a_user_error_is_reported_once(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="cfg.yaml", env={"H": "plain-password"})
     assert info.value.errors == [expected]
+
+
+ONE_ERROR_PER_SECTION = """\
+listen: {idle_timeout: 0s}
+database: {pool_min: 0}
+webhook: {max_body_bytes: lots}
+correlation: {reopen_window: soon}
+rules: [{name: r, match: [], severity: fatal}]
+owners: [{name: ops, match: 3}]
+escalation: {policies: {warning: {steps: [{after: 5m}, {after: 1m}]}}}
+delivery: {batch_size: -1}
+links: {ttl: later}
+api_tokens: [{name: ci}]
+ui: {page_size: many}
+metrics: {per_route: yes please}
+"""
+
+
+def test_one_error_in_every_section_is_reported_in_one_run() -> None:
+    """Each section is read by its own function; none of them stops the others from being checked."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(ONE_ERROR_PER_SECTION, source="cfg.yaml", env={})
+    assert [(e.split(":")[1], e.split(": ")[1]) for e in info.value.errors] == [
+        ("1", "listen.idle_timeout"),
+        ("2", "database.pool_min"),
+        ("3", "webhook.max_body_bytes"),
+        ("4", "correlation.reopen_window"),
+        ("5", "rules[0].severity"),
+        ("6", "owners[0].match"),
+        ("7", "escalation.policies.warning.steps[1].after"),
+        ("8", "delivery.batch_size"),
+        ("9", "links.ttl"),
+        ("10", "api_tokens[0]"),
+        ("11", "ui.page_size"),
+        ("12", "metrics.per_route"),
+    ]
