@@ -23,6 +23,7 @@ from aiohttp import web
 from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.database import migrate
+from tests.fakes import FakeSlack, FakeWebhook
 from tests.helpers import with_database
 
 warnings.filterwarnings("ignore", module="platformdirs")
@@ -119,6 +120,20 @@ async def db(database_url: str) -> AsyncIterator[Any]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """A fake Slack incoming webhook on loopback (tests/fakes.py), stopped after the test."""
+    async with FakeSlack() as slack:
+        yield slack
+
+
+@pytest.fixture
+async def fake_webhook() -> AsyncIterator[FakeWebhook]:
+    """A fake generic webhook target on loopback (tests/fakes.py), stopped after the test."""
+    async with FakeWebhook() as hook:
+        yield hook
 
 
 def load_payload(name: str) -> dict[str, Any]:

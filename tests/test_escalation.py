@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR, LINK_SECRET
 from receiver.links import link_path
+from tests.fakes import FakeSlack
 from tests.helpers import alert, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -27,38 +26,10 @@ SLACK_SECRET = "T0SECRET/B0SECRET/xoxb-very-secret-path"
 API_TOKEN = "api-token-alice-123"
 
 
-@dataclass
-class FakeSlack:
-    """Records every POST; answers from a script of statuses (then 200)."""
-
-    received: list[dict[str, Any]] = field(default_factory=list)
-    script: list[int | str] = field(default_factory=list)
-    retry_after: str = "7"
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        step = self.script.pop(0) if self.script else 200
-        if step == "hang":
-            await asyncio.sleep(5)
-            step = 200
-        self.received.append(body)
-        headers = {"Retry-After": self.retry_after} if step == 429 else {}
-        return web.Response(status=int(step), text="ok" if step == 200 else "no", headers=headers)
-
-    def headlines(self) -> list[str]:
-        return [m["blocks"][0]["text"]["text"] for m in self.received if "blocks" in m]
-
-
 @pytest.fixture
-async def slack(aiohttp_server: Any) -> FakeSlack:
-    fake = FakeSlack()
-    app = web.Application()
-    app.router.add_post("/services/{tail:.*}", fake.handle)
-    app.router.add_post("/hook", fake.handle)
-    server = await aiohttp_server(app)
-    fake.url = str(server.make_url(f"/services/{SLACK_SECRET}"))
-    return fake
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(path=f"/services/{SLACK_SECRET}") as fake:
+        yield fake
 
 
 def make_config(slack: FakeSlack, extra: str = "") -> Config:

@@ -7,7 +7,7 @@
   process still running at teardown is killed, and the tail of its stderr is printed (shown on failure).
 - `alertmanager_procs`: start real Alertmanager 0.25 processes (`prometheus-alertmanager`); skipped when
   the binary is missing (`apt-get install -y prometheus-alertmanager`).
-- `fake_slack`: an aiohttp server in the test's loop that records every POST and answers 200 or 500.
+- `fake_slack` (tests/conftest.py, tests/fakes.py): a fake Slack in the test's loop that records every POST.
 
 Every wait here polls for its event with a deadline scaled by RECEIVER_TEST_TIME_SCALE (tests.helpers):
 a process that exits fails the wait at once, one that is merely slow (a loaded machine) gets the time.
@@ -17,7 +17,6 @@ Fixture names are prefixed or specific so that they do not shadow the suite-wide
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -29,7 +28,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.helpers import deadline, eventually, free_port, with_database
 
@@ -415,94 +413,3 @@ def alertmanager_procs(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerPro
             am.stop()
         for am in started:
             print(f"----- {am.name} (exit {am.proc.returncode}) log tail -----\n{am.log()[-3000:]}")
-
-
-# --- a fake Slack ----------------------------------------------------------------------------------
-
-
-@dataclass
-class SlackPost:
-    at: float
-    answered: int
-    incident_id: str | None
-    event: str  # opened | escalated | resolved
-    level: int
-    text: str
-
-    @property
-    def key(self) -> tuple[str | None, str, int]:
-        return (self.incident_id, self.event, self.level)
-
-
-def parse_slack(message: dict[str, Any]) -> tuple[str | None, str, int]:
-    """(incident id, event, level) of a message built by receiver.notify.messages.slack_message."""
-    incident_id = None
-    level = -1
-    event = "opened"
-    for block in message.get("blocks") or []:
-        if block.get("type") == "header":
-            header = block["text"]["text"]
-            if header.startswith("Resolved"):
-                event = "resolved"
-            elif header.startswith("Escalated"):
-                event = "escalated"
-        for f in block.get("fields") or []:
-            if f.get("text", "").startswith("*Level*\n"):
-                level = int(f["text"].split("\n", 1)[1])
-        for element in block.get("elements") or []:
-            if element.get("text", {}).get("text") == "Incident":
-                incident_id = element["url"].rstrip("/").rsplit("/", 1)[1]
-    return incident_id, event, level
-
-
-class FakeSlack:
-    """Records every POST; answers `status` (switch it between 200 and 500 at any time)."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.posts: list[SlackPost] = []
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/services/T000/B000/XXXX"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        status = self.status
-        incident_id, event, level = parse_slack(body)
-        self.posts.append(SlackPost(time.monotonic(), status, incident_id, event, level, body.get("text", "")))
-        if status == 200:
-            return web.Response(text="ok")
-        return web.Response(status=status, text="internal_error")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/services/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        self.port = free_port()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-        await site.start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    def delivered(self) -> collections.Counter[tuple[str | None, str, int]]:
-        """How many times each notification was answered 2xx: it must be exactly once."""
-        return collections.Counter(p.key for p in self.posts if p.answered == 200)
-
-    def failed(self) -> list[SlackPost]:
-        return [p for p in self.posts if p.answered != 200]
-
-
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    try:
-        yield slack
-    finally:
-        await slack.stop()

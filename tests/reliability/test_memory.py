@@ -25,9 +25,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.fakes import FakeSlack
 from tests.helpers import deadline
 
-from .conftest import TOKEN, FakeSlack, ReceiverProc, receiver_config
+from .conftest import TOKEN, ReceiverProc, receiver_config
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 

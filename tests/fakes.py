@@ -1,0 +1,210 @@
+"""Fakes of notification targets: real HTTP servers on loopback that record what the receiver sends them.
+
+`FakeTarget` is the one base: an aiohttp server on a free loopback port that accepts any request on any path,
+records it when it arrives (before answering, so a held or hanging request is already seen), and answers from
+`script` (a list of statuses, or "hang"), then `status`. A channel's fake adds only how to read its own messages
+(`read`: which incident, event and level a message is about), so `posts`, `delivered()` and `failed()` work the
+same for every channel. A new channel's fake subclasses `FakeTarget` beside `FakeSlack` and `FakeWebhook`.
+
+Start one with `async with FakeSlack() as slack:` or the `fake_slack` / `fake_webhook` fixtures (tests/conftest.py);
+every fake must be stopped in the test's loop, which also releases requests still held or hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from aiohttp import web
+
+# What one request was about: (incident id, event, level); event is opened | escalated | resolved.
+NotificationKey = tuple[str | None, str, int]
+# One scripted answer: an HTTP status, or "hang" (answer 200 only after `hang_seconds`, past any client timeout).
+Step = int | Literal["hang"]
+
+
+@dataclass
+class Received:
+    """One request as the fake saw it."""
+
+    at: float  # time.monotonic() on arrival
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int = 0  # the status answered; 0 while the request is held or hanging
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Post:
+    """A received notification, read by its channel's fake."""
+
+    at: float
+    answered: int
+    incident_id: str | None
+    event: str  # opened | escalated | resolved
+    level: int
+    text: str
+
+    @property
+    def key(self) -> NotificationKey:
+        return (self.incident_id, self.event, self.level)
+
+
+class FakeTarget:
+    """Records every request; answers `script` (statuses or "hang") in order, then `status` (switch it any time)."""
+
+    default_path = "/hook"
+
+    def __init__(self, *, path: str | None = None, status: int = 200, hang_seconds: float = 5.0) -> None:
+        self.path = path or self.default_path
+        self.status = status
+        self.script: list[Step] = []
+        self.retry_after = "7"  # the Retry-After header sent with a 429
+        self.hang_seconds = hang_seconds
+        self.requests: list[Received] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    # --- the server -------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL to configure as the target (its path is the fake's secret-looking `path`)."""
+        return self.base_url + self.path
+
+    async def start(self) -> Self:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)  # port 0: the kernel picks, no race with other tests
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()  # hanging and held handlers return, so the server can close at once
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        received = Received(time.monotonic(), request.method, request.path, dict(request.headers),
+                            await request.read())
+        self.requests.append(received)
+        status = await self.reply(received)
+        received.answered = status
+        headers = {"Retry-After": self.retry_after} if status == 429 else {}
+        return web.Response(status=status, text=self.reply_text(status), headers=headers)
+
+    async def reply(self, received: Received) -> int:
+        """The status to answer `received` with; a subclass may wait here (hold the request) first."""
+        step = self.script.pop(0) if self.script else self.status
+        if step == "hang":
+            await self.wait_stopping(self.hang_seconds)
+            return 200
+        return step
+
+    def reply_text(self, status: int) -> str:
+        return "ok" if 200 <= status < 300 else "error"
+
+    async def wait_stopping(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the fake is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # --- what was received ------------------------------------------------------------------------------
+
+    @property
+    def received(self) -> list[Any]:
+        """The JSON bodies of every request, in arrival order."""
+        return [r.json() for r in self.requests]
+
+    def read(self, received: Received) -> Post:
+        """Which incident, event and level one request is about: each channel's fake knows its own format."""
+        raise NotImplementedError
+
+    @property
+    def posts(self) -> list[Post]:
+        return [self.read(r) for r in self.requests]
+
+    def delivered(self) -> collections.Counter[NotificationKey]:
+        """How many times each notification was answered 2xx: the guarantee says exactly once."""
+        return collections.Counter(p.key for p in self.posts if 200 <= p.answered < 300)
+
+    def failed(self) -> list[Post]:
+        """The notifications answered with anything but 2xx (or still unanswered)."""
+        return [p for p in self.posts if not 200 <= p.answered < 300]
+
+
+def parse_slack(message: dict[str, Any]) -> tuple[str | None, str, int]:
+    """(incident id, event, level) of a message built by receiver.notify.messages.slack_message."""
+    incident_id = None
+    level = -1
+    event = "opened"
+    for block in message.get("blocks") or []:
+        if block.get("type") == "header":
+            header = block["text"]["text"]
+            if header.startswith("Resolved"):
+                event = "resolved"
+            elif header.startswith("Escalated"):
+                event = "escalated"
+        for f in block.get("fields") or []:
+            if f.get("text", "").startswith("*Level*\n"):
+                level = int(f["text"].split("\n", 1)[1])
+        for element in block.get("elements") or []:
+            if element.get("text", {}).get("text") == "Incident":
+                incident_id = element["url"].rstrip("/").rsplit("/", 1)[1]
+    return incident_id, event, level
+
+
+class FakeSlack(FakeTarget):
+    """A Slack incoming webhook: answers "ok", or an error text as Slack does."""
+
+    default_path = "/services/T000/B000/XXXX"
+
+    def reply_text(self, status: int) -> str:
+        return "ok" if 200 <= status < 300 else "internal_error"
+
+    def read(self, received: Received) -> Post:
+        message = received.json()
+        incident_id, event, level = parse_slack(message)
+        return Post(received.at, received.answered, incident_id, event, level, message.get("text", ""))
+
+    def headlines(self) -> list[str]:
+        """The header block's text of every message, in arrival order."""
+        return [m["blocks"][0]["text"]["text"] for m in self.received if "blocks" in m]
+
+
+class FakeWebhook(FakeTarget):
+    """A generic webhook target: receives receiver.notify.messages.webhook_message bodies."""
+
+    default_path = "/hooks/4f0c2a-secret"
+
+    def read(self, received: Received) -> Post:
+        message = received.json()
+        incident = message.get("incident") or {}
+        return Post(received.at, received.answered, incident.get("id"), message.get("event", ""),
+                    int(message.get("level", -1)), incident.get("incident_key", ""))
