@@ -378,11 +378,15 @@ Outcome = tuple[int, float, float, int | str]  # (request, started, ended, statu
 
 
 async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow: int = 0,
-                             sigterm_after: float = 1.0) -> tuple[list[Outcome], float, float, int | None]:
+                             sigterm_after: float | None = None,
+                             sigterm_after_answers: int = 4) -> tuple[list[Outcome], float, float, int | None]:
     """POST `bodies` with `workers` concurrent clients (the last `slow` of them dribbled over ~2.5 s, all
-    started at once), SIGTERM the receiver `sigterm_after` seconds in, and wait for it to exit.
+    started at once), SIGTERM the receiver once `sigterm_after_answers` requests were answered (an event, so
+    requests are surely in flight whatever the machine's speed) or, with `sigterm_after`, that many seconds
+    in (for uploads that must be mid-body), and wait for it to exit.
     Returns the outcomes, the SIGTERM time, the seconds until exit, and the exit code."""
     results: list[Outcome] = []
+    answered_enough = asyncio.Event()
     fast = iter(range(len(bodies) - slow))
     sigterm_at: float | None = None
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True),
@@ -398,6 +402,8 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
         except (aiohttp.ClientError, OSError) as e:
             status = type(e).__name__
         results.append((i, t0, time.monotonic(), status))
+        if len(results) >= sigterm_after_answers:
+            answered_enough.set()
 
     async def dribble(body: bytes) -> Any:
         """The body in 64 KiB pieces over ~2.5 s, like a slow network."""
@@ -416,7 +422,10 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
     try:
         tasks = [asyncio.create_task(send(i, dribble(bodies[i]))) for i in range(len(bodies) - slow, len(bodies))]
         tasks += [asyncio.create_task(worker()) for _ in range(workers)]
-        await asyncio.sleep(sigterm_after)
+        if sigterm_after is not None:
+            await asyncio.sleep(sigterm_after)
+        else:
+            await asyncio.wait_for(answered_enough.wait(), deadline(60))
         rx.terminate()
         sigterm_at = time.monotonic()
         code = await rx.wait_exit(timeout=40)
