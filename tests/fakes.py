@@ -2,7 +2,8 @@
 
 `FakeTarget` is the one base: an aiohttp server on a free loopback port that accepts any request on any path,
 records it when it arrives (before answering, so a held or hanging request is already seen), and answers from
-`script` (a list of statuses, or "hang"), then `status`. A channel's fake adds only how to read its own messages
+`script` (a list of statuses, or "hang"), then `status`; a subclass's `reply` may hold a request until the test
+calls `release()`, so "late" never depends on machine speed. A channel's fake adds only how to read its own messages
 (`read`: which incident, event and level a message is about), so `posts`, `delivered()` and `failed()` work the
 same for every channel. A new channel's fake subclasses `FakeTarget` beside `FakeSlack` and `FakeWebhook`.
 
@@ -22,6 +23,8 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from aiohttp import web
+
+from tests.helpers import eventually
 
 # What one request was about: (incident id, event, level); event is opened | escalated | resolved.
 NotificationKey = tuple[str | None, str, int]
@@ -75,6 +78,7 @@ class FakeTarget:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        self._gates: list[asyncio.Future[None]] = []
 
     # --- the server -------------------------------------------------------------------------------------
 
@@ -98,7 +102,8 @@ class FakeTarget:
         return self
 
     async def stop(self) -> None:
-        self._stopping.set()  # hanging and held handlers return, so the server can close at once
+        self.release()  # hanging and held handlers return, so the server can close at once
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -134,6 +139,28 @@ class FakeTarget:
         """Sleep `seconds`, or less if the fake is stopped meanwhile."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def hold_until_released(self) -> None:
+        """Called from `reply`: keep this request unanswered until `release()` (a target answering late)."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gates.append(gate)
+        await gate
+
+    def held(self) -> int:
+        """How many requests are being held now."""
+        return sum(not g.done() for g in self._gates)
+
+    async def wait_held(self, n: int = 1) -> None:
+        async def probe() -> bool:
+            return self.held() >= n
+
+        await eventually(probe, f"{n} request(s) held by {type(self).__name__}")
+
+    def release(self) -> None:
+        """Answer every held request."""
+        for gate in self._gates:
+            if not gate.done():
+                gate.set_result(None)
 
     # --- what was received ------------------------------------------------------------------------------
 

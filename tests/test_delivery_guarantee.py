@@ -13,13 +13,11 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.app import create_app
@@ -28,6 +26,7 @@ from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
 from receiver.notify import send
 from receiver.notify.delivery import lease_for
+from tests.fakes import FakeSlack, Received
 from tests.helpers import alert, deadline, eventually, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -36,51 +35,30 @@ LEVEL_TIMES = (0, 5, 15, 45)  # minutes: open, then levels 1-3 of the policy bel
 CRIT = {"severity": "critical"}
 
 
-@dataclass
-class LateSlack:
+class LateSlack(FakeSlack):
     """Records every POST when it arrives; holds the ones `hold(headline, nth arrival)` picks until released."""
 
-    hold: Callable[[str, int], bool] = lambda headline, nth: False
-    arrivals: list[str] = field(default_factory=list)
-    gates: list[asyncio.Future[None]] = field(default_factory=list)
-    answer: Callable[[str, int], int] = lambda headline, nth: 200
-    url: str = ""
+    def __init__(self) -> None:
+        super().__init__(path="/services/T0/B0/secret")
+        self.hold: Callable[[str, int], bool] = lambda headline, nth: False
+        self.answer: Callable[[str, int], int] = lambda headline, nth: 200
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        headline = body["blocks"][0]["text"]["text"]
-        nth = self.arrivals.count(headline)
-        self.arrivals.append(headline)
+    @property
+    def arrivals(self) -> list[str]:
+        return self.headlines()
+
+    async def reply(self, received: Received) -> int:
+        headline = received.json()["blocks"][0]["text"]["text"]
+        nth = self.arrivals.count(headline) - 1  # this request is already recorded
         if self.hold(headline, nth):
-            gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.gates.append(gate)
-            await gate
-        return web.Response(status=self.answer(headline, nth), text="ok")
-
-    def held(self) -> int:
-        return sum(not g.done() for g in self.gates)
-
-    async def wait_held(self, n: int = 1) -> None:
-        async def probe() -> bool:
-            return self.held() >= n
-
-        await eventually(probe, f"{n} request(s) held by the fake Slack")
-
-    def release(self) -> None:
-        for gate in self.gates:
-            if not gate.done():
-                gate.set_result(None)
+            await self.hold_until_released()
+        return self.answer(headline, nth)
 
 
 @pytest.fixture
-async def slack(aiohttp_server: Any) -> AsyncIterator[LateSlack]:
-    fake = LateSlack()
-    app = web.Application()
-    app.router.add_post("/services/{tail:.*}", fake.handle)
-    server = await aiohttp_server(app)
-    fake.url = str(server.make_url("/services/T0/B0/secret"))
-    yield fake
-    fake.release()  # a held handler would keep the server from closing
+async def slack() -> AsyncIterator[LateSlack]:
+    async with LateSlack() as fake:  # stopping releases held handlers, which would keep the server open
+        yield fake
 
 
 def make_config(slack: LateSlack, timeout: float) -> Config:

@@ -11,51 +11,36 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import parse_config
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
 from receiver.notify.messages import safe_link
+from tests.fakes import FakeSlack
 from tests.helpers import alert, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 ZWSP = "\u200b"
 
 
-class RawSlack:
-    """Keeps the raw body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.read())
-        return web.Response(text="ok")
-
-
 @pytest.fixture
-async def page(aiohttp_server: Any, aiohttp_client: Any, database_url: str) -> Callable[..., Any]:
+async def page(aiohttp_client: Any, database_url: str, fake_slack: FakeSlack) -> Callable[..., Any]:
     """page(labels, annotations, generator_url) -> the raw bytes of the one Slack message it causes."""
-    fake = RawSlack()
-    app = web.Application()
-    app.router.add_post("/services/{tail:.*}", fake.handle)
-    fake.url = str((await aiohttp_server(app)).make_url("/services/T0/B0/secret"))
+    fake = fake_slack
     config = parse_config("owners: [{name: default, slack_url_env: SLACK_URL}]\n", env={"SLACK_URL": fake.url})
     receiver = (await aiohttp_client(create_app(config, database_url, loops=False))).server.app
 
     async def make(labels: dict[str, str], annotations: dict[str, str] | None = None,
                    generator_url: str = "http://prometheus:9090/graph") -> bytes:
-        before = len(fake.bodies)
+        before = len(fake.requests)
         body = payload(alert(annotations=annotations or {}, generator_url=generator_url, severity="critical",
                              **labels))
         await receiver[INGESTOR].ingest(parse_notification(body), T0)
         await receiver[ESCALATOR].tick(T0 + timedelta(seconds=1))
         await receiver[DELIVERER].deliver(T0 + timedelta(seconds=1))
-        assert len(fake.bodies) == before + 1
-        return fake.bodies[-1]
+        assert len(fake.requests) == before + 1
+        return fake.requests[-1].body
 
     return make
 
