@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..model import Alert, AlertStatus, InvalidAlert, Notification, clean_text
 from ..timeutil import parse_rfc3339
+from .sender import PayloadError, Sender, decode_json
+
+__all__ = ["ALERTMANAGER", "PayloadError", "label_fingerprint", "parse_alert", "parse_body", "parse_notification"]
 
 SUPPORTED_VERSION = "4"
 ALERT_STATUSES = tuple(AlertStatus)
@@ -25,43 +29,40 @@ _LATEST = datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC)
 _EARLIEST = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 
 
-class PayloadError(ValueError):
-    """The webhook body is not an Alertmanager version 4 notification."""
-
-
 def parse_body(body: bytes) -> Notification:
     """Decode and parse a webhook body."""
-    try:
-        data = json.loads(body)
-    except UnicodeDecodeError:
-        raise PayloadError("the body is not valid UTF-8") from None
-    except RecursionError:
-        raise PayloadError("the JSON is nested too deeply") from None
-    except ValueError as e:
-        raise PayloadError(f"the body is not valid JSON: {e}") from None
-    # In UTF-8 JSON, strings can only carry NUL as the escape \u0000 (a raw control character is invalid
-    # JSON), and lone surrogates as an escape or as UTF-8 bytes starting with 0xED (which Python's JSON
-    # decoder lets through). Without either, every string is storable as it is: no copy, no check.
-    # (json.loads also takes UTF-16 and UTF-32, where those bytes look different: always cleaned.)
-    needs_cleaning = json.detect_encoding(body) != "utf-8" or b"\\u" in body or b"\xed" in body
+    data, needs_cleaning = decode_json(body)
     return parse_notification(data, clean=needs_cleaning)
 
 
 def parse_notification(data: Any, *, clean: bool = True) -> Notification:
+    data = check_version(data, SUPPORTED_VERSION, "Alertmanager webhook")
+    return parse_group(data, SENDER, parse_alert, clean=clean)
+
+
+def check_version(data: Any, supported: str, what: str) -> dict[str, Any]:
+    """`data` as a JSON object whose "version" is `supported` (a string, as every sender sends it)."""
     if not isinstance(data, dict):
         raise PayloadError("expected a JSON object")
     version = data.get("version")
     if version is None:
-        raise PayloadError('missing "version"; this receiver accepts Alertmanager webhook version "4"')
-    if version != SUPPORTED_VERSION:
-        raise PayloadError(f'unsupported "version" {str(version)[:32]!r}; expected "4"')
+        raise PayloadError(f'missing "version"; this receiver accepts {what} version "{supported}"')
+    if version != supported:
+        raise PayloadError(f'unsupported "version" {str(version)[:32]!r}; expected "{supported}"')
+    return data
+
+
+def parse_group(data: dict[str, Any], sender: str, parse_one: Callable[..., Alert], *,
+                clean: bool = True) -> Notification:
+    """The fields Alertmanager's webhook and the formats derived from it share: the alerts, each parsed by
+    `parse_one(index, raw, clean=...)`, and the group's receiver, status, labels, external URL and key."""
     alerts_raw = data.get("alerts")
     if not isinstance(alerts_raw, list):
         raise PayloadError('"alerts" must be a list')
-    receiver = _optional_str(data, "receiver")
-    status = _optional_str(data, "status")
-    external_url = _optional_str(data, "externalURL")
-    group_key = _optional_str(data, "groupKey")
+    receiver = optional_str(data, "receiver")
+    status = optional_str(data, "status")
+    external_url = optional_str(data, "externalURL")
+    group_key = optional_str(data, "groupKey")
     truncated = data.get("truncatedAlerts", 0)
     if truncated is None:
         truncated = 0
@@ -75,7 +76,7 @@ def parse_notification(data: Any, *, clean: bool = True) -> Notification:
     invalid: list[InvalidAlert] = []
     for index, raw in enumerate(alerts_raw):
         try:
-            alerts.append(parse_alert(index, raw, clean=clean))
+            alerts.append(parse_one(index, raw, clean=clean))
         except ValueError as e:
             fp = raw.get("fingerprint") if isinstance(raw, dict) else None
             invalid.append(InvalidAlert(index, clean_text(fp)[:64] if isinstance(fp, str) else None, str(e)))
@@ -83,7 +84,7 @@ def parse_notification(data: Any, *, clean: bool = True) -> Notification:
         reasons = "; ".join(f"alerts[{i.index}]: {i.reason}" for i in invalid[:5])
         raise PayloadError(f"no valid alert in the payload: {reasons}")
     return Notification(
-        sender=SENDER,
+        sender=sender,
         alerts=alerts,
         invalid=invalid,
         external_url=external_url,
@@ -170,7 +171,8 @@ def _labels(value: Any, name: str, *, required: bool, clean: bool = True) -> dic
     return {clean_text(key): clean_text(val) for key, val in value.items()}
 
 
-def _optional_str(data: dict[str, Any], name: str) -> str:
+def optional_str(data: dict[str, Any], name: str) -> str:
+    """A top-level string field; absent or null is empty."""
     value = data.get(name)
     if value is None:
         return ""
@@ -184,3 +186,7 @@ def _optional_labels(data: dict[str, Any], name: str) -> dict[str, str]:
         return _labels(data.get(name), name, required=False)
     except ValueError as e:
         raise PayloadError(str(e)) from None
+
+
+ALERTMANAGER = Sender(name=SENDER, path="/webhook", parse=parse_body,
+                      title="Prometheus Alertmanager (webhook version 4)")
