@@ -1,4 +1,4 @@
-"""Builders for Alertmanager-shaped payloads used across tests, and the suite's one way to wait.
+"""The suite's one copy of its helpers: Alertmanager-shaped payloads, fingerprints, ports, and the one way to wait.
 
 Every wait in the suite is event-driven (poll a condition) with a generous deadline scaled by one setting,
 `RECEIVER_TEST_TIME_SCALE` (default 1): on a slow or shared machine, `RECEIVER_TEST_TIME_SCALE=3 pytest`
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -47,29 +48,35 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeou
         await asyncio.sleep(interval)
 
 
-def fp(labels: dict[str, str]) -> str:
-    return hashlib.sha1(repr(sorted(labels.items())).encode()).hexdigest()[:16]
+def fingerprint_of(labels: Mapping[str, str]) -> str:
+    """A stable fingerprint of a label set, shaped like Alertmanager's (16 hex digits); the suite's one."""
+    return hashlib.sha1(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
 
 
 def alert(
     status: str = "firing",
     *,
+    labels: Mapping[str, str] | None = None,
     starts_at: str = "2026-11-27T10:00:00Z",
     ends_at: str = ZERO,
     annotations: dict[str, str] | None = None,
     fingerprint: str | None = None,
     generator_url: str = "http://prometheus:9090/graph?g0.expr=up",
-    **labels: str,
+    **label_kwargs: str,
 ) -> dict[str, Any]:
-    labels = {"alertname": "HighLatency", "method": "GET", "path": "/notifications/recent", **labels}
+    """One alert as Alertmanager posts it to a webhook: HighLatency on GET /notifications/recent, plus `labels`
+    and then keyword labels. A label named like a parameter (`status`, `labels`, `fingerprint`...) can only be
+    given in `labels`."""
+    merged = {"alertname": "HighLatency", "method": "GET", "path": "/notifications/recent", **(labels or {}),
+              **label_kwargs}
     return {
         "status": status,
-        "labels": labels,
+        "labels": merged,
         "annotations": annotations if annotations is not None else {"summary": "p99 latency is high"},
         "startsAt": starts_at,
         "endsAt": ends_at,
         "generatorURL": generator_url,
-        "fingerprint": fingerprint or fp(labels),
+        "fingerprint": fingerprint or fingerprint_of(merged),
     }
 
 

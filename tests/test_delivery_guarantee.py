@@ -24,8 +24,8 @@ from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
-from receiver.notify import send
 from receiver.notify.delivery import lease_for
+from receiver.notify.http import post_json
 from tests.fakes import FakeSlack, Received
 from tests.helpers import alert, deadline, eventually, payload
 
@@ -97,7 +97,7 @@ async def replicas(aiohttp_client: Any, database_url: str, config: Config) -> tu
     one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
     two = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
     await one.app[INGESTOR].ingest(parse_notification(payload(
-        *(alert(path=f"/p{i}", instance="a", **CRIT) for i in range(INCIDENTS)))), T0)
+        *(alert(path=f"/p{i}", instance="a", labels=CRIT) for i in range(INCIDENTS)))), T0)
     return one, two
 
 
@@ -186,7 +186,7 @@ async def test_no_replica_sends_while_an_attempt_is_in_flight(
     assert lease >= config.delivery.timeout * 2 + timedelta(seconds=30)  # claim budget + attempt + margin
     client = await aiohttp_client(create_app(config, database_url, loops=False))
     one, two = Replica(client), Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
-    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", **CRIT))), T0)
+    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", labels=CRIT))), T0)
     await one.app[ESCALATOR].tick(T0)
 
     attempt = asyncio.ensure_future(one.app[DELIVERER].deliver(T0))
@@ -209,7 +209,7 @@ async def test_an_outcome_recorded_after_its_lease_never_overwrites_a_newer_atte
     config = make_config(slack, timeout=deadline(10))
     one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
     two = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
-    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", **CRIT))), T0)
+    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", labels=CRIT))), T0)
     await one.app[ESCALATOR].tick(T0)
 
     stale = asyncio.ensure_future(one.app[DELIVERER].deliver(T0))
@@ -235,7 +235,7 @@ async def test_send_knows_which_failures_may_have_reached_the_target(slack: Late
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        refused = await send(session, f"http://127.0.0.1:{port}/x", {"text": "t"}, deadline(10), now)
+        refused = await post_json(session, f"http://127.0.0.1:{port}/x", {"text": "t"}, timeout=deadline(10), now=now)
         assert (refused.retry, refused.unknown) == (True, False)
 
         # the request went out and the connection dropped without an answer: unknown
@@ -246,12 +246,13 @@ async def test_send_knows_which_failures_may_have_reached_the_target(slack: Late
         server = await asyncio.start_server(drop, "127.0.0.1", 0)
         async with server:
             dropped_port = server.sockets[0].getsockname()[1]
-            dropped = await send(session, f"http://127.0.0.1:{dropped_port}/x", {"text": "t"}, deadline(10), now)
+            dropped = await post_json(session, f"http://127.0.0.1:{dropped_port}/x", {"text": "t"},
+                                      timeout=deadline(10), now=now)
         assert (dropped.delivered, dropped.retry, dropped.unknown) == (False, True, True)
 
         # no answer within the timeout: unknown
         slack.hold = lambda headline, nth: True
-        late = await send(session, slack.url, {"blocks": [{"text": {"text": "h"}}]}, 0.5, now)
+        late = await post_json(session, slack.url, {"blocks": [{"text": {"text": "h"}}]}, timeout=0.5, now=now)
         assert (late.retry, late.unknown, late.error) == (True, True, "no answer within 0.5s")
         slack.release()
         assert slack.arrivals == ["h"]
@@ -263,7 +264,7 @@ async def test_unknown_attempts_are_logged_without_the_url(aiohttp_client: Any, 
     slack.hold = lambda headline, nth: nth == 0
     config = make_config(slack, timeout=1)
     one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
-    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", **CRIT))), T0)
+    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", labels=CRIT))), T0)
     await one.tick(T0)
     assert "outcome unknown, the target may have it" in caplog.text
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
@@ -280,7 +281,7 @@ async def test_a_claim_slower_than_its_budget_sends_nothing(
     monkeypatch.setattr(delivery, "LEASE_MARGIN", timedelta(0))  # budget = the timeout, 0.2 s
     config = make_config(slack, timeout=0.2)
     one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
-    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", **CRIT))), T0)
+    await one.app[INGESTOR].ingest(parse_notification(payload(alert(instance="a", labels=CRIT))), T0)
     await one.app[ESCALATOR].tick(T0)
     budget = delivery.claim_budget(config).total_seconds()
 

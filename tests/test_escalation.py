@@ -103,10 +103,10 @@ CRIT = {"severity": "critical"}
 
 async def test_open_pages_once(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(seconds=2))
-    await e.post(payload(alert(instance="a", **CRIT)), T0 + timedelta(seconds=3))  # a duplicate
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0 + timedelta(seconds=3))  # a duplicate
     await e.tick(T0 + timedelta(seconds=4))
     assert e.slack.headlines() == ["Incident opened: GET /notifications/recent::latency"]
     inc = await e.incident()
@@ -120,7 +120,7 @@ async def test_open_pages_once(env: Any) -> None:
 
 async def test_escalates_level_by_level_then_repeats_up_to_the_cap(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     for minutes in (0, 4, 5, 10, 15, 44, 45, 75, 105, 200):
         await e.tick(T0 + timedelta(minutes=minutes))
     assert e.slack.headlines() == [
@@ -137,7 +137,7 @@ async def test_escalates_level_by_level_then_repeats_up_to_the_cap(env: Any) -> 
 
 async def test_acknowledgement_stops_escalation_and_unack_resumes(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     inc = await e.incident()
     reply = await e.act(inc["id"], "ack")
@@ -155,7 +155,7 @@ async def test_acknowledgement_stops_escalation_and_unack_resumes(env: Any) -> N
 
 async def test_ack_timeout_returns_to_open_and_pages_again(env: Any, db: Any) -> None:
     e = await env("  ack_timeout: 10m")
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     inc = await e.incident()
     await db.execute("UPDATE incidents SET status = 'acknowledged', acknowledged_by = 'bob', acknowledged_at = $1",
@@ -172,7 +172,7 @@ async def test_ack_timeout_returns_to_open_and_pages_again(env: Any, db: Any) ->
 
 async def test_silence_mutes_until_it_expires_then_escalation_continues(env: Any, db: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     # silenced at +2m for 10m: level 1 (due at +5m) moves to +15m
     await db.execute("UPDATE incidents SET status = 'silenced', status_before_silence = 'open', silenced_at = $1, "
@@ -191,14 +191,14 @@ async def test_silence_mutes_until_it_expires_then_escalation_continues(env: Any
 
 async def test_silenced_incident_still_tracks_alerts_and_resolves(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     inc = await e.incident()
     reply = await e.act(inc["id"], "silence", duration="2h", reason="known issue")
     assert reply.status == 200
     silenced = await reply.json()
     assert silenced["status"] == "silenced" and silenced["silence_reason"] == "known issue"
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:30:00Z", **CRIT)),
+    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:30:00Z", labels=CRIT)),
                  T0 + timedelta(minutes=30))
     inc = await e.incident()
     assert inc["status"] == "resolved"
@@ -210,7 +210,7 @@ async def test_severity_raised_while_acknowledged_rearms_on_critical(env: Any) -
     await e.tick(T0)
     inc = await e.incident()
     await e.act(inc["id"], "ack")
-    await e.post(payload(alert(instance="b", **CRIT)), T0 + timedelta(minutes=3))
+    await e.post(payload(alert(instance="b", labels=CRIT)), T0 + timedelta(minutes=3))
     inc = await e.incident()
     assert inc["status"] == "open" and inc["severity"] == "critical"
     assert inc["escalation_cycle"] == 2 and inc["escalation_level"] == 0
@@ -222,7 +222,7 @@ async def test_severity_raised_while_acknowledged_rearms_on_critical(env: Any) -
 
 async def test_catch_up_after_downtime_is_one_notification(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     result = await e.tick(T0 + timedelta(minutes=50))  # levels 1, 2 and 3 all became due
     assert [x.level for x in result.escalations] == [3]
@@ -235,9 +235,9 @@ async def test_catch_up_after_downtime_is_one_notification(env: Any) -> None:
 
 async def test_stale_incident_resolves_and_tells_who_was_paged(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
-    await e.post(payload(alert(instance="a", **CRIT)), T0 + timedelta(hours=1))
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0 + timedelta(hours=1))
     await e.tick(T0 + timedelta(hours=12, minutes=59))
     assert (await e.incident())["status"] != "resolved"
     await e.tick(T0 + timedelta(hours=13, seconds=1))
@@ -249,9 +249,9 @@ async def test_stale_incident_resolves_and_tells_who_was_paged(env: Any) -> None
 
 async def test_resolve_notification_carries_the_duration(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:42:00Z", **CRIT)),
+    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:42:00Z", labels=CRIT)),
                  T0 + timedelta(minutes=42))
     await e.tick(T0 + timedelta(minutes=42))
     await e.tick(T0 + timedelta(minutes=43))
@@ -261,8 +261,8 @@ async def test_resolve_notification_carries_the_duration(env: Any) -> None:
 
 async def test_nobody_paged_means_no_resolve_notice(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:00:01Z", **CRIT)),
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
+    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:00:01Z", labels=CRIT)),
                  T0 + timedelta(seconds=1))
     await e.tick(T0 + timedelta(seconds=2))
     assert e.slack.received == []
@@ -271,7 +271,7 @@ async def test_nobody_paged_means_no_resolve_notice(env: Any) -> None:
 async def test_slack_500_then_200_is_retried_and_delivered_once(env: Any, db: Any) -> None:
     e = await env()
     e.slack.script = [500, 503]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(seconds=1))  # backoff has not elapsed: nothing sent
     assert len(e.slack.received) == 1
@@ -290,7 +290,7 @@ async def test_slack_429_waits_for_retry_after(env: Any, db: Any) -> None:
     e = await env()
     e.slack.script = [429]
     e.slack.retry_after = "120"
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     row = await db.fetchrow("SELECT status, next_attempt_at FROM notifications")
     assert row["status"] == "pending" and row["next_attempt_at"] == T0 + timedelta(seconds=120)
@@ -304,7 +304,7 @@ async def test_slack_429_waits_for_retry_after(env: Any, db: Any) -> None:
 async def test_slack_404_fails_at_once_and_is_visible(env: Any, db: Any) -> None:
     e = await env()
     e.slack.script = [404]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=1))
     assert len(e.slack.received) == 1
@@ -317,7 +317,7 @@ async def test_slack_404_fails_at_once_and_is_visible(env: Any, db: Any) -> None
 async def test_slack_hanging_past_the_timeout_is_retried(env: Any, db: Any) -> None:
     e = await env()
     e.slack.script = ["hang"]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     row = await db.fetchrow("SELECT status, last_error FROM notifications")
     assert row["status"] == "pending" and row["last_error"] == "no answer within 1s"
@@ -332,7 +332,7 @@ async def test_slack_hanging_past_the_timeout_is_retried(env: Any, db: Any) -> N
 async def test_retries_stop_at_max_age(env: Any, db: Any) -> None:
     e = await env()
     e.slack.script = [500] * 50
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     now = T0
     for _ in range(30):
         await e.tick(now)
@@ -348,7 +348,7 @@ async def test_two_instances_ticking_concurrently_deliver_each_page_once(
     one = await aiohttp_client(create_app(config, database_url, loops=False))
     two = await aiohttp_client(create_app(config, database_url, loops=False))
     e1, e2 = Env(one, slack, config), Env(two, slack, config)
-    await e1.post(payload(*(alert(path=f"/p{i}", instance="a", **CRIT) for i in range(40))), T0)
+    await e1.post(payload(*(alert(path=f"/p{i}", instance="a", labels=CRIT) for i in range(40))), T0)
     for minutes in (0, 5, 15, 45):
         now = T0 + timedelta(minutes=minutes)
         await asyncio.gather(e1.tick(now), e2.tick(now), e1.tick(now), e2.tick(now))
@@ -423,7 +423,7 @@ async def test_secrets_never_leak(env: Any, caplog: pytest.LogCaptureFixture) ->
     caplog.set_level(logging.DEBUG)
     e = await env()
     e.slack.script = [500, 404]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=1))
     inc = await e.incident()
@@ -444,7 +444,7 @@ async def test_metrics_count_webhooks_escalations_and_deliveries(env: Any) -> No
 
     e = await env()
     e.slack.script = [500]
-    reply = await e.client.post("/webhook", json=payload(alert(instance="a", **CRIT)))
+    reply = await e.client.post("/webhook", json=payload(alert(instance="a", labels=CRIT)))
     assert reply.status == 200
     assert (await e.client.post("/webhook", data=b"{not json")).status == 400
     now = datetime.now(UTC)  # the webhook went through HTTP, stamped with the real clock
@@ -475,7 +475,7 @@ async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, databas
     config = make_config(slack)
     first = await aiohttp_client(create_app(config, database_url, loops=False))
     e1 = Env(first, slack, config)
-    await e1.post(payload(alert(instance="a", **CRIT)), T0)
+    await e1.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e1.app[ESCALATOR].tick(T0)  # decided and written, not yet delivered
     await first.close()
     assert slack.received == []
@@ -491,7 +491,7 @@ async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, databas
 
 async def test_resolved_by_hand_tells_who_was_paged(env: Any) -> None:
     e = await env()
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     inc = await e.incident()
     assert (await e.act(inc["id"], "resolve")).status == 200
@@ -515,7 +515,7 @@ async def test_tick_costs_one_query_idle_and_five_with_any_number_due(env: Any) 
         await pool.release(conn)
     counts = {}
     for n in (1, 30):
-        await e.post(payload(*(alert(path=f"/n{n}/{i}", instance="a", **CRIT) for i in range(n))), T0)
+        await e.post(payload(*(alert(path=f"/n{n}/{i}", instance="a", labels=CRIT) for i in range(n))), T0)
         statements.clear()
         result = await e.app[ESCALATOR].tick(T0)
         assert len(result.escalations) == n

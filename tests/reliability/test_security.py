@@ -43,11 +43,11 @@ from receiver.keys import DELIVERER, ESCALATOR, LINK_SECRET
 from receiver.links import link_path, sign
 from receiver.model import clean_text
 from receiver.web.users import SESSION_COOKIE, csrf_token, hash_password
+from tests.fakes import FakeSlack, Received
 from tests.helpers import alert, deadline, payload
 from tests.reliability.conftest import TOKEN
 
 TABLES = ("incidents", "incident_alerts", "incident_events", "notifications")
-FAKE_SLACK_LOGGER = "fake_slack"
 
 
 def _hex() -> str:
@@ -72,8 +72,12 @@ class Env:
     app: web.Application
     db: Any
     secrets: dict[str, str]
-    slack_received: list[dict[str, Any]]
+    slack: FakeSlack
     replies: list[Reply] = field(default_factory=list)
+
+    @property
+    def slack_received(self) -> list[dict[str, Any]]:
+        return [{"path": r.path, "body": r.json()} for r in self.slack.requests]
 
     @property
     def host(self) -> str:
@@ -135,27 +139,25 @@ class Env:
 
 
 SLACK_STATUS = {"B500": 500, "B404": 404}
-RECEIVED = web.AppKey("received", list)
 
 
-async def _fake_slack(request: web.Request) -> web.Response:
-    request.app[RECEIVED].append({"path": request.path, "body": await request.json()})
-    kind = request.match_info["kind"]
-    if kind == "Bslow":
-        await asyncio.sleep(3)
-        return web.Response(text="ok")
-    return web.Response(status=SLACK_STATUS.get(kind, 500), text="no_service")
+class StatusSlack(FakeSlack):
+    """Answers by the URL's workspace part: /services/T0/B500/... 500, B404 404, Bslow 200 after 3 s."""
+
+    async def reply(self, received: Received) -> int:
+        kind = received.path.split("/")[3]
+        if kind == "Bslow":
+            await self.wait_stopping(3)
+            return 200
+        return SLACK_STATUS.get(kind, 500)
 
 
 @pytest.fixture
-async def env(aiohttp_client: Any, aiohttp_server: Any, database_url: str, db: Any,
+async def env(aiohttp_client: Any, database_url: str, db: Any,
               caplog: pytest.LogCaptureFixture) -> AsyncIterator[Env]:
     caplog.set_level(logging.DEBUG)
-    slack_app = web.Application()
-    slack_app[RECEIVED] = []
-    slack_app.router.add_post("/services/T0/{kind}/{secret}", _fake_slack)
-    slack = await aiohttp_server(slack_app, access_log=logging.getLogger(f"{FAKE_SLACK_LOGGER}.access"))
-    base = f"http://{slack.host}:{slack.port}"
+    slack = await StatusSlack().start()
+    base = slack.base_url
     password = "pw-" + _hex()
     values = {
         "webhook token": "wh-" + _hex(),
@@ -205,15 +207,18 @@ delivery:
     app = create_app(config, database_url, loops=False)
     client = await aiohttp_client(app)
     values["link-signing secret"] = app[LINK_SECRET]
-    e = Env(client, app, db, values, slack_app[RECEIVED])
-    yield e
+    e = Env(client, app, db, values, slack)
+    try:
+        yield e
+    finally:
+        await slack.stop()
     # caplog.records is the current phase's (teardown) only: look at all three
     _assert_no_secret(e, [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records])
 
 
 def _assert_no_secret(e: Env, records: list[logging.LogRecord]) -> None:
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    lines = [formatter.format(r) for r in records if not r.name.startswith(FAKE_SLACK_LOGGER)]
+    lines = [formatter.format(r) for r in records]
     found = []
     for name, value in e.secrets.items():
         for line in lines:
@@ -502,7 +507,7 @@ def assert_escaped(reply: Reply, *, expect_data: bool = True) -> None:
 
 
 async def test_markup_in_labels_is_escaped_on_every_page(env: Env) -> None:
-    a = alert(annotations=XSS_ANNOTATIONS, generator_url="javascript:alert('xss-generator')", **XSS)
+    a = alert(annotations=XSS_ANNOTATIONS, generator_url="javascript:alert('xss-generator')", labels=XSS)
     incident = await env.incident_id(a, externalURL="javascript:alert('xss-external')")
     sid, token = await env.session(incident)
     user = env.user_auth()
@@ -607,7 +612,7 @@ async def test_failed_deliveries_and_error_replies_reveal_no_secret(env: Env, ca
     ids = {}
     for team in ("500", "404", "down", "slow"):
         labels = {} if team == "500" else {"team": team}
-        data = await env.ingest(alert(path=f"/deliver/{team}", severity="critical", **labels))
+        data = await env.ingest(alert(path=f"/deliver/{team}", severity="critical", labels=labels))
         ids[team] = data["incidents"][0]["id"]
     now = datetime.now(UTC)
     tick = await env.app[ESCALATOR].tick(now)
