@@ -18,8 +18,6 @@ from ..model import Alert, AlertStatus, InvalidAlert, Notification, clean_text
 from ..timeutil import parse_rfc3339
 from .sender import PayloadError, Sender, decode_json
 
-__all__ = ["ALERTMANAGER", "PayloadError", "label_fingerprint", "parse_alert", "parse_body", "parse_notification"]
-
 SUPPORTED_VERSION = "4"
 ALERT_STATUSES = tuple(AlertStatus)
 SENDER = "alertmanager"
