@@ -2,27 +2,32 @@
 
 The store reads the state of every incident and member the payload touches (under per-key locks),
 `plan()` decides, and the store writes the plan back in one set-based statement. Keeping the decision
-here, free of I/O, is what lets every rule below be tested directly:
+here, free of I/O and of changes to the state it is given, is what lets every rule below be tested
+directly (tests/unit/test_planner.py). Each rule is one method of `_Planner`, named after it:
 
 - act per alert, keyed by fingerprint; an instance is (fingerprint, startsAt); never the group status;
-- a firing instance joins the active incident of its key, reopens one resolved within the reopen
-  window, or opens a new one; severity only rises while an incident is active;
-- a resolved instance resolves its member; when no member fires, the incident resolves;
+- a firing instance joins the active incident of its key (`_join_active`, or `_join_opened` for one this
+  webhook opened), reopens one resolved within the reopen window (`_reopen`), or opens a new one (`_open`);
+  severity only rises while an incident is active (`_raise_severity`);
+- a resolved instance resolves its member (`_resolve`); when no member fires, the incident resolves
+  (`_resolve_quiet_incidents`);
 - duplicates change only receive counts and last_seen; a firing for an instance already resolved
-  (or older than the one we know) is stale and changes nothing;
-- an alert missing from a payload is never a resolve.
+  (or older than the one we know) is stale and changes nothing (`_known_firing`, `_known_resolve`);
+- the instances of an incident resolved by hand (or as stale) never reopen it: only a new instance does;
+- an alert missing from a payload is never a resolve (nothing here looks at what a payload lacks).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from .model import Alert
-from .rules import Mapping, severity_rank
+from .model import Alert, AlertStatus, IncidentStatus, Outcome, Severity
+from .rules import Mapping
 
 ACTOR = "alertmanager"
 EVIDENCE_ANNOTATIONS = {
@@ -32,20 +37,45 @@ EVIDENCE_ANNOTATIONS = {
     "runbook": "runbook_url",
     "sentry_url": "sentry_url",
     "dashboard_url": "dashboard_url",
+    # Grafana's per-alert links arrive under these names (receiver/ingest/grafana.py); any sender may use them
+    "panel_url": "panel_url",
+    "silence_url": "silence_url",
+    "image_url": "image_url",
 }
-OUTCOMES = ("new", "updated", "duplicate", "stale", "invalid")
-# what a webhook did to an incident, weakest first: the strongest is reported
-_ACTIONS = ("unchanged", "updated", "resolved", "reopened", "opened")
+
+
+class Action(StrEnum):
+    """What one webhook did to one incident (the reply's `action`), weakest first: the strongest is reported."""
+
+    UNCHANGED = "unchanged"
+    UPDATED = "updated"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    OPENED = "opened"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_RANK[self]
+
+
+_ACTION_RANK: dict[str, int] = {a: i for i, a in enumerate(Action)}
+# by plain string, so that a severity stored before a rename ranks lowest instead of raising
+_SEVERITY_RANK: dict[str, int] = {s.value: s.rank for s in Severity}
+_HIGHEST_SEVERITY = max(Severity, key=lambda s: s.rank)
+
+
+def _rank(severity: str) -> int:
+    return _SEVERITY_RANK.get(severity, 0)
 
 
 @dataclass
 class IncidentState:
     id: uuid.UUID
     incident_key: str
-    status: str
-    severity: str
+    status: str  # an IncidentStatus value
+    severity: str  # a Severity value
     metadata: dict[str, Any]
-    firing: set[str]
+    firing: set[str]  # fingerprints of the members that fire
     flap_count: int = 0
     resolved_at: datetime | None = None
     kind: str = ""
@@ -56,7 +86,7 @@ class IncidentState:
 class MemberState:
     fingerprint: str
     incident_id: uuid.UUID
-    status: str
+    status: str  # an AlertStatus value
     starts_at: datetime
 
 
@@ -100,7 +130,7 @@ class IncidentChange:
 class MemberWrite:
     incident_id: uuid.UUID
     alert: Alert
-    status: str
+    status: str  # an AlertStatus value
     ends_at: datetime | None
 
 
@@ -112,15 +142,18 @@ class Event:
     actor: str = ACTOR
 
 
+_FLAGS = ("resolved", "reopened", "severity_raised", "rearm", "clear_ack")
+
+
 @dataclass
 class Plan:
     new_incidents: list[NewIncident] = field(default_factory=list)
     changes: dict[uuid.UUID, IncidentChange] = field(default_factory=dict)
     members: list[MemberWrite] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     alert_outcomes: list[tuple[Alert, str]] = field(default_factory=list)
-    actions: dict[uuid.UUID, str] = field(default_factory=dict)
+    actions: dict[uuid.UUID, str] = field(default_factory=dict)  # Action values
     keys: dict[uuid.UUID, str] = field(default_factory=dict)
 
     @property
@@ -135,7 +168,7 @@ class Plan:
         for inc_id, ch in later.changes.items():
             before = self.changes.get(inc_id)
             if before is not None:
-                for flag in ("resolved", "reopened", "severity_raised", "rearm", "clear_ack"):
+                for flag in _FLAGS:
                     setattr(ch, flag, getattr(ch, flag) or getattr(before, flag))
             self.changes[inc_id] = ch
         self.members.extend(later.members)
@@ -144,12 +177,17 @@ class Plan:
             self.outcomes[name] = self.outcomes.get(name, 0) + n
         self.alert_outcomes.extend(later.alert_outcomes)
         for inc_id, action in later.actions.items():
-            if _ACTIONS.index(action) > _ACTIONS.index(self.actions.get(inc_id, "unchanged")):
-                self.actions[inc_id] = action
+            self.act(inc_id, Action(action))
         self.keys.update(later.keys)
 
     def summary(self) -> list[dict[str, str]]:
         return [{"id": str(i), "incident_key": self.keys[i], "action": a} for i, a in self.actions.items()]
+
+    def act(self, inc_id: uuid.UUID, action: Action) -> None:
+        """Record what happened to an incident, keeping the strongest of what this webhook did to it."""
+        # ranked through the dict (a member hashes as its string): Action(value) costs a microsecond per alert
+        if _ACTION_RANK[action] > _ACTION_RANK[self.actions.get(inc_id, Action.UNCHANGED)]:
+            self.actions[inc_id] = action
 
 
 def dedupe(alerts: Iterable[Alert]) -> list[Alert]:
@@ -157,7 +195,9 @@ def dedupe(alerts: Iterable[Alert]) -> list[Alert]:
     best: dict[str, Alert] = {}
     for a in alerts:
         cur = best.get(a.fingerprint)
-        if cur is None or (a.starts_at, a.status == "resolved") >= (cur.starts_at, cur.status == "resolved"):
+        if cur is None or (a.starts_at, a.status == AlertStatus.RESOLVED) >= (
+            cur.starts_at, cur.status == AlertStatus.RESOLVED
+        ):
             best[a.fingerprint] = a
     return list(best.values())
 
@@ -171,166 +211,237 @@ def plan(
     external_url: str = "",
     owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
 ) -> Plan:
-    """Decide what `alerts` (deduplicated, mapped by fingerprint) do to the incidents in `state`."""
-    p = Plan()
-    changes = p.changes
+    """Decide what `alerts` (deduplicated, mapped by fingerprint) do to the incidents in `state`.
 
-    def change(inc: IncidentState) -> IncidentChange:
-        ch = changes.get(inc.id)
+    `state` is left as it was: the planner works on its own copy of the incidents it may change."""
+    planner = _Planner(mappings, state, now, external_url, owner_snapshot)
+    # Firing first, so that a payload resolving one member and firing another never flaps the incident.
+    for alert in sorted(alerts, key=lambda a: a.status == AlertStatus.RESOLVED):
+        if alert.status == AlertStatus.FIRING:
+            planner.fire(alert)
+        else:
+            planner.resolve(alert)
+    planner.resolve_quiet_incidents()
+    return planner.plan
+
+
+class _Planner:
+    """One webhook's decision in progress. The public methods are the three passes of `plan`; each private
+    one is one rule of the module docstring."""
+
+    def __init__(self, mappings: dict[str, Mapping], state: State, now: datetime, external_url: str,
+                 owner_snapshot: Callable[[str], dict[str, Any]]):
+        self.plan = Plan()
+        self.mappings = mappings
+        self.state = _working_copy(state)
+        self.now = now
+        self.external_url = external_url
+        self.owner_snapshot = owner_snapshot
+        self.opened: dict[str, NewIncident] = {}  # the incidents this webhook opens, by key
+
+    # --- the passes -------------------------------------------------------------------------------
+
+    def fire(self, alert: Alert) -> None:
+        known = self.state.members.get(alert.fingerprint)
+        if known is not None and alert.starts_at <= known.starts_at:
+            self._known_firing(alert, known)
+            return
+        mapping = self.mappings[alert.fingerprint]
+        key = mapping.incident_key
+        active = self.state.active.get(key)
+        if active is None and key in self.opened:
+            self._join_opened(self.opened[key], alert, mapping)
+        elif active is None and key not in self.state.reopenable:
+            self._open(alert, mapping)
+        else:
+            self._join_active(active or self._reopen(self.state.reopenable[key]), alert, mapping)
+        self._outcome(alert, Outcome.NEW if known is None else Outcome.UPDATED)
+
+    def resolve(self, alert: Alert) -> None:
+        known = self.state.members.get(alert.fingerprint)
+        inc = self.state.incidents.get(known.incident_id) if known is not None else None
+        if known is None or alert.starts_at < known.starts_at or inc is None:
+            self._outcome(alert, Outcome.STALE)  # never seen firing, or an older instance: nothing to resolve
+        elif known.status == AlertStatus.RESOLVED and alert.starts_at == known.starts_at:
+            self._known_resolve(inc, alert)
+        else:
+            self._resolve(inc, alert)
+
+    def resolve_quiet_incidents(self) -> None:
+        """No firing member left: the incident resolves (incidents opened by this webhook always fire)."""
+        for inc_id in list(self.plan.keys):
+            inc = self.state.incidents.get(inc_id)
+            if inc is None or inc.status == IncidentStatus.RESOLVED or inc.firing:
+                continue
+            ch = self._change(inc)
+            ch.status, ch.resolved = IncidentStatus.RESOLVED, True
+            self.plan.events.append(Event(inc_id, "resolved", {"reason": "all alerts resolved"}))
+            self._touch(inc.id, inc.incident_key, Action.RESOLVED)
+
+    # --- firing -----------------------------------------------------------------------------------
+
+    def _known_firing(self, alert: Alert, known: MemberState) -> None:
+        """A firing for an instance we know: a duplicate while its member fires in an active incident, which
+        changes only receive counts and last_seen. Otherwise stale, changing nothing: the instance was already
+        resolved (HA peers send exactly this), is older than the one we know, or its incident was resolved by
+        hand or as stale, which this instance never reopens."""
+        inc = self.state.incidents.get(known.incident_id)
+        if (
+            alert.starts_at != known.starts_at
+            or known.status != AlertStatus.FIRING
+            or inc is None
+            or inc.status == IncidentStatus.RESOLVED
+        ):
+            self._outcome(alert, Outcome.STALE)
+            return
+        self._outcome(alert, Outcome.DUPLICATE)
+        self._member(inc.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self._evidence(self._change(inc).metadata, alert)
+        self._touch(inc.id, inc.incident_key, Action.UNCHANGED)
+
+    def _join_active(self, target: IncidentState, alert: Alert, mapping: Mapping) -> None:
+        ch = self._change(target)
+        self._evidence(ch.metadata, alert)
+        self._raise_severity(target, ch, mapping.severity)
+        target.firing.add(alert.fingerprint)
+        self._member(target.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self.plan.events.append(Event(target.id, "alert_fired", _alert_detail(alert)))
+        self._touch(target.id, target.incident_key, Action.UPDATED)
+
+    def _join_opened(self, ni: NewIncident, alert: Alert, mapping: Mapping) -> None:
+        """Another alert of a key this webhook opens: no severity event, the incident opens at the highest."""
+        if _rank(mapping.severity) > _rank(ni.severity):
+            ni.severity = mapping.severity
+        self._evidence(ni.metadata, alert)
+        self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self.plan.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
+
+    def _reopen(self, inc: IncidentState) -> IncidentState:
+        """A new instance of a key whose incident resolved within the reopen window: the incident opens again,
+        one more flap, its escalation restarts and any acknowledgement is cleared."""
+        ch = self._change(inc)
+        ch.status, ch.reopened, ch.resolved = IncidentStatus.OPEN, True, False
+        ch.rearm = ch.clear_ack = True
+        ch.flap_count += 1
+        inc.status = IncidentStatus.OPEN
+        self.state.active[inc.incident_key] = inc
+        self.plan.events.append(Event(inc.id, "reopened", {"flap_count": ch.flap_count}))
+        self._touch(inc.id, inc.incident_key, Action.REOPENED)
+        return inc
+
+    def _open(self, alert: Alert, mapping: Mapping) -> None:
+        ni = NewIncident(
+            id=uuid.uuid4(),
+            incident_key=mapping.incident_key,
+            route=mapping.route,
+            kind=mapping.kind,
+            severity=mapping.severity,
+            owner=self.owner_snapshot(mapping.owner),
+            mapping_rule=mapping.rule,
+            metadata={"alerts_received": 0},
+        )
+        self._evidence(ni.metadata, alert)
+        self.opened[ni.incident_key] = ni
+        self.plan.new_incidents.append(ni)
+        self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self.plan.events.append(
+            Event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
+                                    "rule": ni.mapping_rule, "owner": mapping.owner})
+        )
+        self.plan.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
+        self._touch(ni.id, ni.incident_key, Action.OPENED)
+
+    def _raise_severity(self, target: IncidentState, ch: IncidentChange, severity: str) -> None:
+        """Severity only rises while an incident is active. Rising to the highest re-arms escalation on its
+        policy, even when acknowledged: the acknowledgement is cleared."""
+        if _rank(severity) <= _rank(ch.severity):
+            return
+        self.plan.events.append(Event(target.id, "severity_raised", {"from": ch.severity, "to": severity}))
+        ch.severity = severity
+        ch.severity_raised = True
+        if ch.severity != _HIGHEST_SEVERITY or ch.rearm:
+            return
+        ch.rearm = True
+        if ch.status == IncidentStatus.ACKNOWLEDGED:
+            ch.status, ch.clear_ack = IncidentStatus.OPEN, True
+            target.status = IncidentStatus.OPEN
+            self.plan.events.append(
+                Event(target.id, "unacknowledged", {"reason": f"severity raised to {_HIGHEST_SEVERITY}"})
+            )
+
+    # --- resolved ---------------------------------------------------------------------------------
+
+    def _known_resolve(self, inc: IncidentState, alert: Alert) -> None:
+        """The resolve of a member already resolved (an HA copy, a retry): only its receive count changes."""
+        self._outcome(alert, Outcome.DUPLICATE)
+        self._member(inc.id, alert, AlertStatus.RESOLVED, alert.ends_at or self.now)
+        if inc.status != IncidentStatus.RESOLVED:
+            self._touch(inc.id, inc.incident_key, Action.UNCHANGED)
+
+    def _resolve(self, inc: IncidentState, alert: Alert) -> None:
+        """A resolve marks its member resolved, on the timeline too; whether the incident follows is decided
+        once every alert is planned (`resolve_quiet_incidents`)."""
+        ends_at = alert.ends_at or self.now
+        self._member(inc.id, alert, AlertStatus.RESOLVED, ends_at)
+        self.plan.events.append(Event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=ends_at)))
+        inc.firing.discard(alert.fingerprint)
+        self._outcome(alert, Outcome.UPDATED)
+        if inc.status != IncidentStatus.RESOLVED:
+            self._change(inc)
+            self._touch(inc.id, inc.incident_key, Action.UPDATED)
+
+    # --- what every rule records ------------------------------------------------------------------
+
+    def _change(self, inc: IncidentState) -> IncidentChange:
+        """The change of an existing incident, started from its state the first time a rule touches it."""
+        ch = self.plan.changes.get(inc.id)
         if ch is None:
             ch = IncidentChange(inc.id, inc.severity, inc.status, dict(inc.metadata), inc.flap_count,
                                 kind=inc.kind, first_seen=inc.first_seen)
-            changes[inc.id] = ch
+            self.plan.changes[inc.id] = ch
         return ch
 
-    def touch(inc_id: uuid.UUID, key: str, action: str) -> None:
-        p.keys[inc_id] = key
-        if _ACTIONS.index(action) > _ACTIONS.index(p.actions.get(inc_id, "unchanged")):
-            p.actions[inc_id] = action
+    def _touch(self, inc_id: uuid.UUID, key: str, action: Action) -> None:
+        self.plan.keys[inc_id] = key
+        self.plan.act(inc_id, action)
 
-    def evidence(metadata: dict[str, Any], alert: Alert) -> None:
+    def _member(self, incident_id: uuid.UUID, alert: Alert, status: AlertStatus, ends_at: datetime | None) -> None:
+        self.plan.members.append(MemberWrite(incident_id, alert, status, ends_at))
+
+    def _evidence(self, metadata: dict[str, Any], alert: Alert) -> None:
+        """What the page and the messages show of the latest alert, and the receive count."""
         for ann, name in EVIDENCE_ANNOTATIONS.items():
             if alert.annotations.get(ann):
                 metadata[name] = alert.annotations[ann]
         if alert.generator_url:
             metadata["generator_url"] = alert.generator_url
-        if external_url:
-            metadata["external_url"] = external_url
+        if self.external_url:
+            metadata["external_url"] = self.external_url
         metadata["alerts_received"] = int(metadata.get("alerts_received", 0)) + 1
         metadata["last_alertname"] = alert.labels.get("alertname", "")
 
-    def outcome(alert: Alert, name: str) -> None:
-        p.outcomes[name] += 1
-        p.alert_outcomes.append((alert, name))
+    def _outcome(self, alert: Alert, outcome: Outcome) -> None:
+        self.plan.outcomes[outcome] += 1
+        self.plan.alert_outcomes.append((alert, outcome))
 
-    new_by_key: dict[str, NewIncident] = {}
-    firing_new: dict[uuid.UUID, set[str]] = {}
-    # Firing first, so that a payload resolving one member and firing another never flaps the incident.
-    ordered = sorted(alerts, key=lambda a: a.status == "resolved")
-    for alert in ordered:
-        m = state.members.get(alert.fingerprint)
-        mapping = mappings[alert.fingerprint]
-        if alert.status == "firing":
-            if m is not None and alert.starts_at <= m.starts_at:
-                inc = state.incidents.get(m.incident_id)
-                if (
-                    alert.starts_at == m.starts_at
-                    and m.status == "firing"
-                    and inc is not None
-                    and inc.status != "resolved"
-                ):
-                    outcome(alert, "duplicate")
-                    p.members.append(MemberWrite(inc.id, alert, "firing", alert.ends_at))
-                    evidence(change(inc).metadata, alert)
-                    touch(inc.id, inc.incident_key, "unchanged")
-                else:
-                    # Already resolved (HA peers send exactly this), an older instance, or an instance
-                    # whose incident was closed by hand or as stale: it never reopens anything.
-                    outcome(alert, "stale")
-                continue
 
-            key = mapping.incident_key
-            target: IncidentState | None = state.active.get(key)
-            if target is None and key in new_by_key:
-                ni = new_by_key[key]
-                if severity_rank(mapping.severity) > severity_rank(ni.severity):
-                    ni.severity = mapping.severity
-                evidence(ni.metadata, alert)
-                firing_new[ni.id].add(alert.fingerprint)
-                p.members.append(MemberWrite(ni.id, alert, "firing", alert.ends_at))
-                p.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
-                outcome(alert, "new" if m is None else "updated")
-                continue
-            if target is None:
-                reopen = state.reopenable.get(key)
-                if reopen is not None:
-                    ch = change(reopen)
-                    ch.status, ch.reopened, ch.resolved = "open", True, False
-                    ch.rearm = ch.clear_ack = True
-                    ch.flap_count += 1
-                    reopen.status = "open"
-                    state.active[key] = reopen
-                    target = reopen
-                    p.events.append(Event(reopen.id, "reopened", {"flap_count": ch.flap_count}))
-                    touch(reopen.id, key, "reopened")
-            if target is None:
-                ni = NewIncident(
-                    id=uuid.uuid4(),
-                    incident_key=key,
-                    route=mapping.route,
-                    kind=mapping.kind,
-                    severity=mapping.severity,
-                    owner=owner_snapshot(mapping.owner),
-                    mapping_rule=mapping.rule,
-                    metadata={"alerts_received": 0},
-                )
-                evidence(ni.metadata, alert)
-                new_by_key[key] = ni
-                firing_new[ni.id] = {alert.fingerprint}
-                p.new_incidents.append(ni)
-                p.members.append(MemberWrite(ni.id, alert, "firing", alert.ends_at))
-                p.events.append(
-                    Event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
-                                            "rule": ni.mapping_rule, "owner": mapping.owner})
-                )
-                p.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
-                touch(ni.id, key, "opened")
-                outcome(alert, "new" if m is None else "updated")
-                continue
+def _working_copy(state: State) -> State:
+    """The state with a copy of each incident, whose status and firing members the rules change as they go.
+    Members are frozen and never replaced, so they are shared."""
+    copies: dict[uuid.UUID, IncidentState] = {}
 
-            ch = change(target)
-            evidence(ch.metadata, alert)
-            if severity_rank(mapping.severity) > severity_rank(ch.severity):
-                p.events.append(Event(target.id, "severity_raised", {"from": ch.severity, "to": mapping.severity}))
-                ch.severity = mapping.severity
-                ch.severity_raised = True
-                if ch.severity == "critical" and not ch.rearm:
-                    # re-arm on the critical policy, even when acknowledged
-                    ch.rearm = True
-                    if ch.status == "acknowledged":
-                        ch.status, ch.clear_ack = "open", True
-                        target.status = "open"
-                        p.events.append(Event(target.id, "unacknowledged", {"reason": "severity raised to critical"}))
-            target.firing.add(alert.fingerprint)
-            p.members.append(MemberWrite(target.id, alert, "firing", alert.ends_at))
-            p.events.append(Event(target.id, "alert_fired", _alert_detail(alert)))
-            touch(target.id, key, "updated")
-            outcome(alert, "new" if m is None else "updated")
-            continue
+    def own(inc: IncidentState) -> IncidentState:
+        copy = copies.get(inc.id)
+        if copy is None:
+            copy = copies[inc.id] = replace(inc, firing=set(inc.firing))
+        return copy
 
-        # resolved
-        if m is None or alert.starts_at < m.starts_at:
-            outcome(alert, "stale")  # never seen firing, or an older instance: nothing to resolve
-            continue
-        inc = state.incidents.get(m.incident_id)
-        if inc is None:
-            outcome(alert, "stale")
-            continue
-        if m.status == "resolved" and alert.starts_at == m.starts_at:
-            outcome(alert, "duplicate")
-            p.members.append(MemberWrite(inc.id, alert, "resolved", alert.ends_at or now))
-            if inc.status != "resolved":
-                touch(inc.id, inc.incident_key, "unchanged")
-            continue
-        p.members.append(MemberWrite(inc.id, alert, "resolved", alert.ends_at or now))
-        p.events.append(Event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=alert.ends_at or now)))
-        inc.firing.discard(alert.fingerprint)
-        if inc.id in firing_new:
-            firing_new[inc.id].discard(alert.fingerprint)
-        outcome(alert, "updated")
-        if inc.status != "resolved":
-            change(inc)
-            touch(inc.id, inc.incident_key, "updated")
-
-    for inc_id in list(p.keys):
-        inc = state.incidents.get(inc_id)
-        if inc is None or inc.status == "resolved" or inc.firing:
-            continue
-        ch = change(inc)
-        ch.status, ch.resolved = "resolved", True
-        p.events.append(Event(inc_id, "resolved", {"reason": "all alerts resolved"}))
-        touch(inc_id, inc.incident_key, "resolved")
-    return p
+    return State(
+        active={key: own(inc) for key, inc in state.active.items()},
+        reopenable={key: own(inc) for key, inc in state.reopenable.items()},
+        incidents={inc_id: own(inc) for inc_id, inc in state.incidents.items()},
+        members=state.members,
+    )
 
 
 def _alert_detail(alert: Alert, ends_at: datetime | None = None) -> dict[str, Any]:
