@@ -22,6 +22,7 @@ from aiohttp import web
 from .config import Config
 from .database import create_pool, resource_dir
 from .escalation import Escalator, run_loop
+from .ingest import SENDERS
 from .ingest.service import Ingestor
 from .keys import (
     CONFIG,
@@ -118,9 +119,9 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         for esc in result.escalations:
             if esc.level > esc.from_level:
                 metrics.escalated(esc.level)
-        for kind, severity, age in result.stale_resolved:
-            metrics.incident_transition("stale_resolved", kind, severity)
-            metrics.time_to_resolve(kind, severity, age)
+        for stale in result.stale_resolved:
+            metrics.incident_transition("stale_resolved", stale.kind, stale.severity)
+            metrics.time_to_resolve(stale.kind, stale.severity, stale.age_seconds)
         if result.delivery_due:
             app[DELIVERY_WAKEUP].set()
 
@@ -188,7 +189,8 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.cleanup_ctx.append(_http_session)
     if loops:
         app.cleanup_ctx.append(_loops)
-    app.router.add_post("/webhook", handlers.webhook, expect_handler=limits.expect)
+    for sender in SENDERS:  # /webhook (Alertmanager), /webhook/grafana, ...: see receiver/ingest
+        app.router.add_post(sender.path, handlers.webhook_handler(sender), expect_handler=limits.expect)
     app.router.add_get("/api/incidents", handlers.list_incidents)
     app.router.add_get("/api/incidents/{id}", handlers.get_incident)
     app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action,
@@ -201,8 +203,7 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.router.add_post("/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
                         pages.incident_action, expect_handler=limits.expect)
     token = config.metrics.token.value if config.metrics.token else None
-    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app[STORE].pool if STORE in app else None,
-                                                        token))
+    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app.get(STORE), token))
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_static("/static", resource_dir("templates") / "static")

@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from .. import correlation
 from ..database import migration_ids
-from ..ingest.alertmanager import PayloadError, parse_body
+from ..ingest import PayloadError, Sender
+from ..ingest.alertmanager import ALERTMANAGER
 from ..keys import CONFIG, DRAIN, ESCALATION_WAKEUP, INGESTOR, METRICS, STORE
 from ..metrics import Metrics
-from ..model import Notification, clean_text
+from ..model import ACTIVE_STATUSES, AlertStatus, Incident, IncidentStatus, Notification, as_dict, clean_text
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from . import detail
@@ -26,8 +28,7 @@ from .auth import api_actor, webhook_authorized
 from .middleware import json_error, webhook_unauthorized
 from .users import current_user
 
-STATUSES = ("open", "acknowledged", "silenced", "resolved")
-ACTIVE = ("open", "acknowledged", "silenced")
+STATUSES = tuple(IncidentStatus)
 MAX_LIMIT = 500
 PARSE_OFF_LOOP_BYTES = 256 * 1024  # webhook bodies larger than this (~300 alerts) are parsed in a worker thread
 
@@ -41,6 +42,8 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # the store's types (receiver/model.py)
+        return as_dict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -48,17 +51,32 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=dumps)
 
 
+def webhook_handler(sender: Sender) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The POST handler of one sender's route: the same credentials, limits and ingest path for every sender."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return await receive(request, sender)
+
+    handler.__name__ = f"webhook_{sender.name}"
+    return handler
+
+
 async def webhook(request: web.Request) -> web.Response:
+    """POST /webhook: Alertmanager's."""
+    return await receive(request, ALERTMANAGER)
+
+
+async def receive(request: web.Request, sender: Sender) -> web.Response:
     config = request.app[CONFIG]
     if not webhook_authorized(config.webhook, request.headers.get("Authorization")):
         return webhook_unauthorized()  # (BodyLimits refused it already, with a log line: for direct callers)
     body = await request.read()  # 413 past webhook.max_body_bytes; the sender's credentials were checked first
     try:
         if len(body) > PARSE_OFF_LOOP_BYTES:
-            # parse_body is pure: a 16 MB body takes ~0.15 s, which would hold every other request
-            notification = await asyncio.get_running_loop().run_in_executor(None, parse_body, body)
+            # parsers are pure: a 16 MB body takes ~0.15 s, which would hold every other request
+            notification = await asyncio.get_running_loop().run_in_executor(None, sender.parse, body)
         else:
-            notification = parse_body(body)
+            notification = sender.parse(body)
     except PayloadError as e:
         return json_error(400, str(e))
     now = utcnow()
@@ -80,7 +98,7 @@ async def webhook(request: web.Request) -> web.Response:
 def observe_plan(metrics: Metrics, plan: correlation.Plan, notification: Notification, now: datetime) -> None:
     """Count what a committed webhook did."""
     metrics.alerts_received({**plan.outcomes, "invalid": len(notification.invalid)})
-    firing = sum(1 for a in notification.alerts if a.status == "firing")
+    firing = sum(1 for a in notification.alerts if a.status == AlertStatus.FIRING)
     metrics.alert_statuses(firing, len(notification.alerts) - firing)
     for ni in plan.new_incidents:
         metrics.incident_transition("opened", ni.kind, ni.severity)
@@ -93,8 +111,8 @@ def observe_plan(metrics: Metrics, plan: correlation.Plan, notification: Notific
                 metrics.time_to_resolve(ch.kind, ch.severity, (now - ch.first_seen).total_seconds())
 
 
-def incident_json(row: asyncpg.Record) -> dict[str, Any]:
-    data = dict(row)
+def incident_json(incident: Incident) -> dict[str, Any]:
+    data = as_dict(incident)
     owner = data.get("owner")
     if isinstance(owner, dict):
         data["owner"] = public_owner(owner)
@@ -150,7 +168,7 @@ async def require_reader(request: web.Request) -> None:
 
 async def list_incidents(request: web.Request) -> web.Response:
     await require_reader(request)
-    statuses = query_list(request, "status") or list(ACTIVE)
+    statuses = query_list(request, "status") or list(ACTIVE_STATUSES)
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
         return json_error(400, f"unknown status {bad[0][:32]!r}; expected any of {', '.join(STATUSES)}")
@@ -173,7 +191,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["first_seen"], rows[-1]["id"])
+        next_cursor = encode_cursor(rows[-1].first_seen, rows[-1].id)
     return json_response({"incidents": [incident_json(r) for r in rows], "next_cursor": next_cursor})
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
+from ..ingest import SENDER_PATHS
 from ..keys import CONFIG, METRICS
 from ..server import BodyTimeout, LogLimiter, held_back
 from ..store import StoreUnavailable
@@ -54,7 +55,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(400, "the request body could not be read or decoded")
     except StoreUnavailable as e:
         log.warning("database unavailable during %s %s: %s", request.method, request.path, e)
-        request.app[METRICS].database_error("ingest" if request.path == "/webhook" else "read")
+        request.app[METRICS].database_error("ingest" if request.path in SENDER_PATHS else "read")
         return json_error(503, "the database is unavailable; retry later")
     except Exception:
         log.exception("unexpected error during %s %s", request.method, request.path)
@@ -63,8 +64,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def webhook_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every webhook answer by status and time it, whatever the outcome."""
-    if request.path != "/webhook":
+    """Count every webhook answer (every sender's route) by status and time it, whatever the outcome."""
+    if request.path not in SENDER_PATHS:
         return await handler(request)
     started = time.perf_counter()
     status = 500
@@ -81,7 +82,7 @@ async def webhook_metrics(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _wants_json(request: web.Request) -> bool:
-    return request.path.startswith("/api/") or request.path in ("/webhook", "/readyz", "/healthz")
+    return request.path.startswith("/api/") or request.path in SENDER_PATHS or request.path in ("/readyz", "/healthz")
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -100,8 +101,9 @@ def webhook_unauthorized() -> web.Response:
 class BodyLimits:
     """Every body is bounded before a byte of it is read.
 
-    The webhook's credentials are checked first (a stranger's body is never read), then its declared
-    length against `webhook.max_body_bytes`; every other body is capped at FORM_MAX_BYTES, so a signed-link
+    On every sender's route (`receiver.ingest.SENDER_PATHS`: /webhook, /webhook/grafana) the webhook
+    credentials are checked first (a stranger's body is never read), then the declared length against
+    `webhook.max_body_bytes`; every other body is capped at FORM_MAX_BYTES, so a signed-link
     POST, whose signature can only be checked after its form is read, costs at most that. A body without a
     declared length (chunked) is held to the same cap as it is read (aiohttp's client_max_size, per
     request). `Expect: 100-continue` gets the 401 or 413 instead of the invitation to send the body.
@@ -115,7 +117,7 @@ class BodyLimits:
         """(a refusal or None, the byte limit of this request's body)."""
         config = request.app[CONFIG]
         limit = FORM_MAX_BYTES
-        if request.path == "/webhook" and request.method == hdrs.METH_POST:
+        if request.path in SENDER_PATHS and request.method == hdrs.METH_POST:
             header = request.headers.get(hdrs.AUTHORIZATION)
             if not webhook_authorized(config.webhook, header):
                 self._log_rejected(request, header)
@@ -142,7 +144,7 @@ class BodyLimits:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.body_exists and request.path != "/webhook":
+        if not request.body_exists and request.path not in SENDER_PATHS:
             return await handler(request)
         refusal, limit = self._verdict(request)
         if refusal is not None:
@@ -162,6 +164,6 @@ class BodyLimits:
             request.writer.output_size = 0  # the answer proper has not started
             return None
         refusal.force_close()
-        if request.path == "/webhook":  # middlewares do not see this answer: count it here
+        if request.path in SENDER_PATHS:  # middlewares do not see this answer: count it here
             request.app[METRICS].webhook_request(refusal.status, time.perf_counter() - started)
         return refusal
