@@ -23,6 +23,7 @@ from aiohttp import web
 from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.database import migrate
+from tests.alertmanager import AM_BINARY, Alertmanagers
 from tests.fakes import FakeSlack, FakeWebhook
 from tests.helpers import with_database
 
@@ -134,6 +135,19 @@ async def fake_webhook() -> AsyncIterator[FakeWebhook]:
     """A fake generic webhook target on loopback (tests/fakes.py), stopped after the test."""
     async with FakeWebhook() as hook:
         yield hook
+
+
+@pytest.fixture
+def alertmanagers(tmp_path: Path) -> Iterator[Alertmanagers]:
+    """Start real Alertmanagers (tests/alertmanager.py); skips when the binary is missing; all stopped after."""
+    if not os.path.exists(AM_BINARY):
+        pytest.skip(f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager")
+    launcher = Alertmanagers(tmp_path / "alertmanagers")
+    launcher.root.mkdir()
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
 
 
 def load_payload(name: str) -> dict[str, Any]:

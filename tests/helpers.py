@@ -80,6 +80,21 @@ def alert(
     }
 
 
+def am_alert(labels: Mapping[str, str], starts_at: datetime, ends_at: datetime | None = None,
+             annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An alert as Prometheus posts it to Alertmanager's /api/v2/alerts (no endsAt while it fires)."""
+    body: dict[str, Any] = {
+        "labels": dict(labels),
+        "annotations": dict(annotations) if annotations is not None
+        else {"summary": f"p99 latency is high on {labels.get('instance', 'every instance')}"},
+        "startsAt": rfc3339(starts_at),
+        "generatorURL": "http://prometheus.test:9090/graph?g0.expr=up",
+    }
+    if ends_at is not None:
+        body["endsAt"] = rfc3339(ends_at)
+    return body
+
+
 def payload(*alerts: dict[str, Any], status: str | None = None, external_url: str = "http://am-1:9093",
             **extra: Any) -> dict[str, Any]:
     if status is None:
@@ -115,6 +130,18 @@ def free_port(udp: bool = False) -> int:
                     continue
                 return port
     raise RuntimeError("no free port")
+
+
+def sum_samples(text: str, name: str, labels: Mapping[str, str]) -> float:
+    """Sum of one metric's samples in a Prometheus text exposition whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 def rfc3339(moment: datetime) -> str:

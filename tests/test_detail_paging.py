@@ -254,7 +254,7 @@ async def test_a_big_webhook_taken_off_the_loop_is_stored_whole_beside_a_concurr
     between them; a small webhook sent meanwhile runs in between. Both must be stored exactly."""
     client = await start(aiohttp_client, database_url)
     big = payload(*(alert(path=f"/big/{i % 5}", instance=f"i-{i}",
-                          **({"severity": "critical"} if i % 7 == 0 else {})) for i in range(2500)))
+                          labels={"severity": "critical"} if i % 7 == 0 else None) for i in range(2500)))
     assert len(json.dumps(big)) > 256 * 1024
     small = payload(alert(path="/small", instance="s-0"))
     big_resp, small_resp = await asyncio.gather(client.post("/webhook", json=big), client.post("/webhook", json=small))

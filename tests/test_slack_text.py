@@ -35,7 +35,7 @@ async def page(aiohttp_client: Any, database_url: str, fake_slack: FakeSlack) ->
                    generator_url: str = "http://prometheus:9090/graph") -> bytes:
         before = len(fake.requests)
         body = payload(alert(annotations=annotations or {}, generator_url=generator_url, severity="critical",
-                             **labels))
+                             labels=labels))
         await receiver[INGESTOR].ingest(parse_notification(body), T0)
         await receiver[ESCALATOR].tick(T0 + timedelta(seconds=1))
         await receiver[DELIVERER].deliver(T0 + timedelta(seconds=1))

@@ -17,17 +17,17 @@ import argparse
 import asyncio
 import json
 import re
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+
+from tests.alertmanager import Alertmanagers
+from tests.fakes import FakeWebhook
+from tests.helpers import eventually
 
 TOKEN = "recording-token"
 CONFIG = """\
@@ -46,12 +46,6 @@ receivers:
           authorization:
             credentials: {token}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rfc3339_nano(moment: datetime, nanos: int) -> str:
@@ -83,75 +77,36 @@ def alert(instance: str, starts_at: str, ends_at: str | None = None) -> dict[str
 
 
 async def record(binary: str, out: Path) -> None:
-    captured: list[tuple[dict[str, str], bytes]] = []
-
-    async def webhook(request: web.Request) -> web.Response:
-        captured.append((dict(request.headers), await request.read()))
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_post("/webhook", webhook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    receiver_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
-
     version = re.search(r"version (\d+\.\d+)", subprocess.run([binary, "--version"], capture_output=True,
                                                                text=True).stdout + "")
     tag = version.group(1) if version else "unknown"
-    work = Path(tempfile.mkdtemp(prefix="am-record-"))
-    (work / "alertmanager.yml").write_text(CONFIG.format(url=f"http://127.0.0.1:{receiver_port}/webhook",
-                                                          token=TOKEN))
-    port = free_port()
-    with (work / "alertmanager.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--web.external-url=http://am-1:9093",
-             "--cluster.listen-address="],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    base = f"http://127.0.0.1:{port}"
+    launcher = Alertmanagers(Path(tempfile.mkdtemp(prefix="am-record-")), binary)  # kept: its log, if it fails
 
-    async def wait(n: int) -> None:
-        deadline = time.monotonic() + 30
-        while len(captured) < n:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"no notification {n}; see {work / 'alertmanager.log'}")
-            await asyncio.sleep(0.05)
+    async with FakeWebhook(path="/webhook") as receiver:
+        am = launcher("am-1", CONFIG.format(url=receiver.url, token=TOKEN), external_url="http://am-1:9093")
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                await am.wait_ready(session, timeout=15)
 
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with session.get(f"{base}/-/ready") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"Alertmanager did not start; see {work / 'alertmanager.log'}")
-                await asyncio.sleep(0.05)
+                async def notifications(n: int) -> None:
+                    async def arrived() -> bool:
+                        return len(receiver.requests) >= n
 
-            async def post(alerts: list[dict[str, Any]]) -> None:
-                async with session.post(f"{base}/api/v2/alerts", json=alerts) as r:
-                    if r.status != 200:
-                        raise SystemExit(f"Alertmanager refused alerts: {r.status} {await r.text()}")
+                    await eventually(arrived, f"notification {n} (see {am.log_path})")
 
-            def now() -> str:
-                return rfc3339_nano(datetime.now(UTC) - timedelta(milliseconds=1), 654)
+                def now() -> str:
+                    return rfc3339_nano(datetime.now(UTC) - timedelta(milliseconds=1), 654)
 
-            starts = rfc3339_nano(datetime.now(UTC), 789)
-            await post([alert("10.0.0.1:8080", starts), alert("10.0.0.2:8080", starts)])
-            await wait(1)
-            await post([alert("10.0.0.2:8080", starts, now())])
-            await wait(2)
-            await post([alert("10.0.0.1:8080", starts, now())])
-            await wait(3)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        await runner.cleanup()
+                starts = rfc3339_nano(datetime.now(UTC), 789)
+                await am.post_alerts(session, [alert("10.0.0.1:8080", starts), alert("10.0.0.2:8080", starts)])
+                await notifications(1)
+                await am.post_alerts(session, [alert("10.0.0.2:8080", starts, now())])
+                await notifications(2)
+                await am.post_alerts(session, [alert("10.0.0.1:8080", starts, now())])
+                await notifications(3)
+        finally:
+            am.stop()
+    captured = [(r.headers, r.body) for r in receiver.requests]
 
     names = ("firing", "firing-with-resolved", "resolved")
     for name, (headers, body) in zip(names, captured, strict=False):
@@ -169,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

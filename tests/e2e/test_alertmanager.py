@@ -14,11 +14,8 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +26,10 @@ from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import parse_config
-from tests.helpers import deadline, eventually, free_port, rfc3339
+from tests.alertmanager import AM_BINARY, Alertmanager, Alertmanagers
+from tests.helpers import am_alert, deadline, eventually, rfc3339
 from tests.readme import code_blocks
 
-AM_BINARY = (
-    os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-)
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.timeout(deadline(90)),
@@ -49,24 +44,11 @@ ALL_STATUSES = "open,acknowledged,silenced,resolved"
 # --- small helpers ---------------------------------------------------------------------------------
 
 
-def am_alert(instance: str, starts_at: datetime, ends_at: datetime | None = None, **labels: str) -> dict[str, Any]:
-    """An alert as Prometheus posts it to /api/v2/alerts."""
-    body: dict[str, Any] = {
-        "labels": {
-            "alertname": "HighLatency",
-            "method": "GET",
-            "path": "/api/items/{id}",
-            "severity": "critical",
-            "instance": instance,
-            **labels,
-        },
-        "annotations": {"summary": f"p99 latency is high on {instance}"},
-        "startsAt": rfc3339(starts_at),
-        "generatorURL": "http://prometheus.test:9090/graph?g0.expr=up",
-    }
-    if ends_at is not None:
-        body["endsAt"] = rfc3339(ends_at)
-    return body
+def api_alert(instance: str, starts_at: datetime, ends_at: datetime | None = None) -> dict[str, Any]:
+    """HighLatency on GET /api/items/{id} from one instance, as Prometheus posts it to Alertmanager."""
+    labels = {"alertname": "HighLatency", "method": "GET", "path": "/api/items/{id}", "severity": "critical",
+              "instance": instance}
+    return am_alert(labels, starts_at, ends_at)
 
 
 @dataclass
@@ -128,39 +110,6 @@ async def start_receiver(aiohttp_server: Any, aiohttp_client: Any, database_url:
 # --- Alertmanager processes --------------------------------------------------------------------------
 
 
-@dataclass
-class Alertmanager:
-    name: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes]
-    cluster_port: int | None = None
-    external_url: str = ""
-    log_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log_path = self.workdir / "alertmanager.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=deadline(10))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=deadline(10))
-
-
 # The README's snippet as written ("Point Alertmanager at it"), with only the receiver's address and the
 # token file replaced, and the two group timers shortened: with the README's 10 s and 1 m, a resolve
 # would arrive a minute after it happened. Each replaced text must be in the snippet exactly once.
@@ -180,97 +129,12 @@ def alertmanager_config(receiver_url: str, credentials_file: Path) -> str:
     return snippet
 
 
-@pytest.fixture
-def alertmanagers(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
-    """Start Alertmanagers; every one is stopped (and its log printed, shown on failure) in teardown."""
-    started: list[Alertmanager] = []
-
-    def start(name: str, receiver_url: str, token: str, *, cluster: bool = False,
-              peers: tuple[int, ...] = ()) -> Alertmanager:
-        workdir = tmp_path / name
-        workdir.mkdir()
-        (workdir / "receiver.token").write_text(token + "\n")  # read by credentials_file, as in the README
-        (workdir / "alertmanager.yml").write_text(alertmanager_config(receiver_url, workdir / "receiver.token"))
-        port = free_port()
-        external_url = f"http://{name}.test:{port}"
-        args = [
-            AM_BINARY,
-            f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.external-url={external_url}",
-            "--log.level=debug",
-        ]
-        cluster_port = None
-        if cluster:
-            cluster_port = free_port(udp=True)
-            args += [
-                f"--cluster.listen-address=127.0.0.1:{cluster_port}",
-                f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
-                "--cluster.peer-timeout=50ms",
-                # Gossip settles in 4 x (10 x gossip-interval) = 8 s by default; notifications wait for it.
-                "--cluster.settle-timeout=2s",
-                *(f"--cluster.peer=127.0.0.1:{p}" for p in peers),
-            ]
-        else:
-            args.append("--cluster.listen-address=")  # gossip off
-        log = (workdir / "alertmanager.log").open("wb")
-        try:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            log.close()
-        am = Alertmanager(name, port, workdir, proc, cluster_port, external_url)
-        started.append(am)
-        return am
-
-    try:
-        yield start
-    finally:
-        for am in started:
-            am.stop()
-        for am in started:  # shown when the test fails, or with -rP
-            noise = ("memberlist", "Stream connection", "push/pull", "msg=flushing")
-            lines = [line for line in am.log().splitlines() if not any(n in line for n in noise)]
-            tail = "\n".join(lines[-80:])
-            print(f"----- {am.name}: exit {am.proc.returncode}, full log {am.log_path} -----\n{tail}")
-
-
-async def wait_ready(session: aiohttp.ClientSession, am: Alertmanager, *, peers: int = 0,
-                     timeout: float = 60.0) -> None:
-    """/-/ready answers 200; with peers > 0, the cluster also reports `ready` with that many members."""
-
-    async def probe() -> bool:
-        if am.proc.poll() is not None:
-            pytest.fail(f"{am.name} exited with {am.proc.returncode}:\n{am.log()[-3000:]}")
-        try:
-            async with session.get(f"{am.url}/-/ready") as r:
-                if r.status != 200:
-                    return False
-            if not peers:
-                return True
-            async with session.get(f"{am.url}/api/v2/status") as r:
-                status = await r.json()
-            cluster = status.get("cluster") or {}
-            return cluster.get("status") == "ready" and len(cluster.get("peers") or []) == peers
-        except aiohttp.ClientError:
-            return False
-
-    try:
-        await eventually(probe, f"{am.name} to be ready", timeout, interval=0.05)
-    except AssertionError as e:
-        pytest.fail(f"{e}:\n{am.log()[-3000:]}")
-
-
-async def post_alerts(session: aiohttp.ClientSession, am: Alertmanager, alerts: list[dict[str, Any]]) -> None:
-    async with session.post(f"{am.url}/api/v2/alerts", json=alerts) as r:
-        assert r.status == 200, f"{am.name} refused alerts: {r.status} {await r.text()}"
-
-
-async def am_fingerprints(session: aiohttp.ClientSession, am: Alertmanager) -> dict[str, str]:
-    """instance label -> fingerprint, as Alertmanager computes it."""
-    async with session.get(f"{am.url}/api/v2/alerts") as r:
-        assert r.status == 200
-        return {a["labels"]["instance"]: a["fingerprint"] for a in await r.json()}
+def start_alertmanager(alertmanagers: Alertmanagers, name: str, receiver_url: str, token: str, *,
+                       cluster: bool = False, peers: tuple[int, ...] = ()) -> Alertmanager:
+    """An Alertmanager configured by the README's snippet, reading the token from a file as the README does."""
+    token_file = alertmanagers.workdir(name) / "receiver.token"
+    token_file.write_text(token + "\n")
+    return alertmanagers(name, alertmanager_config(receiver_url, token_file), cluster=cluster, peers=peers)
 
 
 # --- receiver API ------------------------------------------------------------------------------------
@@ -321,7 +185,7 @@ def members(detail: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def test_single_alertmanager_opens_and_resolves_an_incident(
-    database_url: str, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Callable[..., Alertmanager]
+    database_url: str, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Alertmanagers
 ) -> None:
     token = "e2e-" + secrets.token_hex(12)
     server, client, deliveries = await start_receiver(aiohttp_server, aiohttp_client, database_url, token)
@@ -341,14 +205,14 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
         assert (await r.json())["error"]
     assert await incidents(client) == []
 
-    am = alertmanagers("am-single", receiver_url, token)
+    am = start_alertmanager(alertmanagers, "am-single", receiver_url, token)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline(30))) as session:
-        await wait_ready(session, am)
+        await am.wait_ready(session)
         # startsAt is now, as for a new alert: Alertmanager waits group_wait and sends both together. (An
         # alert older than group_wait flushes a new group at once, maybe before the POST's next alert.)
         starts = datetime.now(UTC)
-        await post_alerts(session, am, [am_alert("a:9100", starts), am_alert("b:9100", starts)])
-        fps = await am_fingerprints(session, am)
+        await am.post_alerts(session, [api_alert("a:9100", starts), api_alert("b:9100", starts)])
+        fps = await am.fingerprints(session)
         assert set(fps) == {"a:9100", "b:9100"}
 
         # Firing: one incident for both alerts (same route and kind), opened by one notification.
@@ -374,7 +238,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
 
         # One alert resolves: the notification is marked firing and carries the resolved alert.
         b_ends = datetime.now(UTC) - timedelta(milliseconds=10)  # in the past, after startsAt
-        await post_alerts(session, am, [am_alert("b:9100", starts, b_ends)])
+        await am.post_alerts(session, [api_alert("b:9100", starts, b_ends)])
 
         async def b_resolved() -> dict[str, Any] | None:
             d = await incident(client, inc["id"])
@@ -388,7 +252,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
 
         # The last alert resolves: the incident resolves.
         a_ends = datetime.now(UTC) - timedelta(milliseconds=10)
-        await post_alerts(session, am, [am_alert("a:9100", starts, a_ends)])
+        await am.post_alerts(session, [api_alert("a:9100", starts, a_ends)])
 
         async def resolved() -> dict[str, Any] | None:
             d = await incident(client, inc["id"])
@@ -431,7 +295,7 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
 
 
 async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident(
-    database_url: str, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Callable[..., Alertmanager]
+    database_url: str, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Alertmanagers
 ) -> None:
     token = "e2e-" + secrets.token_hex(12)
     # A peer logs a notification (and gossips the log entry, at the next 200 ms gossip tick) only once
@@ -443,20 +307,20 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
     receiver_url = str(server.make_url("/webhook"))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline(30))) as session:
-        am1 = alertmanagers("am-1", receiver_url, token, cluster=True)
+        am1 = start_alertmanager(alertmanagers, "am-1", receiver_url, token, cluster=True)
         assert am1.cluster_port is not None
         # The gossip listener is up before the web server: once am-1 answers, am-2 can join at once
         # (a refused join is retried only after --cluster.reconnect-interval, 10 s).
-        await wait_ready(session, am1)
-        am2 = alertmanagers("am-2", receiver_url, token, cluster=True, peers=(am1.cluster_port,))
-        await asyncio.gather(wait_ready(session, am1, peers=2), wait_ready(session, am2, peers=2))
+        await am1.wait_ready(session)
+        am2 = start_alertmanager(alertmanagers, "am-2", receiver_url, token, cluster=True, peers=(am1.cluster_port,))
+        await asyncio.gather(am1.wait_ready(session, peers=2), am2.wait_ready(session, peers=2))
 
         # Prometheus posts every alert to every peer, with the same startsAt (now: see the first test).
         starts = datetime.now(UTC)
-        firing = [am_alert("a:9100", starts), am_alert("b:9100", starts)]
-        await asyncio.gather(post_alerts(session, am1, firing), post_alerts(session, am2, firing))
-        fps = await am_fingerprints(session, am1)
-        assert fps == await am_fingerprints(session, am2)
+        firing = [api_alert("a:9100", starts), api_alert("b:9100", starts)]
+        await asyncio.gather(am1.post_alerts(session, firing), am2.post_alerts(session, firing))
+        fps = await am1.fingerprints(session)
+        assert fps == await am2.fingerprints(session)
 
         # Both peers notify: the second 50 ms after the first, which has not logged its notification yet.
         async def duplicated() -> dict[str, Any] | None:
@@ -476,8 +340,8 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
         assert first == second
 
         resolved_at = datetime.now(UTC) - timedelta(milliseconds=10)
-        resolving = [am_alert("a:9100", starts, resolved_at), am_alert("b:9100", starts, resolved_at)]
-        await asyncio.gather(post_alerts(session, am1, resolving), post_alerts(session, am2, resolving))
+        resolving = [api_alert("a:9100", starts, resolved_at), api_alert("b:9100", starts, resolved_at)]
+        await asyncio.gather(am1.post_alerts(session, resolving), am2.post_alerts(session, resolving))
 
         async def resolved() -> dict[str, Any] | None:
             d = await incident(client, detail["id"])

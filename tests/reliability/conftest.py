@@ -5,7 +5,7 @@
 - `fresh_database`: a new migrated database on it, per test.
 - `receiver_procs`: start `python -m receiver serve` subprocesses; stdout/stderr go to files; every
   process still running at teardown is killed, and the tail of its stderr is printed (shown on failure).
-- `alertmanager_procs`: start real Alertmanager 0.25 processes (`prometheus-alertmanager`); skipped when
+- `alertmanagers` (tests/conftest.py, tests/alertmanager.py): real Alertmanager 0.25 processes; skipped when
   the binary is missing (`apt-get install -y prometheus-alertmanager`).
 - `fake_slack` (tests/conftest.py, tests/fakes.py): a fake Slack in the test's loop that records every POST.
 
@@ -18,7 +18,6 @@ Fixture names are prefixed or specific so that they do not shadow the suite-wide
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -40,9 +39,6 @@ import pytest
 from tests.helpers import deadline, eventually, free_port, with_database
 
 REPO = Path(__file__).resolve().parents[2]
-AM_BINARY = (
-    os.environ.get("ALERTMANAGER_BIN") or shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-)
 TOKEN = "reliability-webhook-token-0123456789"
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
 
@@ -267,149 +263,3 @@ def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
         for rp in started:
             print(f"----- receiver {rp.name} pid {rp.pid} (exit {rp.proc.returncode}) stderr tail -----\n"
                   f"{rp.stderr()[-3000:]}")
-
-
-# --- Alertmanager ------------------------------------------------------------------------------------
-
-
-@dataclass
-class AlertmanagerProc:
-    name: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes]
-    cluster_port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return (self.workdir / "alertmanager.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    async def wait_ready(self, session: aiohttp.ClientSession, *, peers: int = 0, timeout: float = 60.0) -> None:
-        """Until ready (and clustered with `peers` peers); fails at once if it exits, after deadline(timeout)."""
-        async def ready() -> bool:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                async with session.get(f"{self.url}/-/ready") as r:
-                    ok = r.status == 200
-                if ok and peers:
-                    async with session.get(f"{self.url}/api/v2/status") as r:
-                        cluster = (await r.json()).get("cluster") or {}
-                    ok = cluster.get("status") == "ready" and len(cluster.get("peers") or []) == peers
-                return ok
-            except aiohttp.ClientError:
-                return False
-
-        try:
-            await eventually(ready, f"{self.name} to be ready", timeout, interval=0.05)
-        except AssertionError as e:
-            pytest.fail(f"{e}:\n{self.log()[-3000:]}")
-
-    async def post_alerts(self, session: aiohttp.ClientSession, alerts: list[dict[str, Any]]) -> None:
-        async with session.post(f"{self.url}/api/v2/alerts", json=alerts) as r:
-            assert r.status == 200, f"{self.name} refused alerts: {r.status} {await r.text()}"
-
-    async def alerts(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
-        async with session.get(f"{self.url}/api/v2/alerts") as r:
-            assert r.status == 200
-            return list(await r.json())
-
-    async def metric(self, session: aiohttp.ClientSession, name: str, **labels: str) -> float:
-        """Sum of one metric's samples whose labels include `labels`, from Alertmanager's /metrics."""
-        async with session.get(f"{self.url}/metrics") as r:
-            text = await r.text()
-        return sum_samples(text, name, labels)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=deadline(10))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=deadline(10))
-
-
-def sum_samples(text: str, name: str, labels: dict[str, str]) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        head, _, value = line.rpartition(" ")
-        if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += float(value)
-    return total
-
-
-def alertmanager_yaml(webhook_url: str, group_by: list[str]) -> str:
-    return f"""\
-route:
-  receiver: incidents
-  group_by: {json.dumps(group_by)}
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: incidents
-    webhook_configs:
-      - url: {webhook_url}
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {TOKEN}
-"""
-
-
-@pytest.fixture
-def alertmanager_procs(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerProc]]:
-    """start(name, webhook_url, group_by=[...], cluster=False, peers=()) -> AlertmanagerProc."""
-    if not os.path.exists(AM_BINARY):
-        pytest.skip(f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager")
-    started: list[AlertmanagerProc] = []
-
-    def start(name: str, webhook_url: str, *, group_by: list[str], cluster: bool = False,
-              peers: tuple[int, ...] = ()) -> AlertmanagerProc:
-        workdir = tmp_path / name
-        workdir.mkdir()
-        (workdir / "alertmanager.yml").write_text(alertmanager_yaml(webhook_url, group_by))
-        port = free_port()
-        args = [
-            AM_BINARY,
-            f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.external-url=http://{name}.test:{port}",
-            "--log.level=debug",
-        ]
-        cluster_port = None
-        if cluster:
-            cluster_port = free_port(udp=True)
-            args += [
-                f"--cluster.listen-address=127.0.0.1:{cluster_port}",
-                f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
-                "--cluster.peer-timeout=50ms",
-                "--cluster.settle-timeout=2s",
-                *(f"--cluster.peer=127.0.0.1:{p}" for p in peers),
-            ]
-        else:
-            args.append("--cluster.listen-address=")  # gossip off
-        with (workdir / "alertmanager.log").open("wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        am = AlertmanagerProc(name, port, workdir, proc, cluster_port)
-        started.append(am)
-        return am
-
-    try:
-        yield start
-    finally:
-        for am in started:
-            am.stop()
-        for am in started:
-            print(f"----- {am.name} (exit {am.proc.returncode}) log tail -----\n{am.log()[-3000:]}")

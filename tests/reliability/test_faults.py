@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import os
 import re
@@ -43,13 +42,13 @@ import asyncpg
 import psutil
 import pytest
 
-from tests.helpers import deadline, eventually, rfc3339
+from tests.alertmanager import Alertmanagers, webhook_config
+from tests.helpers import ZERO, alert, am_alert, deadline, eventually, fingerprint_of, rfc3339, sum_samples
 
-from .conftest import TOKEN, receiver_config, sum_samples
+from .conftest import TOKEN, receiver_config
 
 ALL = "open,acknowledged,silenced,resolved"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ZERO = "0001-01-01T00:00:00Z"
 NotificationKey = tuple[str | None, str, int]
 
 # Critical and warning both page at open, then after 2 s and 4 s; no repeats.
@@ -79,10 +78,6 @@ def report(scenario: str, **figures: Any) -> None:
             f.write(json.dumps({"scenario": scenario, **figures}, default=str) + "\n")
 
 
-def fingerprint(labels: dict[str, str]) -> str:
-    return hashlib.sha1(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
-
-
 def route_labels(path: str, instance: str, *, alertname: str = "HighLatency", severity: str = "critical",
                  **extra: str) -> dict[str, str]:
     return {"alertname": alertname, "method": "GET", "path": path, "severity": severity, "instance": instance,
@@ -94,31 +89,13 @@ def incident_key(labels: dict[str, str]) -> str:
     return f"{labels['method']} {labels['path']}::{kind}"
 
 
-def am_alert(labels: dict[str, str], starts_at: datetime, ends_at: datetime | None = None) -> dict[str, Any]:
-    """An alert as Prometheus posts it to Alertmanager's /api/v2/alerts."""
-    body: dict[str, Any] = {
-        "labels": labels,
-        "annotations": {"summary": f"p99 latency is high on {labels['instance']}"},
-        "startsAt": rfc3339(starts_at),
-        "generatorURL": "http://prometheus.test:9090/graph?g0.expr=up",
-    }
-    if ends_at is not None:
-        body["endsAt"] = rfc3339(ends_at)
-    return body
-
-
 def wh_alert(labels: dict[str, str], starts_at: datetime, ends_at: datetime | None = None,
              annotations: dict[str, str] | None = None) -> dict[str, Any]:
     """An alert as Alertmanager posts it to a webhook."""
-    return {
-        "status": "resolved" if ends_at is not None else "firing",
-        "labels": labels,
-        "annotations": annotations or {"summary": f"p99 latency is high on {labels['instance']}"},
-        "startsAt": rfc3339(starts_at),
-        "endsAt": rfc3339(ends_at) if ends_at is not None else ZERO,
-        "generatorURL": "http://prometheus.test:9090/graph?g0.expr=up",
-        "fingerprint": fingerprint(labels),
-    }
+    return alert("resolved" if ends_at is not None else "firing", labels=labels, starts_at=rfc3339(starts_at),
+                 ends_at=rfc3339(ends_at) if ends_at is not None else ZERO,
+                 annotations=annotations or {"summary": f"p99 latency is high on {labels['instance']}"},
+                 generator_url="http://prometheus.test:9090/graph?g0.expr=up")
 
 
 def webhook_body(alerts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,12 +195,12 @@ POLICY_S1 = """\
 @pytest.mark.alertmanager
 @pytest.mark.timeout(deadline(150))
 async def test_database_restart_under_load(own_postgres: Any, fresh_database: str, receiver_procs: Any,
-                                           alertmanager_procs: Any, fake_slack: Any, tmp_path: Any) -> None:
+                                           alertmanagers: Alertmanagers, fake_slack: Any, tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_S1)
     rx = receiver_procs("rx", cfg, fresh_database, fake_slack.url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
         await rx.wait_ready(s)
-        am = alertmanager_procs("am", f"{rx.url}/webhook", group_by=["alertname", "path"])
+        am = alertmanagers("am", webhook_config(f"{rx.url}/webhook", TOKEN, group_by=["alertname", "path"]))
         await am.wait_ready(s)
 
         sent: dict[str, dict[str, str]] = {}  # instance -> labels
@@ -488,7 +465,7 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
     # Every request that got a 2xx is in the database; requests in flight at SIGTERM were answered.
     assert len(results) == S2_REQUESTS
     assert ok_fps <= stored, f"{len(ok_fps - stored)} alerts answered 2xx are missing"
-    assert stored <= ok_fps | not_ok_fps | {fingerprint(sentinel)}
+    assert stored <= ok_fps | not_ok_fps | {fingerprint_of(sentinel)}
     assert len(drained) >= 1, "no request was in flight at SIGTERM: the load is too light"
     assert not [r for r in results if isinstance(r[3], int) and r[3] != 200], other
     # A connection still in the listen backlog at SIGTERM may be reset (ClientOSError): it got no answer,
@@ -627,17 +604,19 @@ S3_KEYS = [(name, f"/s3/svc-{j}") for name in ("HighLatency", "HighErrorRate") f
 @pytest.mark.alertmanager
 @pytest.mark.timeout(deadline(150))
 async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, receiver_procs: Any,
-                                                         alertmanager_procs: Any, fake_slack: Any,
+                                                         alertmanagers: Alertmanagers, fake_slack: Any,
                                                          tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4)
     r1 = receiver_procs("r1", cfg, fresh_database, fake_slack.url)
     r2 = receiver_procs("r2", cfg, fresh_database, fake_slack.url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
         await asyncio.gather(r1.wait_ready(s), r2.wait_ready(s))
-        am1 = alertmanager_procs("am1", f"{r1.url}/webhook", group_by=["alertname", "path"], cluster=True)
+        am1 = alertmanagers("am1", webhook_config(f"{r1.url}/webhook", TOKEN, group_by=["alertname", "path"]),
+                            cluster=True)
+        assert am1.cluster_port is not None
         await am1.wait_ready(s)
-        am2 = alertmanager_procs("am2", f"{r2.url}/webhook", group_by=["alertname", "path"], cluster=True,
-                                 peers=(am1.cluster_port,))
+        am2 = alertmanagers("am2", webhook_config(f"{r2.url}/webhook", TOKEN, group_by=["alertname", "path"]),
+                            cluster=True, peers=(am1.cluster_port,))
         await asyncio.gather(am1.wait_ready(s, peers=2), am2.wait_ready(s, peers=2))
 
         # Prometheus posts every alert to every peer, with the same startsAt: two waves of new instances.

@@ -212,7 +212,7 @@ def mutated_payloads(draw: st.DrawFn) -> tuple[Any, list[str]]:
             "replace_alert", "non_string_label", "fingerprint",
         ]))
         done.append(op)
-        alerts_now = body.get("alerts") if isinstance(body, dict) else None
+        alerts_now: Any = body.get("alerts") if isinstance(body, dict) else None
         dict_alerts = [i for i, a in enumerate(alerts_now) if isinstance(a, dict)] \
             if isinstance(alerts_now, list) else []
         if op == "drop_top" and isinstance(body, dict) and body:
@@ -364,7 +364,8 @@ QUERY = st.text(any_char.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), max_s
 @st.composite
 def cursors(draw: st.DrawFn) -> str:
     stamp = draw(st.one_of(
-        st.datetimes(min_value=datetime(1, 1, 2), timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+        st.datetimes(min_value=datetime(1, 1, 2), timezones=st.one_of(st.none(), st.timezones()))
+        .map(lambda d: d.isoformat()),
         st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01", "x"]),
         QUERY,
     ))

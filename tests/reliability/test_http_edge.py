@@ -34,9 +34,9 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.helpers import alert, deadline, eventually, payload
+from tests.helpers import alert, deadline, eventually, payload, sum_samples
 
-from .conftest import REPO, TOKEN, ReceiverProc, receiver_config, sum_samples
+from .conftest import REPO, TOKEN, ReceiverProc, receiver_config
 
 POLICY = """\
     critical:

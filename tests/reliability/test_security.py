@@ -393,7 +393,7 @@ async def test_sql_injection_strings_are_stored_verbatim(env: Env) -> None:
     ids: dict[str, str] = {}
     for i, s in enumerate(INJECTIONS):
         a = alert(path=f"/{s}", kind=s, alertname=s, note=s, fingerprint=f"sqli-{i}",
-                  annotations={"summary": s, "description": s}, **{f"k{i}{s}": s})
+                  annotations={"summary": s, "description": s}, labels={f"k{i}{s}": s})
         data = await env.ingest(a, externalURL=f"http://am/{s}", groupKey=s, receiver=s)
         ids[s] = data["incidents"][0]["id"]
     for t in TABLES:
