@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from . import rules as rules_mod
+from .model import TargetType
+from .notify import pagerduty
 from .timeutil import parse_duration
 
 DEFAULT_PORT = 9095
@@ -89,10 +91,11 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a notification goes. `id` is safe to show; `url` is a secret."""
+    """Where a notification goes. `id` is safe to show; `url` is a secret: the channel's destination, a URL, or
+    a JSON document for channels that need more than one (pagerduty, email), written by the channel's module."""
 
     id: str
-    type: str  # slack | webhook
+    type: str  # a TargetType value: the channel (receiver/notify/registry.py)
     url: Secret
 
 
@@ -133,6 +136,11 @@ class EscalationConfig:
     interval: timedelta = timedelta(seconds=2)
     ack_timeout: timedelta | None = None
     policies: Mapping[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+
+    @property
+    def resolve_notice_severities(self) -> frozenset[str]:
+        """The severities whose policy tells whoever was paged when an incident resolves."""
+        return frozenset(s for s, p in self.policies.items() if p.notify_on_resolve)
 
 
 @dataclass(frozen=True)
@@ -522,10 +530,34 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
             if url is not None:
                 targets.append(Target(f"{name}/webhook-{j + 1}", "webhook", _checked_url(doc, h.key("url_env"), url)))
             h.finish()
+        teams = s.secret("teams_url", env)
+        if teams is not None:
+            targets.append(Target(f"{name}/teams", TargetType.TEAMS, _checked_url(doc, s.key("teams_url_env"), teams)))
+        if "pagerduty" in s.value:
+            targets += _pagerduty(doc, s.section("pagerduty"), env, name)
+        s.used.add("pagerduty")
         matchers = s.get("match", _matchers, None)
         s.finish()
         owners[name] = Owner(name, tuple(targets), matchers)
     return owners
+
+
+def _pagerduty(doc: _Doc, p: _Section, env: Mapping[str, str], owner: str) -> list[Target]:
+    """An owner's PagerDuty service (Events API v2): the routing key is a secret, the URL is not."""
+    key = p.secret("routing_key", env)
+    if key is None and not p.names_secret("routing_key"):
+        doc.report(p.key("routing_key_env"), "pagerduty needs routing_key_env or routing_key_file")
+    url = p.get("url", _http_url, pagerduty.EVENTS_URL)
+    p.finish()
+    if key is None:
+        return []
+    return [Target(f"{owner}/pagerduty", TargetType.PAGERDUTY, Secret(pagerduty.destination(url, key.value)))]
+
+
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("expected a URL starting with http:// or https://")
+    return value
 
 
 def _checked_url(doc: _Doc, path: str, url: Secret) -> Secret:

@@ -235,3 +235,56 @@ class FakeWebhook(FakeTarget):
         incident = message.get("incident") or {}
         return Post(received.at, received.answered, incident.get("id"), message.get("event", ""),
                     int(message.get("level", -1)), incident.get("incident_key", ""))
+
+
+class FakeTeams(FakeTarget):
+    """A Microsoft Teams Workflows webhook: answers 202 (as Workflows do) and reads the Adaptive Card."""
+
+    default_path = "/workflows/trigger/teams-secret-sig"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(status=202, **kwargs)
+        self.body_text = ""  # a 2xx answer's body: a legacy connector's failure comes as a 200 with a text
+
+    def reply_text(self, status: int) -> str:
+        return self.body_text or super().reply_text(status)
+
+    @staticmethod
+    def card(message: dict[str, Any]) -> dict[str, Any]:
+        [attachment] = message["attachments"]
+        assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+        return dict(attachment["content"])
+
+    def read(self, received: Received) -> Post:
+        card = self.card(received.json())
+        head = card["body"][0]["inlines"][0]["text"]
+        event = "resolved" if head.startswith("Resolved") else "escalated" if head.startswith("Escalated") else "opened"
+        level = int(next(col["columns"][1]["items"][0]["inlines"][0]["text"] for col in card["body"]
+                         if col["type"] == "ColumnSet" and col["columns"][0]["items"][0]["text"] == "Level"))
+        incident = next((a["url"].rstrip("/").rsplit("/", 1)[1] for a in card.get("actions", [])
+                         if a["title"] == "Incident"), None)
+        return Post(received.at, received.answered, incident, event, level, head)
+
+
+class FakePagerDuty(FakeTarget):
+    """PagerDuty's Events API v2 (`/v2/enqueue`): answers 202 with its JSON, as PagerDuty does."""
+
+    default_path = "/v2/enqueue"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(status=202, **kwargs)
+
+    def reply_text(self, status: int) -> str:
+        if 200 <= status < 300:
+            return json.dumps({"status": "success", "message": "Event processed"})
+        return json.dumps({"status": "invalid event", "message": "Event object is invalid"})
+
+    def read(self, received: Received) -> Post:
+        event = received.json()
+        action = event["event_action"]
+        kind = {"trigger": "opened", "resolve": "resolved"}.get(action, action)
+        level = int(event.get("payload", {}).get("custom_details", {}).get("level", -1))
+        if kind == "opened" and level > 0:
+            kind = "escalated"
+        return Post(received.at, received.answered, event["dedup_key"], kind, level,
+                    event.get("payload", {}).get("summary", ""))

@@ -1,25 +1,31 @@
-"""Notifiers: Slack incoming webhooks and generic JSON webhooks, behind one contract.
+"""Channels out: the `Notifier` contract every channel implements, and how an attempt's outcome is told.
 
-`send` posts a message and classifies the answer the way Alertmanager's own notifiers do: 2xx is
-delivered; 429 waits for Retry-After; 5xx, timeouts and network errors are worth retrying; any other
-4xx fails at once. A request that may have reached the target without an answer coming back (a timeout,
-a connection dropped after sending) has an *unknown* outcome: the target may have posted it, so a retry
-may repeat the page. Only a failure to connect is known not to have been sent. Errors are described by
-status code or exception type only: a webhook URL is a secret, and exception texts can contain it.
+A channel is one module (slack.py, webhook.py, teams.py, pagerduty.py, mail.py) with one `Notifier` subclass,
+listed in registry.py; the deliverer (delivery.py) picks it by the outbox item's `target_type`. A notifier
+renders a `Context` (messages.py) into its own message and sends it to a destination (a URL, or a JSON document
+for channels that need more), classifying the outcome the way Alertmanager's notifiers do (`notify/util.go`,
+`Retrier.Check`): delivered; retry after a time the target asked for (429 Retry-After); retry (5xx, network
+errors, SMTP 4xx); failed for good (other 4xx, SMTP 5xx); or *unknown*: the request may have reached the target
+without an answer coming back (a timeout, a connection dropped after sending), so a retry may repeat the page.
+Only a failure to connect is known not to have been sent. Errors are described by status code or exception type
+only: destinations hold secrets, and exception texts can contain them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-import aiohttp
+from ..model import TargetType
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from ..config import Config
+    from .messages import Context
 
 NOBODY_PAGED = (
     "no notification target is configured, so incidents will page nobody: set RECEIVER_SLACK_WEBHOOK_URL "
@@ -29,14 +35,69 @@ NOBODY_PAGED = (
 
 CONNECT_TIMEOUT = 10.0  # seconds; a connection not made by then is a known failure, retried safely
 
+M = TypeVar("M")
+
 
 @dataclass(frozen=True)
 class SendResult:
+    """One attempt's outcome. Build it with the class methods, which name the five outcomes."""
+
     delivered: bool
     retry: bool
     error: str | None = None
     retry_after: timedelta | None = None
     unknown: bool = False  # no answer, but the request may have reached the target
+
+    @classmethod
+    def ok(cls) -> SendResult:
+        return cls(True, False)
+
+    @classmethod
+    def retry_later(cls, error: str, after: timedelta | None = None) -> SendResult:
+        """Known not delivered, worth retrying: after `after` if the target said when, else after a backoff."""
+        return cls(False, True, error, after)
+
+    @classmethod
+    def failed(cls, error: str) -> SendResult:
+        """Known not delivered, and retrying cannot help (the target refused the message or the destination)."""
+        return cls(False, False, error)
+
+    @classmethod
+    def maybe_sent(cls, error: str) -> SendResult:
+        """Unknown: the request went out and no answer came; retried, and the retry may repeat the page."""
+        return cls(False, True, error, unknown=True)
+
+    @property
+    def outcome(self) -> str:
+        """delivered | retry_after | retry | unknown | failed."""
+        if self.delivered:
+            return "delivered"
+        if not self.retry:
+            return "failed"
+        if self.unknown:
+            return "unknown"
+        return "retry_after" if self.retry_after is not None else "retry"
+
+
+class Notifier(ABC, Generic[M]):
+    """One channel: `render` a context into the channel's message (pure), `send` it to a destination.
+
+    `send` ends within `timeout` seconds whatever the target does (the delivery lease relies on this bound
+    being hard) and never raises for anything the target or the network does: it returns a SendResult.
+    A notifier is made once per deliverer with the shared HTTP session (channels that are not HTTP ignore it)."""
+
+    type: ClassVar[TargetType]
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    @abstractmethod
+    def render(self, ctx: Context) -> M:
+        """The message for `ctx`; untrusted values (labels, annotations, links) made inert for the channel."""
+
+    @abstractmethod
+    async def send(self, destination: str, message: M, *, timeout: float, now: datetime) -> SendResult:
+        """Deliver `message` to `destination` (a secret: never put it in an error or a log line)."""
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
@@ -52,41 +113,6 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when - now, timedelta(0))
-
-
-async def send(session: aiohttp.ClientSession, url: str, message: dict[str, Any], timeout: float,
-               now: datetime) -> SendResult:
-    """Post `message`; the whole attempt (connect, send, answer) ends within `timeout` seconds."""
-    status: int | None = None
-    retry_after: str | None = None
-    try:
-        # asyncio.timeout as well as aiohttp's: the delivery lease relies on this bound being hard
-        # (and a connect phase of its own, so that a target that cannot be reached is known not to have it)
-        limits = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, CONNECT_TIMEOUT))
-        async with asyncio.timeout(timeout), session.post(url, json=message, timeout=limits,
-                                                          allow_redirects=False) as resp:
-            status, retry_after = resp.status, resp.headers.get("Retry-After")
-            # the status is the answer; read a bounded part of the body so the connection can be reused
-            remaining = 64 * 1024
-            while remaining > 0 and (chunk := await resp.content.read(remaining)):
-                remaining -= len(chunk)
-    except aiohttp.InvalidURL:
-        return SendResult(False, False, "invalid URL")
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
-        return SendResult(False, True, type(e).__name__)  # never connected: certainly not sent
-    except TimeoutError:
-        if status is None:
-            return SendResult(False, True, f"no answer within {timeout:g}s", unknown=True)
-    except (aiohttp.ClientError, OSError) as e:
-        if status is None:
-            return SendResult(False, True, type(e).__name__, unknown=True)
-    assert status is not None
-    if 200 <= status < 300:
-        return SendResult(True, False)
-    error = f"HTTP {status}"
-    if status == 429:
-        return SendResult(False, True, error, parse_retry_after(retry_after, now))
-    return SendResult(False, status >= 500, error)
 
 
 def nobody_paged(config: Config) -> bool:

@@ -23,9 +23,11 @@ from typing import Any
 import aiohttp
 
 from ..config import Config
+from ..model import DeliveryOutcome, DeliveryStatus, OutboxItem
 from ..store import Store
-from . import SendResult, send
-from .messages import Context, slack_message, webhook_message
+from . import Notifier, SendResult
+from .messages import Context
+from .registry import NOTIFIERS
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,14 @@ class Delivery:
     target_type: str
     key: str
     result: SendResult
-    status: str  # delivered | pending | failed
+    status: DeliveryStatus
     seconds: float
 
     @property
     def metric_result(self) -> str:
         """The `result` label of receiver_notifications_total for this attempt."""
-        if self.status in ("delivered", "failed"):
-            return self.status
+        if self.status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED):
+            return str(self.status)
         return "unknown" if self.result.unknown else "retried"
 
 
@@ -85,41 +87,43 @@ class Deliverer:
         self.session = session
         self.links = links or (lambda incident_id, now: (None, None))
         self.on_delivery = on_delivery
+        self.notifiers: dict[str, Notifier[Any]] = {name: cls(session) for name, cls in NOTIFIERS.items()}
 
     async def deliver(self, now: datetime) -> list[Delivery]:
         d = self.config.delivery
         loop = asyncio.get_running_loop()
         started = loop.time()
-        rows = await self.store.claim_notifications(now, batch=d.batch_size, lease=lease_for(self.config))
-        if not rows:
+        items = await self.store.claim_notifications(now, batch=d.batch_size, lease=lease_for(self.config))
+        if not items:
             return []
         if loop.time() - started > claim_budget(self.config).total_seconds():
             # A claim this slow (an overloaded database) could let an attempt outlast its lease: hand the rows
             # back untried rather than risk another replica sending them at the same time.
-            log.warning("claiming %d notifications took %.1f s; returned untried", len(rows), loop.time() - started)
+            log.warning("claiming %d notifications took %.1f s; returned untried", len(items), loop.time() - started)
             await self.store.record_deliveries(
-                now, [(r["id"], r["attempts"], "pending", now, "not sent: slow claim") for r in rows], [])
+                now, [DeliveryOutcome(i.id, i.attempts, DeliveryStatus.PENDING, now, "not sent: slow claim")
+                      for i in items], [])
             return []
-        deliveries = await asyncio.gather(*(self._send(row, now) for row in rows))
-        outcomes: list[tuple[int, int, str, datetime | None, str | None]] = []
+        deliveries = await asyncio.gather(*(self._send(item, now) for item in items))
+        outcomes: list[DeliveryOutcome] = []
         events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
-        for dv, row in zip(deliveries, rows, strict=True):
-            detail = {"target": dv.target, "notification": dv.key, "attempt": row["attempts"]}
+        for dv, item in zip(deliveries, items, strict=True):
+            detail: dict[str, Any] = {"target": dv.target, "notification": dv.key, "attempt": item.attempts}
             if dv.result.unknown:
                 detail["outcome"] = "unknown: the target may have received it"
-            if dv.status == "delivered":
-                outcomes.append((dv.id, row["attempts"], "delivered", None, None))
+            if dv.status == DeliveryStatus.DELIVERED:
+                outcomes.append(DeliveryOutcome(dv.id, item.attempts, dv.status))
                 events.append((dv.incident_id, "notified", detail))
-            elif dv.status == "failed":
-                outcomes.append((dv.id, row["attempts"], "failed", None, dv.result.error))
+            elif dv.status == DeliveryStatus.FAILED:
+                outcomes.append(DeliveryOutcome(dv.id, item.attempts, dv.status, None, dv.result.error))
                 events.append((dv.incident_id, "notify_failed", {**detail, "error": dv.result.error}))
             else:
                 wait = dv.result.retry_after if dv.result.retry_after is not None else backoff(
-                    self.config, row["attempts"])
+                    self.config, item.attempts)
                 if dv.result.unknown:
                     # a target slower than the timeout gets at least that long again before it sees a retry
                     wait = max(wait, d.timeout)
-                outcomes.append((dv.id, row["attempts"], "pending", now + wait, dv.result.error))
+                outcomes.append(DeliveryOutcome(dv.id, item.attempts, dv.status, now + wait, dv.result.error))
                 events.append((dv.incident_id, "notify_unknown" if dv.result.unknown else "notify_retry",
                                {**detail, "error": dv.result.error, "retry_in_seconds": round(wait.total_seconds())}))
         recorded = await self.store.record_deliveries(now, outcomes, events)
@@ -132,49 +136,30 @@ class Deliverer:
                 self.on_delivery(dv)
         return list(deliveries)
 
-    async def _send(self, row: Any, now: datetime) -> Delivery:
+    async def _send(self, item: OutboxItem, now: datetime) -> Delivery:
         d = self.config.delivery
-        ctx = self._context(row, now)
-        message = slack_message(ctx) if row["target_type"] == "slack" else webhook_message(ctx)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        result = await send(self.session, row["url"], message, d.timeout.total_seconds(), now)
+        notifier = self.notifiers.get(item.target_type)
+        if notifier is None:
+            # a row written by a version with a channel this one lacks: nothing here can send it
+            result = SendResult.failed(f"no channel named {item.target_type!r} in this version")
+        else:
+            incident_url, ack_url = self.links(item.incident_id, now)
+            message = notifier.render(Context.of(item, now, incident_url, ack_url))
+            result = await notifier.send(item.destination, message, timeout=d.timeout.total_seconds(), now=now)
         seconds = loop.time() - started
         if result.delivered:
-            status = "delivered"
+            status = DeliveryStatus.DELIVERED
         elif not result.retry:
-            status = "failed"
+            status = DeliveryStatus.FAILED
         else:
             wait = result.retry_after if result.retry_after is not None else timedelta(0)
-            too_old = now + min(wait, d.max_retry_after) - row["created_at"] > d.max_age
-            status = "failed" if too_old or wait > d.max_retry_after else "pending"
-        if status != "delivered":
-            log.warning("notification %s for incident %s to %s: %s (%s%s)", row["notification_key"],
-                        row["incident_id"], row["target"], result.error, status,
+            too_old = now + min(wait, d.max_retry_after) - item.created_at > d.max_age
+            status = DeliveryStatus.FAILED if too_old or wait > d.max_retry_after else DeliveryStatus.PENDING
+        if status != DeliveryStatus.DELIVERED:
+            log.warning("notification %s for incident %s to %s: %s (%s%s)", item.notification_key,
+                        item.incident_id, item.target, result.error, status,
                         "; outcome unknown, the target may have it" if result.unknown else "")
-        return Delivery(row["id"], row["incident_id"], row["target"], row["target_type"], row["notification_key"],
+        return Delivery(item.id, item.incident_id, item.target, item.target_type, item.notification_key,
                         result, status, seconds)
-
-    def _context(self, row: Any, now: datetime) -> Context:
-        key: str = row["notification_key"]
-        event = "resolved" if key.endswith(":resolve") else ("opened" if row["level"] == 0 else "escalated")
-        incident_url, ack_url = self.links(row["incident_id"], now)
-        return Context(
-            incident_id=str(row["incident_id"]),
-            incident_key=row["incident_key"],
-            route=row["route"],
-            kind=row["kind"],
-            severity=row["severity"],
-            status=row["status"],
-            owner=row["owner_name"] or "",
-            level=max(row["level"], 0),
-            event=event,
-            first_seen=row["first_seen"],
-            resolved_at=row["resolved_at"],
-            firing=row["firing_count"],
-            total=row["alert_count"],
-            metadata=row["metadata"] or {},
-            now=now,
-            incident_url=incident_url,
-            ack_url=ack_url,
-        )

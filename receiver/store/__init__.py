@@ -8,19 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
 from .. import correlation
-from ..model import Alert
+from ..model import (
+    ActiveCount,
+    ActiveIncidents,
+    Alert,
+    BoundedPage,
+    DeliveryOutcome,
+    DueIncident,
+    Escalation,
+    Incident,
+    IncidentStatus,
+    IncidentSummary,
+    IncidentView,
+    MemberAlert,
+    OutboxItem,
+    StaleResolved,
+    StatusCount,
+    Target,
+    TimelineEvent,
+    TimerPass,
+    Transition,
+    as_dict,
+)
 from ..rules import Mapping
 
 
@@ -98,9 +120,11 @@ class Store:
         external_url: str = "",
         owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
         resolve_notice_severities: frozenset[str] = frozenset(),
+        actor: str = correlation.ACTOR,
     ) -> correlation.Plan:
         """Correlate one webhook's alerts: lock keys, read state, plan, write; one transaction per chunk of at
-        most MAX_KEYS_PER_TRANSACTION incident keys (one, for any webhook Alertmanager usually sends)."""
+        most MAX_KEYS_PER_TRANSACTION incident keys (one, for any webhook Alertmanager usually sends).
+        `actor`, the sender's name, is the actor of the timeline events its alerts cause."""
         alerts = correlation.dedupe(alerts)
         plan = correlation.Plan()
         for chunk, keys in _key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
@@ -108,7 +132,7 @@ class Store:
             async with self._ingest_slots or contextlib.nullcontext():
                 plan.merge(await self._ingest(chunk, mappings, keys, [a.fingerprint for a in chunk], now,
                                               reopen_window_start, external_url, owner_snapshot,
-                                              resolve_notice_severities))
+                                              resolve_notice_severities, actor))
         return plan
 
     async def _ingest(
@@ -122,22 +146,26 @@ class Store:
         external_url: str,
         owner_snapshot: Callable[[str], dict[str, Any]],
         resolve_notice_severities: frozenset[str],
+        actor: str = correlation.ACTOR,
     ) -> correlation.Plan:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, reopen_window_start)
 
-                def plan_and_args() -> tuple[correlation.Plan, list[Any]]:
+                def plan_and_encode() -> tuple[correlation.Plan, _PlanRecords]:
                     plan = correlation.plan(alerts, mappings, _state(rows), now, external_url=external_url,
                                             owner_snapshot=owner_snapshot)
-                    return plan, _apply_args(plan, now, resolve_notice_severities)
+                    if actor != correlation.ACTOR:
+                        plan.events = [dataclasses.replace(e, actor=actor) for e in plan.events]
+                    return plan, _plan_records(plan, resolve_notice_severities)
 
                 if len(alerts) > OFF_LOOP_ALERTS:
                     # pure CPU, ~13 us an alert: a 20,000-alert webhook would hold the loop for ~0.25 s
-                    plan, args = await asyncio.get_running_loop().run_in_executor(None, plan_and_args)
+                    plan, w = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
                 else:
-                    plan, args = plan_and_args()
-                await conn.execute(QUERIES["apply_ingest"], *args)
+                    plan, w = plan_and_encode()
+                await conn.execute(QUERIES["apply_ingest"], now, w.new_incidents, w.changes, w.members, w.events,
+                                   w.resolve_notices)
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
         return plan
@@ -151,66 +179,62 @@ class Store:
         stale_before: datetime,
         ack_before: datetime | None,
         stale_after_seconds: int,
-        notice_severities: Sequence[str],
+        notice_severities: Iterable[str],
         batch: int,
-    ) -> asyncpg.Record:
-        rows = await self._fetch(
+    ) -> TimerPass:
+        """One pass over every timer but escalation (see the query), and whether escalations and deliveries
+        are due."""
+        [r] = await self._fetch(
             "tick_timers", now, stale_before, ack_before, batch, stale_after_seconds, list(notice_severities)
         )
-        return rows[0]
+        return TimerPass(
+            unsilenced=r["unsilenced"],
+            ack_timeouts=r["ack_timeouts"],
+            stale_resolved=tuple(StaleResolved(kind, severity, float(age)) for kind, severity, age in r["stale"] or ()),
+            escalation_due=r["escalation_due"],
+            delivery_due=r["delivery_due"],
+        )
 
-    async def escalate(self, now: datetime, decide: Callable[[Sequence[asyncpg.Record]], list[Any]],
-                       *, batch: int) -> list[Any]:
+    async def escalate(self, now: datetime, decide: Callable[[Sequence[DueIncident]], list[Escalation]],
+                       *, batch: int) -> list[Escalation]:
         """Claim due incidents (SKIP LOCKED), let `decide` plan them, write levels, outbox rows, events."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(QUERIES["claim_escalations"], now, batch)
                 if not rows:
                     return []
-                plans = decide(rows)
-                events: list[tuple[uuid.UUID, str, str]] = []
-                outbox: list[tuple[uuid.UUID, str, int, str, str, str]] = []
-                for e in plans:
-                    for key, target, target_type, url in e.notifications:
-                        outbox.append((e.incident_id, key, e.level, target, target_type, url))
-                    if e.level > e.from_level:
-                        events.append((e.incident_id, "escalated", _dumps(
-                            {"from_level": e.from_level, "to_level": e.level, "targets": e.targets,
-                             "skipped_levels": max(0, e.level - e.from_level - 1)})))
-                    elif e.level == 0 and e.targets:
-                        events.append((e.incident_id, "paged", _dumps({"level": 0, "targets": e.targets})))
-                await conn.execute(
-                    QUERIES["apply_escalations"],
-                    now,
-                    [e.incident_id for e in plans],
-                    [e.level for e in plans],
-                    [e.next_at for e in plans],
-                    *[list(col) for col in zip(*outbox, strict=True)] if outbox else [[]] * 6,
-                    *[list(col) for col in zip(*events, strict=True)] if events else [[]] * 3,
-                )
+                plans = decide([_due_incident(r) for r in rows])
+                levels, outbox, events = _escalation_records(plans)
+                await conn.execute(QUERIES["apply_escalations"], now, levels, outbox, events)
                 return plans
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
 
-    async def claim_notifications(self, now: datetime, *, batch: int, lease: timedelta) -> list[asyncpg.Record]:
-        return await self._fetch("claim_notifications", now, batch, lease)
+    async def claim_notifications(self, now: datetime, *, batch: int, lease: timedelta) -> list[OutboxItem]:
+        """Lease up to `batch` due outbox items for `lease` (other replicas skip them meanwhile)."""
+        return [_outbox_item(r) for r in await self._fetch("claim_notifications", now, batch, lease)]
 
     async def record_deliveries(
         self,
         now: datetime,
-        outcomes: Sequence[tuple[int, int, str, datetime | None, str | None]],
+        outcomes: Sequence[DeliveryOutcome],
         events: Sequence[tuple[uuid.UUID, str, dict[str, Any]]],
     ) -> int:
-        """Write (id, attempt, status, next attempt, error) outcomes, each only if `attempt` still holds the
-        row's lease, and the events. Returns how many outcomes were written."""
+        """Write the outcomes, each only if its `attempt` still holds the item's lease, and the (incident id,
+        type, detail) events. Returns how many outcomes were written."""
         rows = await self._fetch(
             "record_deliveries",
             now,
-            [o[0] for o in outcomes],
-            [o[1] for o in outcomes],
-            [o[2] for o in outcomes],
-            [o[3] for o in outcomes],
-            [o[4] for o in outcomes],
+            _dumps([
+                {
+                    "id": o.id,
+                    "attempt": o.attempt,
+                    "status": o.status,
+                    "next_at": o.next_attempt_at.isoformat() if o.next_attempt_at is not None else None,
+                    "error": o.error,
+                }
+                for o in outcomes
+            ]),
             [e[0] for e in events],
             [e[1] for e in events],
             [_dumps(e[2]) for e in events],
@@ -222,43 +246,39 @@ class Store:
     async def transition(
         self,
         incident_id: uuid.UUID,
-        change: Callable[[asyncpg.Record], tuple[dict[str, Any], str, dict[str, Any]]],
+        change: Callable[[Incident], Transition],
         *,
         actor: str,
         now: datetime,
-        notify_resolved: Callable[[asyncpg.Record], bool] = lambda row: False,
+        notice_severities: Container[str] = frozenset(),
         link_signature: str | None = None,
-    ) -> tuple[asyncpg.Record, asyncpg.Record] | None:
-        """Lock one incident, compute its new state with `change` (which may raise), write it and its event.
-        Returns (before, after), or None for an unknown incident. With `link_signature`, the signed link is
-        spent in the same transaction (LinkAlreadyUsed when it was spent before): an action that fails
-        leaves the link unused."""
+    ) -> tuple[Incident, Incident] | None:
+        """Lock one incident, compute its new state with `change` (which may raise), write it and its event;
+        resolving an incident of one of `notice_severities` queues resolve notices. Returns (before, after),
+        or None for an unknown incident. With `link_signature`, the signed link is spent in the same
+        transaction (LinkAlreadyUsed when it was spent before): an action that fails leaves the link unused."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                before = await conn.fetchrow(QUERIES["lock_incident"], incident_id)
-                if before is None:
+                row = await conn.fetchrow(QUERIES["lock_incident"], incident_id)
+                if row is None:
                     return None
+                before = Incident(**row)
                 if link_signature is not None and await conn.fetchval(QUERIES["use_link"], link_signature,
                                                                       now) is None:
                     raise LinkAlreadyUsed()
-                values, event_type, detail = change(before)
-                row = {**dict(before), **values}
-                await conn.execute(
-                    QUERIES["update_lifecycle"], incident_id, row["status"], row["acknowledged_by"],
-                    row["acknowledged_at"], row["resolved_at"], row["resolved_by"], row["silenced_until"],
-                    row["silenced_at"], row["silenced_by"], row["silence_reason"], row["status_before_silence"],
-                    row["escalation_anchor_at"], row["next_escalation_at"],
-                )
+                t = change(before)
+                after = Incident(**await conn.fetchrow(QUERIES["update_lifecycle"], incident_id,
+                                                       _dumps(_json_record(t.state))))
                 # a jsonb parameter goes through the connection's JSON codec: pass the dict itself
-                await conn.execute(QUERIES["insert_event"], incident_id, now, event_type, actor, detail)
-                if row["status"] == "resolved" and notify_resolved(before):
+                await conn.execute(QUERIES["insert_event"], incident_id, now, t.event, actor, t.detail)
+                if after.status == IncidentStatus.RESOLVED and before.severity in notice_severities:
                     await conn.execute(QUERIES["queue_resolve_notices"], incident_id, now)
-                after = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
                 return before, after
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
 
     async def link_secret(self, candidate: str) -> str:
+        """The secret that signs links: `candidate` if none was stored yet."""
         rows = await self._fetch("link_secret", candidate)
         return str(rows[0]["value"])
 
@@ -273,49 +293,58 @@ class Store:
         severities: Sequence[str] = (),
         after: tuple[datetime, uuid.UUID] | None = None,
         limit: int = 50,
-    ) -> list[asyncpg.Record]:
+    ) -> list[IncidentView]:
+        """Newest first, after the keyset `after` (first_seen, id)."""
         first_seen, inc_id = after if after else (None, None)
-        return await self._fetch(
+        rows = await self._fetch(
             "list_incidents", list(statuses), list(routes), list(kinds), list(severities), first_seen, inc_id, limit
         )
+        return [IncidentView(**r) for r in rows]
 
     async def page_incidents(self, *, statuses: Sequence[str], severities: Sequence[str], routes: Sequence[str],
                              kinds: Sequence[str], owners: Sequence[str],
-                             after: tuple[str, datetime, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+                             after: tuple[str, datetime, uuid.UUID] | None, limit: int) -> list[IncidentSummary]:
+        """The status page's active incidents, most severe then oldest first, after the keyset `after`."""
         sev, first_seen, inc_id = after if after else (None, None, None)
-        return await self._fetch("page_incidents", list(statuses), list(severities), list(routes), list(kinds),
+        rows = await self._fetch("page_incidents", list(statuses), list(severities), list(routes), list(kinds),
                                  list(owners), sev, first_seen, inc_id, limit)
+        return [IncidentSummary(**r) for r in rows]
 
     async def page_resolved(self, *, severities: Sequence[str], routes: Sequence[str], kinds: Sequence[str],
                             owners: Sequence[str], after: tuple[datetime, uuid.UUID] | None,
-                            limit: int) -> list[asyncpg.Record]:
+                            limit: int) -> list[IncidentSummary]:
+        """The status page's resolved incidents, newest first, after the keyset `after` (resolved_at, id)."""
         resolved_at, inc_id = after if after else (None, None)
-        return await self._fetch("page_resolved", list(severities), list(routes), list(kinds), list(owners),
+        rows = await self._fetch("page_resolved", list(severities), list(routes), list(kinds), list(owners),
                                  resolved_at, inc_id, limit)
+        return [IncidentSummary(**r) for r in rows]
 
-    async def page_counts(self) -> list[asyncpg.Record]:
-        return await self._fetch("page_counts")
+    async def page_counts(self) -> list[StatusCount]:
+        """Active incidents counted by severity and status."""
+        return [StatusCount(**r) for r in await self._fetch("page_counts")]
 
-    async def get_incident(self, incident_id: uuid.UUID) -> asyncpg.Record | None:
+    async def get_incident(self, incident_id: uuid.UUID) -> IncidentView | None:
         rows = await self._fetch("get_incident", incident_id)
-        return rows[0] if rows else None
+        return IncidentView(**rows[0]) if rows else None
 
     async def incident_alerts_page(self, incident_id: uuid.UUID, *, after: tuple[str, datetime, str] | None,
-                                   limit: int, max_bytes: int) -> list[asyncpg.Record]:
+                                   limit: int, max_bytes: int) -> BoundedPage[MemberAlert]:
         """Member alerts, firing first then newest first, after the keyset `after` (status, starts_at,
-        fingerprint): at most `limit` rows and about `max_bytes` of labels and annotations (at least one row).
-        Each row's `page_bytes` is the running total of the page."""
+        fingerprint): at most `limit` and about `max_bytes` of labels and annotations (at least one)."""
         status, starts_at, fingerprint = after if after else (None, None, None)
-        return await self._fetch("incident_alerts_page", incident_id, status, starts_at, fingerprint, limit,
+        rows = await self._fetch("incident_alerts_page", incident_id, status, starts_at, fingerprint, limit + 1,
                                  max_bytes)
+        return _bounded_page(rows, limit, MemberAlert)
 
     async def incident_events_page(self, incident_id: uuid.UUID, *, after: int | None, limit: int, max_bytes: int,
-                                   newest_first: bool = False) -> list[asyncpg.Record]:
+                                   newest_first: bool = False) -> BoundedPage[TimelineEvent]:
         """Timeline events past the event id `after` (in the chosen direction), bounded like the alerts."""
         if newest_first:
-            return await self._fetch("incident_events_page_desc", incident_id,
-                                     after if after is not None else 2**63 - 1, limit, max_bytes)
-        return await self._fetch("incident_events_page", incident_id, after or 0, limit, max_bytes)
+            rows = await self._fetch("incident_events_page_desc", incident_id,
+                                     after if after is not None else 2**63 - 1, limit + 1, max_bytes)
+        else:
+            rows = await self._fetch("incident_events_page", incident_id, after or 0, limit + 1, max_bytes)
+        return _bounded_page(rows, limit, TimelineEvent)
 
     async def incident_event_count(self, incident_id: uuid.UUID) -> int:
         rows = await self._fetch("incident_event_count", incident_id)
@@ -328,10 +357,20 @@ class Store:
     async def applied_migrations(self) -> set[str]:
         return {r["migration_id"] for r in await self._fetch("applied_migrations")}
 
+    async def active_incidents(self, *, by_route: bool) -> ActiveIncidents:
+        """The active incidents counted for the metrics, in one scan; by route too when asked."""
+        rows = await self._fetch("active_incidents_by_route" if by_route else "active_incidents")
+        return ActiveIncidents(
+            by_state=tuple(ActiveCount(r["status"], r["severity"], r["kind"], r["n"], r["oldest_open"])
+                           for r in rows if r["status"] is not None),
+            # the (route) grouping set's rows: every other column is NULL
+            by_route={r["route"]: r["n"] for r in rows if r["status"] is None},
+        )
+
     async def ping(self) -> None:
         try:
             async with self.pool.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1")
+                await conn.fetchval(QUERIES["ping"])
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
 
@@ -397,30 +436,48 @@ def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
     return state
 
 
-def _apply_args(plan: correlation.Plan, now: datetime, notice_severities: frozenset[str]) -> list[Any]:
-    n = plan.new_incidents
-    c = list(plan.changes.values())
-    m = plan.members
-    e = plan.events
-    return [
-        now,
-        [x.id for x in n],
-        [x.incident_key for x in n],
-        [x.route for x in n],
-        [x.kind for x in n],
-        [x.severity for x in n],
-        [_dumps(x.owner) for x in n],
-        [_dumps(x.metadata) for x in n],
-        [x.mapping_rule for x in n],
-        [x.id for x in c],
-        [x.severity for x in c],
-        [x.status for x in c],
-        [_dumps(x.metadata) for x in c],
-        [x.flap_count for x in c],
-        [x.reopened for x in c],
-        [x.rearm for x in c],
-        [x.clear_ack for x in c],
-        _dumps([
+class _PlanRecords(NamedTuple):
+    """A correlation plan as apply_ingest's JSON record sets ($2-$5; $6 the incidents to send resolve notices
+    for). Each record names its fields as the query's column definitions do."""
+
+    new_incidents: str
+    changes: str
+    members: str
+    events: str
+    resolve_notices: list[uuid.UUID]
+
+
+def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str]) -> _PlanRecords:
+    changes = list(plan.changes.values())
+    return _PlanRecords(
+        new_incidents=_dumps([
+            {
+                "id": str(x.id),
+                "incident_key": x.incident_key,
+                "route": x.route,
+                "kind": x.kind,
+                "severity": x.severity,
+                "owner": x.owner,
+                "metadata": x.metadata,
+                "mapping_rule": x.mapping_rule,
+            }
+            for x in plan.new_incidents
+        ]),
+        changes=_dumps([
+            {
+                "id": str(x.id),
+                "severity": x.severity,
+                "status": x.status,
+                "metadata": x.metadata,
+                "flap_count": x.flap_count,
+                "reopened": x.reopened,
+                "rearm": x.rearm,
+                "clear_ack": x.clear_ack,
+            }
+            for x in changes
+        ]),
+        # one JSON array: for a webhook of many alerts, cheaper to build than eight arrays of parameters
+        members=_dumps([
             {
                 "incident_id": str(x.incident_id),
                 "fingerprint": x.alert.fingerprint,
@@ -431,11 +488,99 @@ def _apply_args(plan: correlation.Plan, now: datetime, notice_severities: frozen
                 "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
                 "generator_url": x.alert.generator_url,
             }
-            for x in m
+            for x in plan.members
         ]),
-        [x.incident_id for x in e],
-        [x.type for x in e],
-        [x.actor for x in e],
-        [_dumps(x.detail) for x in e],
-        [x.id for x in c if x.resolved and x.severity in notice_severities],
-    ]
+        events=_dumps([
+            {"incident_id": str(x.incident_id), "type": x.type, "actor": x.actor, "detail": x.detail}
+            for x in plan.events
+        ]),
+        resolve_notices=[x.id for x in changes if x.resolved and x.severity in notice_severities],
+    )
+
+
+def _escalation_records(plans: Sequence[Escalation]) -> tuple[str, str, str]:
+    """Escalation plans as apply_escalations' JSON record sets: levels and timers, outbox items, events."""
+    levels: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for e in plans:
+        incident_id = str(e.incident_id)
+        levels.append({"id": incident_id, "level": e.level,
+                       "next_at": e.next_at.isoformat() if e.next_at is not None else None})
+        outbox.extend(
+            {"incident_id": incident_id, "notification_key": e.notification_key, "level": e.level,
+             "target": t.id, "target_type": t.type, "url": t.url}
+            for t in e.targets
+        )
+        if e.level > e.from_level:
+            events.append({"incident_id": incident_id, "type": "escalated", "detail": {
+                "from_level": e.from_level, "to_level": e.level, "targets": e.target_ids,
+                "skipped_levels": max(0, e.level - e.from_level - 1)}})
+        elif e.level == 0 and e.targets:
+            events.append({"incident_id": incident_id, "type": "paged",
+                           "detail": {"level": 0, "targets": e.target_ids}})
+    return _dumps(levels), _dumps(outbox), _dumps(events)
+
+
+def _due_incident(r: asyncpg.Record) -> DueIncident:
+    # the owner snapshot's JSON shape is the store's to know (see Ingestor.owner_snapshot)
+    targets = (r["owner"] or {}).get("targets") or []
+    return DueIncident(
+        id=r["id"],
+        severity=r["severity"],
+        escalation_level=r["escalation_level"],
+        escalation_anchor_at=r["escalation_anchor_at"],
+        escalation_cycle=r["escalation_cycle"],
+        owner_targets=tuple(Target(t["id"], t["type"], t["url"]) for t in targets),
+    )
+
+
+def _json_record(value: Any) -> dict[str, Any]:
+    """A frozen store type as one JSON record: every field by name, times in ISO 8601, ids as text."""
+    record = as_dict(value)
+    for name, v in record.items():
+        if isinstance(v, datetime):
+            record[name] = v.isoformat()
+        elif isinstance(v, uuid.UUID):
+            record[name] = str(v)
+    return record
+
+
+R = TypeVar("R", MemberAlert, TimelineEvent)
+
+
+def _bounded_page(rows: Sequence[asyncpg.Record], limit: int, cls: type[R]) -> BoundedPage[R]:
+    """A page from up to `limit` + 1 rows of a bounded query, whose rows carry `fetched` (rows read before the
+    byte bound: more than kept means a next page) and `page_bytes` (the running total of their size)."""
+    kept = rows[:limit]
+    return BoundedPage(
+        items=[cls(**{k: v for k, v in r.items() if k not in ("fetched", "page_bytes")}) for r in kept],
+        more=bool(rows) and rows[0]["fetched"] > len(kept),
+        bytes=int(kept[-1]["page_bytes"] or 0) if kept else 0,
+    )
+
+
+def _outbox_item(r: asyncpg.Record) -> OutboxItem:
+    return OutboxItem(
+        id=r["id"],
+        incident_id=r["incident_id"],
+        notification_key=r["notification_key"],
+        level=r["level"],
+        target=r["target"],
+        target_type=r["target_type"],
+        destination=r["url"],
+        attempts=r["attempts"],
+        created_at=r["created_at"],
+        incident_key=r["incident_key"],
+        route=r["route"],
+        kind=r["kind"],
+        severity=r["severity"],
+        status=r["status"],
+        first_seen=r["first_seen"],
+        resolved_at=r["resolved_at"],
+        acknowledged_by=r["acknowledged_by"],
+        owner_name=r["owner_name"] or "",
+        metadata=dict(r["metadata"] or {}),
+        firing_count=r["firing_count"],
+        alert_count=r["alert_count"],
+    )

@@ -4,20 +4,22 @@
 SELECT * FROM ingest_state($1::text[], $2::text[], $3::timestamptz);
 
 -- apply_ingest --
--- Write a correlation plan: new incidents, changed incidents, member alerts and timeline events,
--- in one statement. $1 is now.
+-- Write a correlation plan in one statement: $1 now; JSON arrays of records ($2 new incidents, $3 changed
+-- incidents, $4 member alerts, $5 timeline events in order) whose fields are named here and in the store's
+-- _plan_records; $6 the incidents that resolved and send resolve notices.
 WITH new_incidents AS (
     INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
                            owner, metadata, mapping_rule, escalation_cycle, escalation_anchor_at, next_escalation_at)
     SELECT n.id, n.incident_key, n.route, n.kind, n.severity, 'open', $1, $1,
-           n.owner::jsonb, n.metadata::jsonb, n.mapping_rule, 1, $1, $1
-    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-         AS n(id, incident_key, route, kind, severity, owner, metadata, mapping_rule)
+           n.owner, n.metadata, n.mapping_rule, 1, $1, $1
+    FROM jsonb_to_recordset($2::text::jsonb)
+         AS n(id uuid, incident_key text, route text, kind text, severity text, owner jsonb, metadata jsonb,
+              mapping_rule text)
 ), changed AS (
     UPDATE incidents AS i
     SET severity = c.severity,
         status = c.status,
-        metadata = c.metadata::jsonb,
+        metadata = c.metadata,
         flap_count = c.flap_count,
         last_seen = greatest(i.last_seen, $1),
         resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, $1) END,
@@ -34,17 +36,16 @@ WITH new_incidents AS (
         status_before_silence = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL
                                      WHEN c.clear_ack AND i.status = 'silenced' THEN 'open'
                                      ELSE i.status_before_silence END
-    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::int[], $15::bool[], $16::bool[],
-                $17::bool[])
-         AS c(id, severity, status, metadata, flap_count, reopened, rearm, clear_ack)
+    FROM jsonb_to_recordset($3::text::jsonb)
+         AS c(id uuid, severity text, status text, metadata jsonb, flap_count int, reopened bool, rearm bool,
+              clear_ack bool)
     WHERE i.id = c.id
 ), members AS (
     INSERT INTO incident_alerts AS a (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                       generator_url, first_received_at, last_received_at, receive_count)
     SELECT m.incident_id, m.fingerprint, m.status, m.labels, m.annotations, m.starts_at, m.ends_at,
            m.generator_url, $1, $1, 1
-    -- one JSON array: for a webhook of many alerts, cheaper to build than eight arrays of parameters
-    FROM jsonb_to_recordset($18::text::jsonb)
+    FROM jsonb_to_recordset($4::text::jsonb)
          AS m(incident_id uuid, fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
               ends_at timestamptz, generator_url text)
     ON CONFLICT (incident_id, fingerprint) DO UPDATE
@@ -58,18 +59,22 @@ WITH new_incidents AS (
         receive_count = a.receive_count + 1
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
-    SELECT e.incident_id, $1, e.type, e.actor, e.detail::jsonb
-    FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY
-         AS e(incident_id, type, actor, detail, ord)
+    SELECT e.incident_id, $1, e.type, e.actor, e.detail
+    FROM ROWS FROM (jsonb_to_recordset($5::text::jsonb) AS (incident_id uuid, type text, actor text, detail jsonb))
+         WITH ORDINALITY AS e(incident_id, type, actor, detail, ord)
     ORDER BY e.ord
 ), resolve_notices AS (
-    SELECT queue_resolve_notices($23::uuid[], $1) AS queued
+    SELECT queue_resolve_notices($6::uuid[], $1) AS queued
 )
 SELECT queued FROM resolve_notices;
 
 -- list_incidents --
--- Newest first, keyset-paginated on (first_seen, id). Empty filter arrays mean "any".
-SELECT i.*,
+-- The read API's list (IncidentView): newest first, keyset-paginated on (first_seen, id). Empty filter arrays
+-- mean "any".
+SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.acknowledged_by,
+       i.acknowledged_at, i.escalation_level, i.escalated_at, i.owner, i.metadata, i.resolved_at, i.resolved_by,
+       i.mapping_rule, i.flap_count, i.next_escalation_at, i.escalation_anchor_at, i.escalation_cycle,
+       i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence,
        (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
         WHERE a.incident_id = i.id) AS firing_count,
        (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
@@ -83,7 +88,11 @@ ORDER BY i.first_seen DESC, i.id DESC
 LIMIT $7;
 
 -- get_incident --
-SELECT i.*,
+-- One incident with its member counts (IncidentView).
+SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.acknowledged_by,
+       i.acknowledged_at, i.escalation_level, i.escalated_at, i.owner, i.metadata, i.resolved_at, i.resolved_by,
+       i.mapping_rule, i.flap_count, i.next_escalation_at, i.escalation_anchor_at, i.escalation_cycle,
+       i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence,
        (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
         WHERE a.incident_id = i.id) AS firing_count,
        (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
@@ -146,6 +155,7 @@ WHERE q.page_bytes - q.bytes < $4
 ORDER BY q.id DESC;
 
 -- incident_event_count --
+-- How many events the incident's timeline holds.
 SELECT count(*) FROM incident_events WHERE incident_id = $1;
 
 -- incident_common_labels --
@@ -158,6 +168,7 @@ WHERE NOT EXISTS (SELECT 1 FROM incident_alerts AS a
                   WHERE a.incident_id = $1 AND NOT a.labels @> jsonb_build_object(l.key, l.value));
 
 -- applied_migrations --
+-- The ids of the migrations yoyo applied (readiness compares them with the shipped ones).
 SELECT migration_id FROM _yoyo_migration;
 
 -- tick_timers --
@@ -233,6 +244,8 @@ SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
            OR (SELECT queued FROM notices) > 0 AS delivery_due;
 
 -- claim_escalations --
+-- Claim open incidents whose escalation timer has passed ($1 now), at most $2, locked for the transaction;
+-- other replicas skip them.
 SELECT id, severity, escalation_level, escalation_anchor_at, escalation_cycle, owner
 FROM incidents
 WHERE status = 'open' AND next_escalation_at <= $1
@@ -241,30 +254,32 @@ LIMIT $2
 FOR NO KEY UPDATE SKIP LOCKED;
 
 -- apply_escalations --
--- $1 now; levels and timers; outbox rows (the unique key makes a page exactly-once); events.
+-- Write escalation plans: $1 now; JSON arrays of records named here and in the store's _escalation_records:
+-- $2 levels and timers, $3 outbox items (the unique key makes a page exactly-once), $4 timeline events.
 WITH raised AS (
     UPDATE incidents AS i
     SET escalation_level = u.level,
         escalated_at = CASE WHEN u.level > i.escalation_level THEN $1 ELSE i.escalated_at END,
         next_escalation_at = u.next_at
-    FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS u(id, level, next_at)
+    FROM jsonb_to_recordset($2::text::jsonb) AS u(id uuid, level int, next_at timestamptz)
     WHERE i.id = u.id
 ), outbox AS (
     INSERT INTO notifications (incident_id, notification_key, level, target, target_type, url, created_at,
                                next_attempt_at)
     SELECT o.incident_id, o.notification_key, o.level, o.target, o.target_type, o.url, $1, $1
-    FROM unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], $10::text[])
-         AS o(incident_id, notification_key, level, target, target_type, url)
+    FROM jsonb_to_recordset($3::text::jsonb)
+         AS o(incident_id uuid, notification_key text, level int, target text, target_type text, url text)
     ON CONFLICT (incident_id, notification_key, target) DO NOTHING
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
-    SELECT e.incident_id, $1, e.type, 'receiver', e.detail::jsonb
-    FROM unnest($11::uuid[], $12::text[], $13::text[]) AS e(incident_id, type, detail)
+    SELECT e.incident_id, $1, e.type, 'receiver', e.detail
+    FROM jsonb_to_recordset($4::text::jsonb) AS e(incident_id uuid, type text, detail jsonb)
 )
 SELECT 1;
 
 -- claim_notifications --
--- Lease due outbox rows: other replicas skip them until the lease ends ($3, which outlasts an attempt).
+-- Lease due outbox rows, each with its incident as it is now (an OutboxItem); `url` is the target's destination.
+-- Lease them: other replicas skip them until the lease ends ($3, which outlasts an attempt).
 -- The incremented attempt number is the lease's token: record_deliveries writes only under it.
 WITH due AS (
     SELECT id FROM notifications
@@ -285,7 +300,8 @@ RETURNING n.id, n.incident_id, n.notification_key, n.level, n.target, n.target_t
           (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count;
 
 -- record_deliveries --
--- Outcomes are written only by the attempt that holds the row's lease ($3: the attempt number it claimed),
+-- Record delivery outcomes ($2: a JSON array of {id, attempt, status, next_at, error}) and their events.
+-- Outcomes are written only by the attempt that holds the row's lease (`attempt`: the number it claimed),
 -- so a late outcome never overwrites a newer attempt's; every attempt's event goes on the timeline.
 -- Returns how many outcomes were written.
 WITH outcome AS (
@@ -294,37 +310,56 @@ WITH outcome AS (
         next_attempt_at = coalesce(r.next_at, n.next_attempt_at),
         delivered_at = CASE WHEN r.status = 'delivered' THEN $1 ELSE n.delivered_at END,
         last_error = r.error
-    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::text[])
-         AS r(id, attempt, status, next_at, error)
+    FROM jsonb_to_recordset($2::text::jsonb) AS r(id bigint, attempt int, status text, next_at timestamptz, error text)
     WHERE n.id = r.id AND n.attempts = r.attempt AND n.status = 'pending'
     RETURNING n.id
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT e.incident_id, $1, e.type, 'receiver', e.detail::jsonb
-    FROM unnest($7::uuid[], $8::text[], $9::text[]) AS e(incident_id, type, detail)
+    FROM unnest($3::uuid[], $4::text[], $5::text[]) AS e(incident_id, type, detail)
 )
 SELECT count(*)::int AS recorded FROM outcome;
 
 -- lock_incident --
-SELECT * FROM incidents WHERE id = $1 FOR NO KEY UPDATE;
+-- One incident (Incident), locked for a lifecycle action's transaction.
+SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.acknowledged_by,
+       i.acknowledged_at, i.escalation_level, i.escalated_at, i.owner, i.metadata, i.resolved_at, i.resolved_by,
+       i.mapping_rule, i.flap_count, i.next_escalation_at, i.escalation_anchor_at, i.escalation_cycle,
+       i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence
+FROM incidents AS i WHERE i.id = $1 FOR NO KEY UPDATE;
 
 -- update_lifecycle --
-UPDATE incidents
-SET status = $2, acknowledged_by = $3, acknowledged_at = $4, resolved_at = $5, resolved_by = $6,
-    silenced_until = $7, silenced_at = $8, silenced_by = $9, silence_reason = $10, status_before_silence = $11,
-    escalation_anchor_at = $12, next_escalation_at = $13
-WHERE id = $1;
+-- Write one incident's lifecycle columns ($2: a JSON record of Lifecycle's fields); returns it as written.
+UPDATE incidents AS i
+SET status = s.status, acknowledged_by = s.acknowledged_by, acknowledged_at = s.acknowledged_at,
+    resolved_at = s.resolved_at, resolved_by = s.resolved_by, silenced_until = s.silenced_until,
+    silenced_at = s.silenced_at, silenced_by = s.silenced_by, silence_reason = s.silence_reason,
+    status_before_silence = s.status_before_silence, escalation_anchor_at = s.escalation_anchor_at,
+    next_escalation_at = s.next_escalation_at
+FROM jsonb_to_record($2::text::jsonb)
+     AS s(status text, acknowledged_by text, acknowledged_at timestamptz, resolved_at timestamptz, resolved_by text,
+          silenced_until timestamptz, silenced_at timestamptz, silenced_by text, silence_reason text,
+          status_before_silence text, escalation_anchor_at timestamptz, next_escalation_at timestamptz)
+WHERE i.id = $1
+RETURNING i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.acknowledged_by,
+          i.acknowledged_at, i.escalation_level, i.escalated_at, i.owner, i.metadata, i.resolved_at, i.resolved_by,
+          i.mapping_rule, i.flap_count, i.next_escalation_at, i.escalation_anchor_at, i.escalation_cycle,
+          i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence;
 
 -- insert_event --
+-- Append one event to an incident's timeline.
 INSERT INTO incident_events (incident_id, at, type, actor, detail) VALUES ($1, $2, $3, $4, $5);
 
 -- queue_resolve_notices --
+-- Queue resolve notices for one incident (the function is in migrations/0005_resolve_notices.sql).
 SELECT queue_resolve_notices(ARRAY[$1::uuid], $2);
 
 -- use_link --
+-- Spend a signed link: returns its signature only the first time.
 INSERT INTO used_links (signature, used_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING signature;
 
 -- link_secret --
+-- The secret that signs links, stored by the first replica to start ($1, its candidate).
 WITH created AS (
     INSERT INTO settings (name, value) VALUES ('link_signing_secret', $1)
     ON CONFLICT (name) DO NOTHING
@@ -353,6 +388,8 @@ ORDER BY i.severity, i.first_seen, i.id
 LIMIT $9;
 
 -- page_resolved --
+-- The status page's resolved incidents (IncidentSummary): $1-$4 filters (empty = any), keyset before ($5, $6),
+-- $7 limit; newest first.
 SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen, i.last_seen, i.resolved_at,
        i.escalation_level, i.owner ->> 'name' AS owner_name, i.acknowledged_by, i.silenced_until,
        i.resolved_by, i.metadata ->> 'summary' AS summary,
@@ -370,7 +407,29 @@ ORDER BY i.resolved_at DESC, i.id DESC
 LIMIT $7;
 
 -- page_counts --
+-- Active incidents counted by severity and status, for the status page's header.
 SELECT severity, status, count(*)::int AS n
 FROM incidents
 WHERE status <> 'resolved'
 GROUP BY severity, status;
+
+-- active_incidents --
+-- Active incidents counted by status, severity and kind for the metrics, with the oldest open one's first_seen
+-- (Unix time): one scan, which the partial indexes on status <> 'resolved' keep off the resolved history.
+SELECT status, severity, kind, NULL::text AS route, count(*)::int AS n,
+       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
+FROM incidents
+WHERE status <> 'resolved'
+GROUP BY status, severity, kind;
+
+-- active_incidents_by_route --
+-- The same and, in the same scan (GROUPING SETS), the counts by route: those rows have a NULL status.
+SELECT status, severity, kind, route, count(*)::int AS n,
+       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
+FROM incidents
+WHERE status <> 'resolved'
+GROUP BY GROUPING SETS ((status, severity, kind), (route));
+
+-- ping --
+-- The cheapest statement: is the database there?
+SELECT 1;

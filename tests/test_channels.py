@@ -1,0 +1,255 @@
+"""The channels out (receiver/notify/): the registry, and each channel end to end on a real PostgreSQL against a
+fake target that is a real server (HTTP, or SMTP for email): what it is sent through an incident's lifecycle, how
+its answers are classified, and that its secret (URL, routing key, password) is never in an error, a log line or
+a page (as Alertmanager's AssertNotifyLeaksNoSecret checks its notifiers).
+
+Time is controlled: tests call `tick(now)` and `deliver(now)` themselves (the app runs without loops).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from receiver.app import create_app
+from receiver.config import Config, parse_config
+from receiver.ingest.alertmanager import parse_notification
+from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
+from receiver.model import TargetType
+from receiver.notify import delivery
+from receiver.notify.registry import NOTIFIERS
+from tests.fakes import FakePagerDuty, FakeTarget, FakeTeams
+from tests.helpers import alert, payload
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+CRIT = {"severity": "critical"}
+API_TOKEN = "api-token-for-channels"
+ROUTING_KEY = "R0UTINGKEY0SECRET0000000000000000"
+POLICY = """
+api_tokens:
+  - name: alice
+    token_env: ALICE_TOKEN
+delivery:
+  timeout: 2s
+  initial_backoff: 2s
+escalation:
+  policies:
+    critical:
+      steps: [{after: 5m}]
+"""
+
+
+def test_every_channel_has_one_notifier_and_the_deliverer_names_none() -> None:
+    assert set(NOTIFIERS) == set(TargetType)
+    assert all(cls.type == name for name, cls in NOTIFIERS.items())
+    source = inspect.getsource(delivery)
+    for channel in TargetType:
+        assert f'"{channel}"' not in source and f"'{channel}'" not in source
+
+
+class Env:
+    def __init__(self, client: Any, config: Config):
+        self.client, self.config = client, config
+        self.app = client.server.app
+
+    async def post(self, body: dict[str, Any], now: datetime) -> None:
+        await self.app[INGESTOR].ingest(parse_notification(body), now)
+
+    async def tick(self, now: datetime) -> list[Any]:
+        await self.app[ESCALATOR].tick(now)
+        return list(await self.app[DELIVERER].deliver(now))
+
+    async def incident(self) -> dict[str, Any]:
+        reply = await self.client.get("/api/incidents?status=open,acknowledged,silenced,resolved")
+        [inc] = (await reply.json())["incidents"]
+        return dict(await (await self.client.get(f"/api/incidents/{inc['id']}")).json())
+
+    async def act(self, incident_id: str, action: str) -> None:
+        reply = await self.client.post(f"/api/incidents/{incident_id}/{action}", json={},
+                                       headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert reply.status == 200, await reply.text()
+
+
+@pytest.fixture
+def env(aiohttp_client: Any, database_url: str) -> Any:
+    async def make(owner: str, secrets: dict[str, str]) -> Env:
+        text = f"external_url: https://receiver.example\nowners:\n  - name: default\n{owner}{POLICY}"
+        config = parse_config(text, env={**secrets, "ALICE_TOKEN": API_TOKEN})
+        return Env(await aiohttp_client(create_app(config, database_url, loops=False)), config)
+
+    return make
+
+
+async def lifecycle(e: Env) -> str:
+    """Open (with hostile labels), escalate to level 1, resolve; returns the incident id."""
+    await e.post(payload(alert(instance="a", team="**bold** [x](http://evil.example) <at>everyone</at> @here",
+                               annotations={"summary": "# heading\n<b>p99</b> is _high_"}, **CRIT)), T0)
+    await e.tick(T0)
+    await e.tick(T0 + timedelta(minutes=5))
+    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:07:00Z",
+                               team="**bold** [x](http://evil.example) <at>everyone</at> @here", **CRIT)),
+                 T0 + timedelta(minutes=7))
+    await e.tick(T0 + timedelta(minutes=7))
+    return str((await e.incident())["id"])
+
+
+def assert_no_secret(fake: FakeTarget, secret: str, e: Env, inc: dict[str, Any], caplog: pytest.LogCaptureFixture,
+                     listing: str) -> None:
+    ours = "\n".join(r.getMessage() for r in caplog.records)
+    everything = "\n".join([ours, str(inc), listing, repr(e.config)])
+    assert secret not in everything
+    assert "notify_failed" in str(inc) or "notify_retry" in str(inc)
+
+
+# --- Microsoft Teams ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def teams() -> AsyncIterator[FakeTeams]:
+    async with FakeTeams() as fake:
+        yield fake
+
+
+TEAMS_OWNER = "    teams_url_env: TEAMS_URL\n"
+
+
+def text_blocks(value: Any) -> list[str]:
+    """Every TextBlock text of a card: where Teams parses Markdown."""
+    if isinstance(value, dict):
+        own = [value["text"]] if value.get("type") == "TextBlock" else []
+        return own + [t for v in value.values() for t in text_blocks(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in text_blocks(v)]
+    return []
+
+
+async def test_teams_follows_the_lifecycle_with_untrusted_text_only_in_text_runs(env: Any, teams: FakeTeams) -> None:
+    e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
+    incident_id = await lifecycle(e)
+    assert [(p.event, p.level) for p in teams.posts] == [("opened", 0), ("escalated", 1), ("resolved", 0)]
+    assert {p.incident_id for p in teams.posts} == {incident_id}
+    assert all(r.headers["Content-Type"] == "application/json" for r in teams.requests)
+    card = FakeTeams.card(teams.received[0])
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    runs = [i["text"] for b in card["body"] if b["type"] == "RichTextBlock" for i in b["inlines"]]
+    assert "# heading\n<b>p99</b> is _high_" in runs  # as it is: a TextRun parses nothing
+    for text in text_blocks(card):
+        assert not any(c in text for c in "*[]<>_#@"), text
+    actions = {a["title"]: a["url"] for a in card["actions"]}
+    assert actions["Incident"] == f"https://receiver.example/incidents/{incident_id}"
+    assert actions["Acknowledge"].startswith("https://receiver.example/incidents/")
+    assert "Acknowledge" not in {a["title"] for a in FakeTeams.card(teams.received[2]).get("actions", [])}
+
+
+async def test_teams_answers_are_classified(env: Any, teams: FakeTeams, db: Any) -> None:
+    e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    teams.status, teams.body_text = 200, "Webhook message delivery failed with error: Microsoft Teams endpoint " \
+        "returned HTTP error 429 with ContextId tcid=0"
+    [first] = await e.tick(T0)
+    assert (first.status, first.result.error) == ("pending", "HTTP 429 in a 200")
+    teams.status, teams.body_text = 400, ""
+    [second] = await e.tick(T0 + timedelta(minutes=1))
+    assert (second.status, second.result.error) == ("failed", "HTTP 400")
+    teams.status = 202
+    [third] = await e.tick(T0 + timedelta(minutes=5))
+    assert third.status == "delivered" and third.key == "c1:l1"
+
+
+async def test_teams_url_never_leaks(env: Any, teams: FakeTeams, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
+    teams.script = [500, 404]
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.tick(T0)
+    await e.tick(T0 + timedelta(minutes=1))
+    inc = await e.incident()
+    assert inc["owner"]["targets"] == [{"id": "default/teams", "type": "teams"}]
+    listing = await (await e.client.get("/api/incidents")).text()
+    assert_no_secret(teams, "teams-secret-sig", e, inc, caplog, listing)
+
+
+# --- PagerDuty ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def pagerduty() -> AsyncIterator[FakePagerDuty]:
+    async with FakePagerDuty() as fake:
+        yield fake
+
+
+def pd_owner(fake: FakePagerDuty) -> str:
+    return f"    pagerduty:\n      routing_key_env: PD_KEY\n      url: {fake.url}\n"
+
+
+async def test_pagerduty_triggers_and_resolves_one_alert_per_incident(env: Any, pagerduty: FakePagerDuty) -> None:
+    e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
+    incident_id = await lifecycle(e)
+    events = pagerduty.received
+    assert [(ev["event_action"], ev["dedup_key"]) for ev in events] == [
+        ("trigger", incident_id), ("trigger", incident_id), ("resolve", incident_id)]
+    assert all(ev["routing_key"] == ROUTING_KEY for ev in events)
+    trigger = events[0]
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["summary"] == (
+        "Incident opened: GET /notifications/recent::latency: # heading <b>p99</b> is _high_")
+    assert trigger["payload"]["source"] == "GET /notifications/recent"
+    assert trigger["client_url"] == f"https://receiver.example/incidents/{incident_id}"
+    assert events[1]["payload"]["custom_details"]["level"] == 1
+    assert events[2] == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": incident_id}
+
+
+async def test_pagerduty_acknowledging_here_sends_nothing(env: Any, pagerduty: FakePagerDuty) -> None:
+    """Documented in the README: an acknowledgement writes no outbox item; escalation stops, the alert stays."""
+    e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.tick(T0)
+    await e.act((await e.incident())["id"], "ack")
+    await e.tick(T0 + timedelta(minutes=6))
+    assert [ev["event_action"] for ev in pagerduty.received] == ["trigger"]
+
+
+async def test_pagerduty_answers_are_classified(env: Any, pagerduty: FakePagerDuty) -> None:
+    e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    pagerduty.script = [429, 500, 400]
+    [throttled] = await e.tick(T0)
+    assert (throttled.status, throttled.result.retry_after) == ("pending", timedelta(seconds=7))
+    [unavailable] = await e.tick(T0 + timedelta(seconds=10))
+    assert (unavailable.status, unavailable.result.error) == ("pending", "HTTP 500")
+    [invalid] = await e.tick(T0 + timedelta(seconds=30))
+    assert (invalid.status, invalid.result.error) == ("failed", "HTTP 400")
+
+
+async def test_pagerduty_routing_key_never_leaks(env: Any, pagerduty: FakePagerDuty,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
+    pagerduty.script = [500, 400]
+    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.tick(T0)
+    await e.tick(T0 + timedelta(minutes=1))
+    inc = await e.incident()
+    assert inc["owner"]["targets"] == [{"id": "default/pagerduty", "type": "pagerduty"}]
+    listing = await (await e.client.get("/api/incidents")).text()
+    assert_no_secret(pagerduty, ROUTING_KEY, e, inc, caplog, listing)
+
+
+def test_pagerduty_config_refuses_inline_keys_and_bad_urls() -> None:
+    from receiver.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_config("owners:\n  - name: a\n    pagerduty: {routing_key: abc, url: ftp://x}\n"
+                     "  - name: b\n    pagerduty: {url: https://events.eu.pagerduty.com/v2/enqueue}\n", env={})
+    assert e.value.errors == [
+        "<string>:3: owners[0].pagerduty.routing_key: secrets are not written in the config; use routing_key_env "
+        "or routing_key_file",
+        "<string>:3: owners[0].pagerduty.url: expected a URL starting with http:// or https://",
+        "<string>:5: owners[1].pagerduty.routing_key_env: pagerduty needs routing_key_env or routing_key_file",
+    ]
+    assert "abc" not in str(e.value)
