@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from .config import Config, Policy
+from .model import DueIncident, Escalation, Severity, StaleResolved, Target
 from .store import Store, StoreUnavailable
 from .timeutil import utcnow
 
@@ -59,40 +59,27 @@ def next_due(policy: Policy, anchor: datetime, level: int) -> datetime | None:
     return anchor + offsets[level + 1] if level + 1 < len(offsets) else None
 
 
-@dataclass(frozen=True)
-class Escalation:
-    incident_id: uuid.UUID
-    from_level: int
-    level: int
-    next_at: datetime | None
-    notifications: list[tuple[str, str, str, str]]  # (key, target id, type, url)
-    targets: list[str]
-
-
-def plan_escalation(row: Any, policy: Policy, config: Config) -> Escalation:
+def plan_escalation(due: DueIncident, policy: Policy, config: Config, now: datetime) -> Escalation:
     """What one due incident does now: the level it should be at and whom to notify."""
-    anchor: datetime = row["escalation_anchor_at"]
-    current: int = row["escalation_level"]
-    level = max(current, due_level(policy, anchor, row["now"]))
-    notifications: list[tuple[str, str, str, str]] = []
+    level = max(due.escalation_level, due_level(policy, due.escalation_anchor_at, now))
+    targets: list[Target] = []
     seen: set[str] = set()
-    key = f"c{row['escalation_cycle']}:l{level}"
     for name in level_targets(policy, level):
         if name == "owner":
-            targets = [(t["id"], t["type"], t["url"]) for t in (row["owner"] or {}).get("targets", [])]
+            candidates: Sequence[Target] = due.owner_targets
         else:
-            targets = [(t.id, t.type, t.url.value) for t in config.owner(name).targets]
-        for target_id, target_type, url in targets:
-            if target_id not in seen:
-                seen.add(target_id)
-                notifications.append((key, target_id, target_type, url))
+            candidates = [Target(t.id, t.type, t.url.value) for t in config.owner(name).targets]
+        for target in candidates:
+            if target.id not in seen:
+                seen.add(target.id)
+                targets.append(target)
     return Escalation(
-        incident_id=row["id"],
-        from_level=current,
+        incident_id=due.id,
+        from_level=due.escalation_level,
         level=level,
-        next_at=next_due(policy, anchor, level),
-        notifications=notifications,
-        targets=[n[1] for n in notifications],
+        next_at=next_due(policy, due.escalation_anchor_at, level),
+        notification_key=f"c{due.escalation_cycle}:l{level}",
+        targets=tuple(targets),
     )
 
 
@@ -100,7 +87,7 @@ def plan_escalation(row: Any, policy: Policy, config: Config) -> Escalation:
 class TickResult:
     unsilenced: int = 0
     ack_timeouts: int = 0
-    stale_resolved: list[tuple[str, str, float]] = field(default_factory=list)  # (kind, severity, age s)
+    stale_resolved: list[StaleResolved] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
     queries: int = 0
     delivery_due: bool = False
@@ -114,10 +101,6 @@ class Escalator:
         self.config = config
         self.store = store
 
-    @property
-    def resolve_notice_severities(self) -> list[str]:
-        return [s for s, p in self.config.escalation.policies.items() if p.notify_on_resolve]
-
     async def tick(self, now: datetime) -> TickResult:
         cfg = self.config
         ack_before = now - cfg.escalation.ack_timeout if cfg.escalation.ack_timeout else None
@@ -126,29 +109,26 @@ class Escalator:
             stale_before=now - cfg.correlation.stale_after,
             ack_before=ack_before,
             stale_after_seconds=int(cfg.correlation.stale_after.total_seconds()),
-            notice_severities=self.resolve_notice_severities,
+            notice_severities=cfg.escalation.resolve_notice_severities,
             batch=500,
         )
         result = TickResult(
-            unsilenced=timers["unsilenced"],
-            ack_timeouts=timers["ack_timeouts"],
-            stale_resolved=[(k, sev, float(age)) for k, sev, age in (timers["stale"] or [])],
+            unsilenced=timers.unsilenced,
+            ack_timeouts=timers.ack_timeouts,
+            stale_resolved=list(timers.stale_resolved),
             queries=1,
-            delivery_due=timers["delivery_due"],
+            delivery_due=timers.delivery_due,
         )
-        if not timers["escalation_due"]:
+        if not timers.escalation_due:
             return result
 
-        def decide(rows: Sequence[Any]) -> list[Escalation]:
-            plans = []
-            for row in rows:
-                policy = cfg.escalation.policies.get(row["severity"]) or cfg.escalation.policies["warning"]
-                plans.append(plan_escalation({**dict(row), "now": now}, policy, cfg))
-            return plans
+        def decide(due: Sequence[DueIncident]) -> list[Escalation]:
+            policies = cfg.escalation.policies
+            return [plan_escalation(d, policies.get(d.severity) or policies[Severity.WARNING], cfg, now) for d in due]
 
         result.escalations = await self.store.escalate(now, decide, batch=500)
         result.queries += 4
-        if any(e.notifications for e in result.escalations):
+        if any(e.targets for e in result.escalations):
             result.delivery_due = True
         return result
 

@@ -1,28 +1,27 @@
 """The incident lifecycle people drive: acknowledge, unacknowledge, resolve, silence, unsilence.
 
-Each action is a pure function of the incident's current row and `now`, returning the columns to
-change and the timeline event; an action that makes no sense for the current state raises
-InvalidTransition (answered with 409). Input that can never be valid (a silence without a reason, a
-duration that is not one, text the database cannot store) raises InvalidInput (answered with 400):
-`silence_input` and `text_input` validate and clean every field people send. Pausing (acknowledge,
-silence) keeps the escalation timers; resuming shifts them by the pause, so escalation continues from
-where it was.
+Each action is a pure function of the incident as stored and `now`, returning a `Transition` (the
+incident's lifecycle columns after the action, and its timeline event); an action that makes no sense for
+the current state raises InvalidTransition (answered with 409). Input that can never be valid (a silence
+without a reason, a duration that is not one, text the database cannot store) raises InvalidInput
+(answered with 400): `silence_input` and `text_input` validate and clean every field people send. Pausing
+(acknowledge, silence) keeps the escalation timers; resuming shifts them by the pause, so escalation
+continues from where it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .model import clean_text
+from .model import Incident, IncidentStatus, Lifecycle, Transition, clean_text
 from .timeutil import parse_duration, parse_rfc3339
 
 ACTIONS = ("ack", "unack", "resolve", "silence", "unsilence")
 MAX_SILENCE = timedelta(days=30)
 MAX_REASON = 500  # characters of a silence reason kept
-
-Change = tuple[dict[str, Any], str, dict[str, Any]]
 
 
 class InvalidTransition(Exception):
@@ -76,73 +75,76 @@ def silence_input(body: Mapping[str, Any], now: datetime) -> tuple[datetime, str
     return until, reason
 
 
-def _shift(row: Mapping[str, Any], paused_at: datetime | None, now: datetime) -> dict[str, Any]:
+def _resumed(state: Lifecycle, paused_at: datetime | None, now: datetime) -> Lifecycle:
+    """`state` with its escalation timers moved on by the pause that began at `paused_at`."""
     if paused_at is None:
-        return {}
+        return state
     pause = max(now - paused_at, timedelta(0))
-    out: dict[str, Any] = {}
-    if row["escalation_anchor_at"] is not None:
-        out["escalation_anchor_at"] = row["escalation_anchor_at"] + pause
-    if row["next_escalation_at"] is not None:
-        out["next_escalation_at"] = row["next_escalation_at"] + pause
-    return out
+    anchor, next_at = state.escalation_anchor_at, state.next_escalation_at
+    return replace(state, escalation_anchor_at=anchor + pause if anchor is not None else None,
+                   next_escalation_at=next_at + pause if next_at is not None else None)
 
 
-def acknowledge(row: Mapping[str, Any], actor: str, now: datetime) -> Change:
-    status = row["status"]
-    if status == "resolved":
+def acknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
+    status = incident.status
+    if status == IncidentStatus.RESOLVED:
         raise InvalidTransition("the incident is resolved")
-    if status == "acknowledged" or (status == "silenced" and row["status_before_silence"] == "acknowledged"):
-        raise InvalidTransition(f"already acknowledged by {row['acknowledged_by']}")
-    values: dict[str, Any] = {"acknowledged_by": actor, "acknowledged_at": now}
-    if status == "silenced":
-        values["status_before_silence"] = "acknowledged"
+    if status == IncidentStatus.ACKNOWLEDGED or (
+        status == IncidentStatus.SILENCED and incident.status_before_silence == IncidentStatus.ACKNOWLEDGED
+    ):
+        raise InvalidTransition(f"already acknowledged by {incident.acknowledged_by}")
+    state = replace(incident.lifecycle, acknowledged_by=actor, acknowledged_at=now)
+    if status == IncidentStatus.SILENCED:
+        state = replace(state, status_before_silence=IncidentStatus.ACKNOWLEDGED)
     else:
-        values["status"] = "acknowledged"
-    return values, "acknowledged", {}
+        state = replace(state, status=IncidentStatus.ACKNOWLEDGED)
+    return Transition(state, "acknowledged", {})
 
 
-def unacknowledge(row: Mapping[str, Any], actor: str, now: datetime) -> Change:
-    status = row["status"]
-    if status == "silenced" and row["status_before_silence"] == "acknowledged":
-        return ({"status_before_silence": "open", "acknowledged_by": None, "acknowledged_at": None},
-                "unacknowledged", {})
-    if status != "acknowledged":
+def unacknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
+    status = incident.status
+    if status == IncidentStatus.SILENCED and incident.status_before_silence == IncidentStatus.ACKNOWLEDGED:
+        state = replace(incident.lifecycle, status_before_silence=IncidentStatus.OPEN, acknowledged_by=None,
+                        acknowledged_at=None)
+        return Transition(state, "unacknowledged", {})
+    if status != IncidentStatus.ACKNOWLEDGED:
         raise InvalidTransition(f"the incident is {status}, not acknowledged")
-    values = {"status": "open", "acknowledged_by": None, "acknowledged_at": None,
-              **_shift(row, row["acknowledged_at"], now)}
-    return values, "unacknowledged", {}
+    state = replace(incident.lifecycle, status=IncidentStatus.OPEN, acknowledged_by=None, acknowledged_at=None)
+    state = _resumed(state, incident.acknowledged_at, now)
+    return Transition(state, "unacknowledged", {})
 
 
-def resolve(row: Mapping[str, Any], actor: str, now: datetime) -> Change:
-    if row["status"] == "resolved":
+def resolve(incident: Incident, actor: str, now: datetime) -> Transition:
+    if incident.status == IncidentStatus.RESOLVED:
         raise InvalidTransition("the incident is already resolved")
-    values = {"status": "resolved", "resolved_at": now, "resolved_by": actor, "next_escalation_at": None,
-              "silenced_until": None, "silenced_at": None, "silenced_by": None, "silence_reason": None,
-              "status_before_silence": None}
-    return values, "resolved", {"reason": "resolved by hand"}
+    state = replace(incident.lifecycle, status=IncidentStatus.RESOLVED, resolved_at=now, resolved_by=actor,
+                    next_escalation_at=None, silenced_until=None, silenced_at=None, silenced_by=None,
+                    silence_reason=None, status_before_silence=None)
+    return Transition(state, "resolved", {"reason": "resolved by hand"})
 
 
-def silence(row: Mapping[str, Any], actor: str, now: datetime, until: datetime, reason: str) -> Change:
-    status = row["status"]
-    if status == "resolved":
+def silence(incident: Incident, actor: str, now: datetime, until: datetime, reason: str) -> Transition:
+    status = incident.status
+    if status == IncidentStatus.RESOLVED:
         raise InvalidTransition("the incident is resolved")
     if until <= now:
         raise InvalidTransition("the silence must end in the future")
     if until - now > MAX_SILENCE:
         raise InvalidTransition("a silence lasts at most 30 days")
     detail = {"until": until.isoformat(), "reason": reason}
-    if status == "silenced":  # extend or shorten: the pause began when the silence did
-        return {"silenced_until": until, "silenced_by": actor, "silence_reason": reason}, "silenced", detail
-    values = {"status": "silenced", "status_before_silence": status, "silenced_at": now, "silenced_until": until,
-              "silenced_by": actor, "silence_reason": reason}
-    return values, "silenced", detail
+    if status == IncidentStatus.SILENCED:  # extend or shorten: the pause began when the silence did
+        state = replace(incident.lifecycle, silenced_until=until, silenced_by=actor, silence_reason=reason)
+        return Transition(state, "silenced", detail)
+    state = replace(incident.lifecycle, status=IncidentStatus.SILENCED, status_before_silence=status,
+                    silenced_at=now, silenced_until=until, silenced_by=actor, silence_reason=reason)
+    return Transition(state, "silenced", detail)
 
 
-def unsilence(row: Mapping[str, Any], actor: str, now: datetime) -> Change:
-    if row["status"] != "silenced":
-        raise InvalidTransition(f"the incident is {row['status']}, not silenced")
-    values = {"status": row["status_before_silence"] or "open", "silenced_until": None, "silenced_at": None,
-              "silenced_by": None, "silence_reason": None, "status_before_silence": None,
-              **_shift(row, row["silenced_at"], now)}
-    return values, "unsilenced", {}
+def unsilence(incident: Incident, actor: str, now: datetime) -> Transition:
+    if incident.status != IncidentStatus.SILENCED:
+        raise InvalidTransition(f"the incident is {incident.status}, not silenced")
+    state = replace(incident.lifecycle, status=incident.status_before_silence or IncidentStatus.OPEN,
+                    silenced_until=None, silenced_at=None, silenced_by=None, silence_reason=None,
+                    status_before_silence=None)
+    state = _resumed(state, incident.silenced_at, now)
+    return Transition(state, "unsilenced", {})

@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -32,19 +31,21 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from .model import ACTIVE_STATUSES, AlertStatus, Outcome, Severity, TargetType
+from .store import Store, StoreError
+
 log = logging.getLogger(__name__)
 
 WEBHOOK_CODES = (200, 400, 401, 413, 500, 503)
 # Why the server closed (or lost) a connection before answering it; see receiver/server.py.
 HTTP_CLOSE_REASONS = ("header_timeout", "body_timeout", "connection_limit", "malformed", "client_disconnect")
-ALERT_OUTCOMES = ("new", "updated", "duplicate", "stale", "invalid")
-ALERT_STATUSES = ("firing", "resolved")
+ALERT_OUTCOMES = tuple(Outcome)
+ALERT_STATUSES = tuple(AlertStatus)
 TRANSITIONS = ("opened", "resolved", "reopened", "stale_resolved")
 BUILTIN_KINDS = ("error_rate", "latency", "slo_violation")
-SEVERITIES = ("warning", "critical")
-ACTIVE_STATUSES = ("open", "acknowledged", "silenced")
+SEVERITIES = tuple(Severity)
 ESCALATION_LEVEL_CAP = 10
-TARGET_TYPES = ("slack", "webhook")
+TARGET_TYPES = tuple(TargetType)  # every channel's series exist from the start
 NOTIFICATION_RESULTS = ("delivered", "retried", "unknown", "failed")
 DATABASE_OPERATIONS = ("ingest", "read", "tick", "deliver", "metrics")
 OTHER = "other"
@@ -55,29 +56,8 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 # Humans acknowledge and resolve: 30 s to a day.
 HUMAN_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
 
-# One scan of the active incidents (the partial indexes on status <> 'resolved' keep it off the
-# resolved history). With per-route series, GROUPING SETS answers both groupings in the same scan.
-STATE_QUERY = """
-SELECT status, severity, kind, NULL::text AS route, count(*) AS n,
-       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
-FROM incidents
-WHERE status <> 'resolved'
-GROUP BY status, severity, kind
-"""
-STATE_BY_ROUTE_QUERY = """
-SELECT status, severity, kind, route, count(*) AS n,
-       extract(epoch FROM min(first_seen) FILTER (WHERE status = 'open'))::float8 AS oldest_open
-FROM incidents
-WHERE status <> 'resolved'
-GROUP BY GROUPING SETS ((status, severity, kind), (route))
-"""
-
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-)
+# The store turns driver errors into StoreError; TimeoutError is the scrape's own bound (state_timeout).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, TimeoutError)
 
 
 def _check(value: str, allowed: Iterable[str], what: str) -> str:
@@ -120,6 +100,16 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
+        self._http_metrics(r)
+        self._ingest_metrics(r)
+        self._escalation_metrics(r)
+        self._delivery_metrics(r)
+        self._database_metrics(r)
+        self._state_metrics(r)
+        self._preinit()
+
+    def _http_metrics(self, r: CollectorRegistry) -> None:
+        """The HTTP edge: webhook requests and their duration, connections open and closed early."""
         self.webhook_requests = Counter(
             "receiver_webhook_requests_total", "Webhook requests answered, by HTTP status code.", ["code"], registry=r
         )
@@ -137,6 +127,9 @@ class Metrics:
             registry=r,
             buckets=WEBHOOK_BUCKETS,
         )
+
+    def _ingest_metrics(self, r: CollectorRegistry) -> None:
+        """What webhooks brought (alerts by outcome and status), and the incident transitions and their times."""
         self.alerts = Counter(
             "receiver_alerts_received_total",
             "Alerts received in webhooks, by what ingest did with them "
@@ -156,31 +149,28 @@ class Metrics:
             ["transition", "kind", "severity"],
             registry=r,
         )
+        self.time_to_ack = Histogram(
+            "receiver_time_to_acknowledge_seconds",
+            "Time from an incident opening to its acknowledgement, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+            buckets=HUMAN_BUCKETS,
+        )
+        self.time_to_res = Histogram(
+            "receiver_time_to_resolve_seconds",
+            "Time from an incident opening to its resolution, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+            buckets=HUMAN_BUCKETS,
+        )
+
+    def _escalation_metrics(self, r: CollectorRegistry) -> None:
+        """The escalation loop: its ticks and the levels escalations reach."""
         self.escalations = Counter(
             "receiver_escalations_total",
             f"Escalations made by this process, by the level reached (levels above {ESCALATION_LEVEL_CAP} "
             f'are "{ESCALATION_LEVEL_CAP}+").',
             ["level"],
-            registry=r,
-        )
-        self.notifications = Counter(
-            "receiver_notifications_total",
-            "Notification delivery attempts, by target type and result (delivered; retried; unknown: no answer "
-            "in time, retried and possibly a repeat; failed for good).",
-            ["target_type", "result"],
-            registry=r,
-        )
-        self.notification_delivery = Histogram(
-            "receiver_notification_delivery_seconds",
-            "Duration of one notification delivery attempt, by target type and result.",
-            ["target_type", "result"],
-            registry=r,
-            buckets=DELIVERY_BUCKETS,
-        )
-        self.database_errors = Counter(
-            "receiver_database_errors_total",
-            "Database errors, by the operation that met them.",
-            ["operation"],
             registry=r,
         )
         self.tick_duration = Histogram(
@@ -200,20 +190,35 @@ class Metrics:
             "Unix time of the last successful escalation loop tick; 0 until the first.",
             registry=r,
         )
-        self.time_to_ack = Histogram(
-            "receiver_time_to_acknowledge_seconds",
-            "Time from an incident opening to its acknowledgement, by kind and severity.",
-            ["kind", "severity"],
+
+    def _delivery_metrics(self, r: CollectorRegistry) -> None:
+        """Notification delivery attempts, by target type and result."""
+        self.notifications = Counter(
+            "receiver_notifications_total",
+            "Notification delivery attempts, by target type and result (delivered; retried; unknown: no answer "
+            "in time, retried and possibly a repeat; failed for good).",
+            ["target_type", "result"],
             registry=r,
-            buckets=HUMAN_BUCKETS,
         )
-        self.time_to_res = Histogram(
-            "receiver_time_to_resolve_seconds",
-            "Time from an incident opening to its resolution, by kind and severity.",
-            ["kind", "severity"],
+        self.notification_delivery = Histogram(
+            "receiver_notification_delivery_seconds",
+            "Duration of one notification delivery attempt, by target type and result.",
+            ["target_type", "result"],
             registry=r,
-            buckets=HUMAN_BUCKETS,
+            buckets=DELIVERY_BUCKETS,
         )
+
+    def _database_metrics(self, r: CollectorRegistry) -> None:
+        """Database errors, by the operation that met them."""
+        self.database_errors = Counter(
+            "receiver_database_errors_total",
+            "Database errors, by the operation that met them.",
+            ["operation"],
+            registry=r,
+        )
+
+    def _state_metrics(self, r: CollectorRegistry) -> None:
+        """The incident gauges, read from the database at scrape time."""
         self.active = Gauge(
             "receiver_active_incidents",
             "Incidents not resolved, by status, severity and kind; read from the database at scrape time "
@@ -233,14 +238,13 @@ class Metrics:
             registry=r,
         )
         self.active_by_route: Gauge | None = None
-        if per_route:
+        if self.per_route:
             self.active_by_route = Gauge(
                 "receiver_active_incidents_by_route",
-                f'Incidents not resolved, by route: the {route_cap} largest routes, the rest as route="other".',
+                f'Incidents not resolved, by route: the {self.route_cap} largest routes, the rest as route="other".',
                 ["route"],
                 registry=r,
             )
-        self._preinit()
 
     def _preinit(self) -> None:
         for code in WEBHOOK_CODES:
@@ -299,9 +303,9 @@ class Metrics:
 
     def alert_statuses(self, firing: int, resolved: int) -> None:
         if firing > 0:
-            self.alert_status.labels("firing").inc(firing)
+            self.alert_status.labels(AlertStatus.FIRING).inc(firing)
         if resolved > 0:
-            self.alert_status.labels("resolved").inc(resolved)
+            self.alert_status.labels(AlertStatus.RESOLVED).inc(resolved)
 
     def incident_transition(self, transition: str, kind: str, severity: str) -> None:
         _check(transition, TRANSITIONS, "incident transition")
@@ -335,30 +339,25 @@ class Metrics:
 
     # --- read from the database at scrape time --------------------------------------------------
 
-    async def collect_incident_state(self, pool: asyncpg.Pool, now: float | None = None) -> None:
-        """Set the incident gauges from one query. Raises the driver's error (or TimeoutError after
+    async def collect_incident_state(self, store: Store, now: float | None = None) -> None:
+        """Set the incident gauges from one query. Raises StoreError (or TimeoutError after
         `state_timeout`), leaving the previous values; the handler then clears them."""
         started = time.perf_counter()
-        query = STATE_BY_ROUTE_QUERY if self.per_route else STATE_QUERY
         async with asyncio.timeout(self.state_timeout):
-            rows = await pool.fetch(query)
+            state = await store.active_incidents(by_route=self.per_route)
         self.state_query_duration.set(time.perf_counter() - started)
         now = time.time() if now is None else now
 
         # No await from here on: a concurrent scrape sees either the old or the new state, never half.
         self._reset_state()
         oldest: float | None = None
-        by_route: dict[str, int] = {}
-        for row in rows:
-            if row["status"] is None:
-                by_route[row["route"]] = row["n"]
-                continue
-            self.active.labels(row["status"], row["severity"], self._kind(row["kind"])).inc(row["n"])
-            if row["oldest_open"] is not None and (oldest is None or row["oldest_open"] < oldest):
-                oldest = row["oldest_open"]
+        for c in state.by_state:
+            self.active.labels(c.status, c.severity, self._kind(c.kind)).inc(c.n)
+            if c.oldest_open is not None and (oldest is None or c.oldest_open < oldest):
+                oldest = c.oldest_open
         self.oldest_unacked.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
         if self.active_by_route is not None:
-            ranked = sorted(by_route.items(), key=lambda item: (-item[1], item[0]))
+            ranked = sorted(state.by_route.items(), key=lambda item: (-item[1], item[0]))
             for route, n in ranked[: self.route_cap]:
                 self.active_by_route.labels(route).set(n)
             self.active_by_route.labels(OTHER).inc(sum(n for _, n in ranked[self.route_cap :]))
@@ -410,7 +409,7 @@ def _bearer_matches(header: str | None, token: str) -> bool:
 
 def make_metrics_handler(
     metrics: Metrics,
-    pool_getter: Callable[[], asyncpg.Pool | None],
+    store_getter: Callable[[], Store | None],
     token: str | None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /metrics: optional bearer token, incident state read at scrape time, classic text or
@@ -424,12 +423,12 @@ def make_metrics_handler(
             raise web.HTTPUnauthorized(
                 text="a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
             )
-        pool = pool_getter()
-        if pool is None:
+        store = store_getter()
+        if store is None:
             metrics.clear_incident_state()
         else:
             try:
-                await metrics.collect_incident_state(pool)
+                await metrics.collect_incident_state(store)
             except DATABASE_ERRORS as e:
                 metrics.database_error("metrics")
                 metrics.clear_incident_state()

@@ -12,9 +12,11 @@ from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .model import Severity
+
 DEFAULT_RULE = "default"
 DEFAULT_OWNER = "default"
-SEVERITIES = ("warning", "critical")
+SEVERITIES: tuple[str, ...] = tuple(Severity)  # least severe first
 _CRITICAL = frozenset({"critical", "page", "error", "high", "crit", "fatal", "emergency"})
 _ROUTE_LABELS = ("route", "handler", "endpoint", "path", "service", "job")
 # A btree index entry must stay well under PostgreSQL's ~2.7 kB limit; label values are untrusted.

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.database import create_pool
 from receiver.metrics import Metrics, make_metrics_handler
+from receiver.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards" / "receiver.json"
@@ -36,7 +37,7 @@ OPENMETRICS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
-POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", Store)
 # Series Prometheus makes itself for every target, not exposed by the receiver.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
@@ -49,18 +50,18 @@ needs_promtool = pytest.mark.skipif(
 
 
 def metrics_app(database_url: str, metrics: Metrics, token: str | None = None) -> web.Application:
-    """Just the metrics handler, with a pool opened in cleanup_ctx as the real app does."""
+    """Just the metrics handler, with a store opened in cleanup_ctx as the real app does."""
     app = web.Application()
 
-    async def pool(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await create_pool(database_url, max_size=2)
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        app[STORE] = Store(await create_pool(database_url, max_size=2))
         try:
             yield
         finally:
-            await app[POOL].close()
+            await app[STORE].pool.close()
 
-    app.cleanup_ctx.append(pool)
-    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app.get(POOL), token))
+    app.cleanup_ctx.append(store)
+    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app.get(STORE), token))
     return app
 
 
@@ -489,7 +490,7 @@ async def test_database_error_is_counted_and_metrics_still_served(
     metrics = Metrics()
     metrics.webhook_request(200, 0.01)
     app = web.Application()
-    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: closed, None))
+    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: Store(closed), None))
     client = await aiohttp_client(app)
     text, _ = await scrape(client)
     assert value(text, "receiver_database_errors_total", operation="metrics") == 1
@@ -509,7 +510,8 @@ async def test_slow_database_is_cut_off(aiohttp_client: Any) -> None:
 
     metrics = Metrics(state_timeout=0.1)
     app = web.Application()
-    app.router.add_get("/metrics", make_metrics_handler(metrics, SlowPool, None))
+    slow = Store(SlowPool())  # only what the store calls
+    app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: slow, None))
     client = await aiohttp_client(app)
     text, _ = await scrape(client)
     assert value(text, "receiver_database_errors_total", operation="metrics") == 1

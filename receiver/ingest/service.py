@@ -58,10 +58,6 @@ class Ingestor:
             "targets": [{"id": t.id, "type": t.type, "url": t.url.value} for t in owner.targets],
         }
 
-    @property
-    def resolve_notice_severities(self) -> frozenset[str]:
-        return frozenset(s for s, p in self.config.escalation.policies.items() if p.notify_on_resolve)
-
     async def ingest(self, notification: Notification, now: datetime) -> correlation.Plan:
         alerts = correlation.dedupe(notification.alerts)
         mappings: dict[str, Mapping] = {}
@@ -79,5 +75,6 @@ class Ingestor:
             reopen_window_start=now - self.config.correlation.reopen_window,
             external_url=notification.external_url,
             owner_snapshot=self.owner_snapshot,
-            resolve_notice_severities=self.resolve_notice_severities,
+            resolve_notice_severities=self.config.escalation.resolve_notice_severities,
+            actor=notification.sender,  # the timeline says which sender's alert did it
         )

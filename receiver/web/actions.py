@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import lifecycle
 from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, METRICS, STORE, TEMPLATES
 from ..links import LinkError, verify
+from ..model import Incident, Transition
 from ..store import LinkAlreadyUsed, Store
 from ..timeutil import utcnow
 from .auth import api_actor
@@ -21,40 +22,37 @@ from .middleware import json_error
 
 
 async def perform(app: web.Application, incident_id: uuid.UUID, action: str, actor: str, now: datetime,
-                  body: dict[str, Any], *, link_signature: str | None = None) -> tuple[Any, Any] | None:
+                  body: dict[str, Any], *, link_signature: str | None = None) -> tuple[Incident, Incident] | None:
     """Run one lifecycle action; raises InvalidInput before touching the database, InvalidTransition, and
     LinkAlreadyUsed (with `link_signature`, spent in the action's transaction); None for an unknown incident."""
     config = app[CONFIG]
     store: Store = app[STORE]
     silence = lifecycle.silence_input(body, now) if action == "silence" else None
 
-    def change(row: Any) -> lifecycle.Change:
+    def change(incident: Incident) -> Transition:
         if action == "ack":
-            return lifecycle.acknowledge(row, actor, now)
+            return lifecycle.acknowledge(incident, actor, now)
         if action == "unack":
-            return lifecycle.unacknowledge(row, actor, now)
+            return lifecycle.unacknowledge(incident, actor, now)
         if action == "resolve":
-            return lifecycle.resolve(row, actor, now)
+            return lifecycle.resolve(incident, actor, now)
         if action == "unsilence":
-            return lifecycle.unsilence(row, actor, now)
+            return lifecycle.unsilence(incident, actor, now)
         assert silence is not None
-        return lifecycle.silence(row, actor, now, *silence)
+        return lifecycle.silence(incident, actor, now, *silence)
 
-    def notify_resolved(row: Any) -> bool:
-        policy = config.escalation.policies.get(row["severity"])
-        return bool(policy and policy.notify_on_resolve)
-
-    result = await store.transition(incident_id, change, actor=actor, now=now, notify_resolved=notify_resolved,
+    result = await store.transition(incident_id, change, actor=actor, now=now,
+                                    notice_severities=config.escalation.resolve_notice_severities,
                                     link_signature=link_signature)
     if result is not None:
         after = result[1]
         metrics = app[METRICS]
-        age = (now - after["first_seen"]).total_seconds()
+        age = (now - after.first_seen).total_seconds()
         if action == "ack":
-            metrics.time_to_acknowledge(after["kind"], after["severity"], age)
+            metrics.time_to_acknowledge(after.kind, after.severity, age)
         elif action == "resolve":
-            metrics.incident_transition("resolved", after["kind"], after["severity"])
-            metrics.time_to_resolve(after["kind"], after["severity"], age)
+            metrics.incident_transition("resolved", after.kind, after.severity)
+            metrics.time_to_resolve(after.kind, after.severity, age)
         app[ESCALATION_WAKEUP].set()
     return result
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..model import MemberAlert, TimelineEvent
 from ..store import Store
 
 MAX_PAGE = 500  # alerts or events per request: the API's default and its maximum
@@ -39,9 +40,9 @@ class BadPageRequest(ValueError):
 
 @dataclass
 class DetailPage:
-    alerts: list[dict[str, Any]]
+    alerts: list[MemberAlert]
     alerts_next: str | None  # cursor of the next page of alerts, None on the last
-    events: list[dict[str, Any]]
+    events: list[TimelineEvent]
     events_next: str | None
     event_count: int
     weight: int  # an estimate of the work to render or encode the page, in bytes
@@ -51,8 +52,8 @@ class DetailPage:
         return self.weight > OFF_LOOP_WEIGHT
 
 
-def encode_alert_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([row["status"], row["starts_at"].isoformat(), row["fingerprint"]], ensure_ascii=False)
+def encode_alert_cursor(alert: MemberAlert) -> str:
+    raw = json.dumps([alert.status, alert.starts_at.isoformat(), alert.fingerprint], ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -90,30 +91,18 @@ def page_limit(query: Any, name: str, default: int) -> int:
     return value
 
 
-def _public(row: Any) -> dict[str, Any]:
-    data = dict(row)
-    data.pop("page_bytes", None)
-    data.pop("fetched", None)
-    return data
-
-
 async def read_page(store: Store, incident_id: uuid.UUID, *, alerts_cursor: str | None, alerts_limit: int,
                     events_cursor: str | None, events_limit: int, newest_first: bool = False) -> DetailPage:
-    """One page of members and one of events, each read as limit + 1 rows to know whether more follow."""
+    """One page of members and one of events, with the cursors of the next pages."""
     alerts_after = decode_alert_cursor(alerts_cursor) if alerts_cursor else None
     events_after = decode_event_cursor(events_cursor) if events_cursor else None
-    alert_rows = await store.incident_alerts_page(incident_id, after=alerts_after, limit=alerts_limit + 1,
-                                                  max_bytes=ALERTS_PAGE_BYTES)
-    event_rows = await store.incident_events_page(incident_id, after=events_after, limit=events_limit + 1,
-                                                  max_bytes=EVENTS_PAGE_BYTES, newest_first=newest_first)
-    alerts = [_public(r) for r in alert_rows[:alerts_limit]]
-    events = [_public(r) for r in event_rows[:events_limit]]
-    alerts_next = encode_alert_cursor(alerts[-1]) if alert_rows and alert_rows[0]["fetched"] > len(alerts) else None
-    events_next = str(events[-1]["id"]) if event_rows and event_rows[0]["fetched"] > len(events) else None
-    weight = sum(int(rows[min(len(rows), limit) - 1]["page_bytes"] or 0) for rows, limit in
-                 ((alert_rows, alerts_limit), (event_rows, events_limit)) if rows)
-    weight += ROW_WEIGHT * (len(alerts) + len(events))
-    return DetailPage(alerts=alerts, alerts_next=alerts_next, events=events, events_next=events_next,
+    alerts = await store.incident_alerts_page(incident_id, after=alerts_after, limit=alerts_limit,
+                                              max_bytes=ALERTS_PAGE_BYTES)
+    events = await store.incident_events_page(incident_id, after=events_after, limit=events_limit,
+                                              max_bytes=EVENTS_PAGE_BYTES, newest_first=newest_first)
+    weight = alerts.bytes + events.bytes + ROW_WEIGHT * (len(alerts.items) + len(events.items))
+    return DetailPage(alerts=alerts.items, alerts_next=encode_alert_cursor(alerts.items[-1]) if alerts.more else None,
+                      events=events.items, events_next=str(events.items[-1].id) if events.more else None,
                       event_count=await store.incident_event_count(incident_id), weight=weight)
 
 

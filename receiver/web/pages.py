@@ -7,6 +7,7 @@ check; its fields are validated (400 with a reason) before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import uuid
@@ -20,14 +21,14 @@ from aiohttp import web
 
 from .. import lifecycle
 from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
+from ..model import ACTIVE_STATUSES, IncidentStatus, IncidentSummary, Severity
 from ..timeutil import format_duration, utcnow
 from . import detail
 from .actions import perform, read_form
 from .handlers import decode_cursor, encode_cursor, parse_incident_id, query_list
 from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, known_user
 
-SEVERITY_ORDER = ("critical", "warning")
-ACTIVE = ("open", "acknowledged", "silenced")
+SEVERITY_ORDER = tuple(sorted(Severity, key=lambda s: -s.rank))  # most severe first
 SILENCE_CHOICES = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("12h", "12 hours"), ("1d", "1 day"),
                    ("7d", "7 days"))
 RESOLVED_PAGE = 25
@@ -118,10 +119,10 @@ async def index(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     store = request.app[STORE]
     f = _filters(request)
-    statuses = f["status"] or [*ACTIVE, "resolved"]
-    active_statuses = [s for s in statuses if s in ACTIVE]
+    statuses = f["status"] or list(IncidentStatus)
+    active_statuses = [s for s in statuses if s in ACTIVE_STATUSES]
     size = config.ui.page_size
-    active: list[Any] = []
+    active: list[IncidentSummary] = []
     if active_statuses:
         active = await store.page_incidents(
             statuses=active_statuses, severities=f["severity"], routes=f["route"], kinds=f["kind"],
@@ -130,22 +131,24 @@ async def index(request: web.Request) -> web.Response:
     if len(active) > size:
         active = active[:size]
         last = active[-1]
-        more_active = f"{last['severity']}~{encode_cursor(last['first_seen'], last['id'])}"
-    resolved: list[Any] = []
+        more_active = f"{last.severity}~{encode_cursor(last.first_seen, last.id)}"
+    resolved: list[IncidentSummary] = []
     more_resolved = None
-    if "resolved" in statuses:
+    if IncidentStatus.RESOLVED in statuses:
         before = request.query.get("before")
         resolved = await store.page_resolved(
             severities=f["severity"], routes=f["route"], kinds=f["kind"], owners=f["owner"],
             after=decode_cursor(before) if before else None, limit=RESOLVED_PAGE + 1)
         if len(resolved) > RESOLVED_PAGE:
             resolved = resolved[:RESOLVED_PAGE]
-            more_resolved = encode_cursor(resolved[-1]["resolved_at"], resolved[-1]["id"])
+            last_resolved = resolved[-1]
+            assert last_resolved.resolved_at is not None  # the query reads resolved incidents only
+            more_resolved = encode_cursor(last_resolved.resolved_at, last_resolved.id)
     counts: dict[str, dict[str, int]] = {s: {} for s in SEVERITY_ORDER}
-    by_status: dict[str, int] = dict.fromkeys(ACTIVE, 0)
-    for row in await store.page_counts():
-        counts.setdefault(row["severity"], {})[row["status"]] = row["n"]
-        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+    by_status: dict[str, int] = dict.fromkeys(ACTIVE_STATUSES, 0)
+    for c in await store.page_counts():
+        counts.setdefault(c.severity, {})[c.status] = c.n
+        by_status[c.status] = by_status.get(c.status, 0) + c.n
 
     def page_link(**extra: str) -> str:
         query = [(k, v) for k, vs in f.items() for v in vs] + list(extra.items())
@@ -155,7 +158,7 @@ async def index(request: web.Request) -> web.Response:
         request, "index.html", user=user, active=active, resolved=resolved, counts=counts, by_status=by_status,
         filters=f, more_active=page_link(after=more_active) if more_active else None,
         more_resolved=page_link(before=more_resolved) if more_resolved else None,
-        filtered=any(f.values()), statuses=(*ACTIVE, "resolved"), severities=SEVERITY_ORDER,
+        filtered=any(f.values()), statuses=tuple(IncidentStatus), severities=SEVERITY_ORDER,
     )
 
 
@@ -203,9 +206,9 @@ async def incident(request: web.Request) -> web.Response:
     except detail.BadPageRequest as e:
         return _render(request, "error.html", status=400, message=f"The page link is not valid: {e}.",
                        back=f"/incidents/{incident_id}")
-    events = [{**e, "detail": event_detail(e["detail"])} for e in page.events]
+    events = [dataclasses.replace(e, detail=event_detail(e.detail)) for e in page.events]
     labels = await store.incident_common_labels(incident_id)
-    metadata = row["metadata"] or {}
+    metadata = row.metadata or {}
 
     def link(**cursors: str | None) -> str:
         query = urlencode({k: v for k, v in cursors.items() if v})
