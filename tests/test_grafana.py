@@ -65,6 +65,8 @@ async def test_a_grafana_alert_opens_the_incident_an_alertmanager_alert_with_its
     (joined,) = (await ok(await post(client, "/webhook", payload(same))))["incidents"]
     assert joined == {"id": opened["id"], "incident_key": KEY, "action": "updated"}
 
+    events = [(r["type"], r["actor"]) for r in await db.fetch("SELECT type, actor FROM incident_events ORDER BY id")]
+    assert events == [("opened", "grafana"), ("alert_fired", "grafana"), ("alert_fired", "alertmanager")]
     row = await db.fetchrow("SELECT route, kind, severity, status FROM incidents")
     assert dict(row) == {"route": "GET /api/items/{id}", "kind": "latency", "severity": "critical",
                          "status": "open"}
