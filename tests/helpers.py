@@ -80,6 +80,20 @@ def alert(
     }
 
 
+def alert_without(field: str) -> dict[str, Any]:
+    """A valid alert with one of its fields removed: input that can never be valid."""
+    a = alert()
+    del a[field]
+    return a
+
+
+def alert_with(field: str, value: Any) -> dict[str, Any]:
+    """A valid alert with one of its fields set to `value`."""
+    a = alert()
+    a[field] = value
+    return a
+
+
 def am_alert(labels: Mapping[str, str], starts_at: datetime, ends_at: datetime | None = None,
              annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
     """An alert as Prometheus posts it to Alertmanager's /api/v2/alerts (no endsAt while it fires)."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from receiver.config import parse_config
-from tests.helpers import alert, payload
+from tests.helpers import alert, alert_with, alert_without, payload
 
 TABLES = ("incidents", "incident_alerts", "incident_events")
 
@@ -35,18 +35,6 @@ async def error_of(resp: Any) -> str:
     return data["error"]
 
 
-def _without(field: str) -> dict[str, Any]:
-    a = alert()
-    del a[field]
-    return a
-
-
-def _with(field: str, value: Any) -> dict[str, Any]:
-    a = alert()
-    a[field] = value
-    return a
-
-
 BAD_BODIES = [
     pytest.param(b'{"version": "4", "alerts": [', "not valid JSON", id="truncated-json"),
     pytest.param(b"", "not valid JSON", id="empty-body"),
@@ -63,15 +51,15 @@ BAD_BODIES = [
     pytest.param(json.dumps({**payload(), "alerts": "x"}).encode(), '"alerts" must be a list', id="alerts-string"),
     pytest.param(json.dumps(payload(alert(), truncatedAlerts="0")).encode(), "truncatedAlerts", id="wrong-type"),
     pytest.param(json.dumps(payload(alert(), commonLabels={"a": 1})).encode(), "commonLabels", id="label-type"),
-    pytest.param(json.dumps(payload(_without("labels"), status="firing")).encode(), '"labels" is required',
+    pytest.param(json.dumps(payload(alert_without("labels"), status="firing")).encode(), '"labels" is required',
                  id="missing-labels"),
-    pytest.param(json.dumps(payload(_without("startsAt"), status="firing")).encode(), "startsAt",
+    pytest.param(json.dumps(payload(alert_without("startsAt"), status="firing")).encode(), "startsAt",
                  id="missing-startsAt"),
-    pytest.param(json.dumps(payload(_without("status"), status="firing")).encode(), '"status" must be',
+    pytest.param(json.dumps(payload(alert_without("status"), status="firing")).encode(), '"status" must be',
                  id="missing-status"),
-    pytest.param(json.dumps(payload(_with("labels", {"alertname": 1}))).encode(), '"labels" must be an object',
+    pytest.param(json.dumps(payload(alert_with("labels", {"alertname": 1}))).encode(), '"labels" must be an object',
                  id="label-value-not-string"),
-    pytest.param(json.dumps(payload(_with("startsAt", "2026-13-45T00:00:00Z"))).encode(), "startsAt",
+    pytest.param(json.dumps(payload(alert_with("startsAt", "2026-13-45T00:00:00Z"))).encode(), "startsAt",
                  id="bad-startsAt"),
 ]
 
@@ -86,7 +74,7 @@ async def test_bad_input_is_400_with_a_reason_and_writes_nothing(client: Any, db
 
 
 async def test_the_only_alert_invalid_names_it(client: Any, db: Any) -> None:
-    resp = await client.post("/webhook", json=payload(_without("labels"), status="firing"))
+    resp = await client.post("/webhook", json=payload(alert_without("labels"), status="firing"))
     assert resp.status == 400
     error = await error_of(resp)
     assert error.startswith("no valid alert in the payload")
@@ -198,7 +186,7 @@ async def test_token_and_basic_together_accept_either(make_client: Any, db: Any)
 
 
 async def test_valid_alerts_are_stored_and_invalid_ones_named(client: Any, db: Any) -> None:
-    bad = _without("startsAt")
+    bad = alert_without("startsAt")
     bad["fingerprint"] = "bad-fp"
     resp = await client.post("/webhook", json=payload(alert(), bad))
     assert resp.status == 200, await resp.text()

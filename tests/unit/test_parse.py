@@ -20,7 +20,7 @@ from receiver.ingest.alertmanager import (
     parse_body,
 )
 from receiver.timeutil import RFC3339_CACHE_SIZE, format_duration, parse_duration, parse_rfc3339
-from tests.helpers import ZERO, alert, payload
+from tests.helpers import ZERO, alert, alert_with, alert_without, payload
 
 
 def body(data: Any) -> bytes:
@@ -309,41 +309,29 @@ def test_an_out_of_range_timestamp_is_an_invalid_alert_not_a_crash() -> None:
 # --- alerts -----------------------------------------------------------------------------------------
 
 
-def _without(field: str) -> dict[str, Any]:
-    a = alert()
-    del a[field]
-    return a
-
-
-def _with(field: str, value: Any) -> dict[str, Any]:
-    a = alert()
-    a[field] = value
-    return a
-
-
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        (_without("labels"), '"labels" is required'),
-        (_with("labels", {}), '"labels" must not be empty'),
-        (_with("labels", ["alertname"]), '"labels" must be an object'),
-        (_with("labels", {"alertname": 5}), '"labels" must be an object of strings'),
-        (_with("labels", {"alertname": None}), '"labels" must be an object of strings'),
-        (_with("annotations", "summary"), '"annotations" must be an object'),
-        (_with("annotations", {"summary": ["x"]}), '"annotations" must be an object of strings'),
-        (_without("startsAt"), '"startsAt"'),
-        (_with("startsAt", 1700000000), '"startsAt"'),
-        (_with("startsAt", "yesterday"), '"startsAt": not an RFC 3339 timestamp'),
-        (_with("startsAt", ZERO), '"startsAt" must be set'),
-        (_with("endsAt", 5), '"endsAt"'),
-        (_with("endsAt", "soon"), '"endsAt": not an RFC 3339 timestamp'),
-        (_with("endsAt", "2026-02-30T00:00:00Z"), '"endsAt": invalid date'),
-        (_without("status"), '"status" must be "firing" or "resolved"'),
-        (_with("status", "pending"), '"status" must be "firing" or "resolved"'),
-        (_with("status", ["firing"]), '"status" must be "firing" or "resolved"'),
-        (_with("generatorURL", 5), '"generatorURL"'),
-        (_with("fingerprint", 12345), '"fingerprint" must be a string'),
-        (_with("fingerprint", "f" * 129), "longer than 128"),
+        (alert_without("labels"), '"labels" is required'),
+        (alert_with("labels", {}), '"labels" must not be empty'),
+        (alert_with("labels", ["alertname"]), '"labels" must be an object'),
+        (alert_with("labels", {"alertname": 5}), '"labels" must be an object of strings'),
+        (alert_with("labels", {"alertname": None}), '"labels" must be an object of strings'),
+        (alert_with("annotations", "summary"), '"annotations" must be an object'),
+        (alert_with("annotations", {"summary": ["x"]}), '"annotations" must be an object of strings'),
+        (alert_without("startsAt"), '"startsAt"'),
+        (alert_with("startsAt", 1700000000), '"startsAt"'),
+        (alert_with("startsAt", "yesterday"), '"startsAt": not an RFC 3339 timestamp'),
+        (alert_with("startsAt", ZERO), '"startsAt" must be set'),
+        (alert_with("endsAt", 5), '"endsAt"'),
+        (alert_with("endsAt", "soon"), '"endsAt": not an RFC 3339 timestamp'),
+        (alert_with("endsAt", "2026-02-30T00:00:00Z"), '"endsAt": invalid date'),
+        (alert_without("status"), '"status" must be "firing" or "resolved"'),
+        (alert_with("status", "pending"), '"status" must be "firing" or "resolved"'),
+        (alert_with("status", ["firing"]), '"status" must be "firing" or "resolved"'),
+        (alert_with("generatorURL", 5), '"generatorURL"'),
+        (alert_with("fingerprint", 12345), '"fingerprint" must be a string'),
+        (alert_with("fingerprint", "f" * 129), "longer than 128"),
         ("not an object", "must be a JSON object"),
         (None, "must be a JSON object"),
         ([alert()], "must be a JSON object"),
@@ -366,7 +354,7 @@ def test_invalid_alerts_are_named_with_index_and_reason(bad: Any, reason: str) -
         assert invalid.fingerprint is None
 
 
-@pytest.mark.parametrize("bad", [_without("labels"), _without("startsAt"), _without("status"), "x"])
+@pytest.mark.parametrize("bad", [alert_without("labels"), alert_without("startsAt"), alert_without("status"), "x"])
 def test_a_payload_of_only_invalid_alerts_is_refused(bad: Any) -> None:
     with pytest.raises(PayloadError, match=r"no valid alert in the payload: alerts\[0\]"):
         parse(payload(bad, status="firing"))
@@ -374,15 +362,15 @@ def test_a_payload_of_only_invalid_alerts_is_refused(bad: Any) -> None:
 
 def test_all_invalid_names_each_alert_in_the_error() -> None:
     with pytest.raises(PayloadError) as info:
-        parse(payload(_without("labels"), _without("startsAt")))
+        parse(payload(alert_without("labels"), alert_without("startsAt")))
     message = str(info.value)
     assert 'alerts[0]: "labels" is required' in message
     assert "alerts[1]:" in message and "startsAt" in message
 
 
 def test_missing_fingerprint_gets_a_stable_derived_one() -> None:
-    a = _without("fingerprint")
-    b = _with("fingerprint", "")
+    a = alert_without("fingerprint")
+    b = alert_with("fingerprint", "")
     other = alert(path="/elsewhere")
     del other["fingerprint"]
     first = parse(payload(a)).alerts[0].fingerprint
