@@ -533,8 +533,8 @@ async def test_no_target_anywhere_is_said_at_start_and_on_the_page(
     client = await aiohttp_client(create_app(config, database_url, loops=False))
     [line] = [r.getMessage() for r in caplog.records if "page nobody" in r.getMessage()]
     assert line == ("no notification target is configured, so incidents will page nobody: set "
-                    "RECEIVER_SLACK_WEBHOOK_URL (the default owner's Slack incoming webhook), or give an owner "
-                    "slack_url_env, slack_url_file or webhooks in the config file")
+                    "RECEIVER_SLACK_WEBHOOK_URL (the default owner's Slack incoming webhook), or give an owner a "
+                    "target in the config file (slack_url_env, webhooks, or any channel under Channels in the README)")
     html = await (await client.get("/")).text()
     assert '<p class="card error" role="alert"><strong>Nobody will be paged</strong>: no notification target' in html
     assert "RECEIVER_SLACK_WEBHOOK_URL" in html and "slack_url_env" in html

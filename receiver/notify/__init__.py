@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 NOBODY_PAGED = (
     "no notification target is configured, so incidents will page nobody: set RECEIVER_SLACK_WEBHOOK_URL "
-    "(the default owner's Slack incoming webhook), or give an owner slack_url_env, slack_url_file or webhooks "
-    "in the config file"
+    "(the default owner's Slack incoming webhook), or give an owner a target in the config file (slack_url_env, "
+    "webhooks, or any channel under Channels in the README)"
 )
 
 CONNECT_TIMEOUT = 10.0  # seconds; a connection not made by then is a known failure, retried safely
