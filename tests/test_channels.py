@@ -27,7 +27,6 @@ from tests.fakes import FakePagerDuty, FakeTarget, FakeTeams
 from tests.helpers import alert, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-CRIT = {"severity": "critical"}
 API_TOKEN = "api-token-for-channels"
 ROUTING_KEY = "R0UTINGKEY0SECRET0000000000000000"
 POLICY = """
@@ -88,11 +87,11 @@ def env(aiohttp_client: Any, database_url: str) -> Any:
 async def lifecycle(e: Env) -> str:
     """Open (with hostile labels), escalate to level 1, resolve; returns the incident id."""
     await e.post(payload(alert(instance="a", team="**bold** [x](http://evil.example) <at>everyone</at> @here",
-                               annotations={"summary": "# heading\n<b>p99</b> is _high_"}, **CRIT)), T0)
+                               annotations={"summary": "# heading\n<b>p99</b> is _high_"}, severity="critical")), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=5))
     await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:07:00Z",
-                               team="**bold** [x](http://evil.example) <at>everyone</at> @here", **CRIT)),
+                               team="**bold** [x](http://evil.example) <at>everyone</at> @here", severity="critical")),
                  T0 + timedelta(minutes=7))
     await e.tick(T0 + timedelta(minutes=7))
     return str((await e.incident())["id"])
@@ -148,7 +147,7 @@ async def test_teams_follows_the_lifecycle_with_untrusted_text_only_in_text_runs
 
 async def test_teams_answers_are_classified(env: Any, teams: FakeTeams, db: Any) -> None:
     e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
     teams.status, teams.body_text = 200, "Webhook message delivery failed with error: Microsoft Teams endpoint " \
         "returned HTTP error 429 with ContextId tcid=0"
     [first] = await e.tick(T0)
@@ -165,7 +164,7 @@ async def test_teams_url_never_leaks(env: Any, teams: FakeTeams, caplog: pytest.
     caplog.set_level(logging.DEBUG)
     e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
     teams.script = [500, 404]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=1))
     inc = await e.incident()
@@ -207,7 +206,7 @@ async def test_pagerduty_triggers_and_resolves_one_alert_per_incident(env: Any, 
 async def test_pagerduty_acknowledging_here_sends_nothing(env: Any, pagerduty: FakePagerDuty) -> None:
     """Documented in the README: an acknowledgement writes no outbox item; escalation stops, the alert stays."""
     e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
     await e.tick(T0)
     await e.act((await e.incident())["id"], "ack")
     await e.tick(T0 + timedelta(minutes=6))
@@ -216,7 +215,7 @@ async def test_pagerduty_acknowledging_here_sends_nothing(env: Any, pagerduty: F
 
 async def test_pagerduty_answers_are_classified(env: Any, pagerduty: FakePagerDuty) -> None:
     e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
     pagerduty.script = [429, 500, 400]
     [throttled] = await e.tick(T0)
     assert (throttled.status, throttled.result.retry_after) == ("pending", timedelta(seconds=7))
@@ -231,7 +230,7 @@ async def test_pagerduty_routing_key_never_leaks(env: Any, pagerduty: FakePagerD
     caplog.set_level(logging.DEBUG)
     e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
     pagerduty.script = [500, 400]
-    await e.post(payload(alert(instance="a", **CRIT)), T0)
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=1))
     inc = await e.incident()
