@@ -276,3 +276,16 @@ def test_unknown_fields_are_ignored() -> None:
     data = with_alert(embeddedImage="iVBORw0KGgo=", extraData={"a": 1})
     data["notification_reason"] = "new"
     assert parse(data).alerts[0].fingerprint == "e6349a25f5ef0e9e"
+
+
+def test_the_readmes_contact_point_posts_to_the_grafana_route() -> None:
+    import yaml
+
+    from tests.readme import code_blocks
+
+    (block,) = code_blocks("Point Grafana at it", "yaml")
+    (receiver,) = yaml.safe_load(block)["contactPoints"][0]["receivers"]
+    assert receiver["type"] == "webhook" and receiver["disableResolveMessage"] is False
+    settings = receiver["settings"]
+    assert settings["url"].endswith(GRAFANA.path) and settings["httpMethod"] == "POST"
+    assert settings["authorization_scheme"] == "Bearer"
