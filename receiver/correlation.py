@@ -210,11 +210,13 @@ def plan(
     *,
     external_url: str = "",
     owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
+    actor: str = ACTOR,
 ) -> Plan:
     """Decide what `alerts` (deduplicated, mapped by fingerprint) do to the incidents in `state`.
 
-    `state` is left as it was: the planner works on its own copy of the incidents it may change."""
-    planner = _Planner(mappings, state, now, external_url, owner_snapshot)
+    `state` is left as it was: the planner works on its own copy of the incidents it may change. `actor`
+    (the sender's name) is the actor of every timeline event the plan holds."""
+    planner = _Planner(mappings, state, now, external_url, owner_snapshot, actor)
     # Firing first, so that a payload resolving one member and firing another never flaps the incident.
     firing, resolved = AlertStatus.FIRING, AlertStatus.RESOLVED  # read once: an Enum attribute is slow on 3.11
     for alert in sorted(alerts, key=lambda a: a.status == resolved):
@@ -231,13 +233,14 @@ class _Planner:
     one is one rule of the module docstring."""
 
     def __init__(self, mappings: dict[str, Mapping], state: State, now: datetime, external_url: str,
-                 owner_snapshot: Callable[[str], dict[str, Any]]):
+                 owner_snapshot: Callable[[str], dict[str, Any]], actor: str = ACTOR):
         self.plan = Plan()
         self.mappings = mappings
         self.state = _working_copy(state)
         self.now = now
         self.external_url = external_url
         self.owner_snapshot = owner_snapshot
+        self.actor = actor
         self.opened: dict[str, NewIncident] = {}  # the incidents this webhook opens, by key
 
     # --- the passes -------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ class _Planner:
                 continue
             ch = self._change(inc)
             ch.status, ch.resolved = IncidentStatus.RESOLVED, True
-            self.plan.events.append(Event(inc_id, "resolved", {"reason": "all alerts resolved"}))
+            self._event(inc_id, "resolved", {"reason": "all alerts resolved"})
             self._touch(inc.id, inc.incident_key, Action.RESOLVED)
 
     # --- firing -----------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ class _Planner:
         self._raise_severity(target, ch, mapping.severity)
         target.firing.add(alert.fingerprint)
         self._member(target.id, alert, AlertStatus.FIRING, alert.ends_at)
-        self.plan.events.append(Event(target.id, "alert_fired", _alert_detail(alert)))
+        self._event(target.id, "alert_fired", _alert_detail(alert))
         self._touch(target.id, target.incident_key, Action.UPDATED)
 
     def _join_opened(self, ni: NewIncident, alert: Alert, mapping: Mapping) -> None:
@@ -315,7 +318,7 @@ class _Planner:
             ni.severity = mapping.severity
         self._evidence(ni.metadata, alert)
         self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
-        self.plan.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
+        self._event(ni.id, "alert_fired", _alert_detail(alert))
 
     def _reopen(self, inc: IncidentState) -> IncidentState:
         """A new instance of a key whose incident resolved within the reopen window: the incident opens again,
@@ -326,7 +329,7 @@ class _Planner:
         ch.flap_count += 1
         inc.status = IncidentStatus.OPEN
         self.state.active[inc.incident_key] = inc
-        self.plan.events.append(Event(inc.id, "reopened", {"flap_count": ch.flap_count}))
+        self._event(inc.id, "reopened", {"flap_count": ch.flap_count})
         self._touch(inc.id, inc.incident_key, Action.REOPENED)
         return inc
 
@@ -345,11 +348,9 @@ class _Planner:
         self.opened[ni.incident_key] = ni
         self.plan.new_incidents.append(ni)
         self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
-        self.plan.events.append(
-            Event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
-                                    "rule": ni.mapping_rule, "owner": mapping.owner})
-        )
-        self.plan.events.append(Event(ni.id, "alert_fired", _alert_detail(alert)))
+        self._event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
+                                      "rule": ni.mapping_rule, "owner": mapping.owner})
+        self._event(ni.id, "alert_fired", _alert_detail(alert))
         self._touch(ni.id, ni.incident_key, Action.OPENED)
 
     def _raise_severity(self, target: IncidentState, ch: IncidentChange, severity: str) -> None:
@@ -357,7 +358,7 @@ class _Planner:
         policy, even when acknowledged: the acknowledgement is cleared."""
         if _rank(severity) <= _rank(ch.severity):
             return
-        self.plan.events.append(Event(target.id, "severity_raised", {"from": ch.severity, "to": severity}))
+        self._event(target.id, "severity_raised", {"from": ch.severity, "to": severity})
         ch.severity = severity
         ch.severity_raised = True
         if ch.severity != _HIGHEST_SEVERITY or ch.rearm:
@@ -366,9 +367,7 @@ class _Planner:
         if ch.status == IncidentStatus.ACKNOWLEDGED:
             ch.status, ch.clear_ack = IncidentStatus.OPEN, True
             target.status = IncidentStatus.OPEN
-            self.plan.events.append(
-                Event(target.id, "unacknowledged", {"reason": f"severity raised to {_HIGHEST_SEVERITY}"})
-            )
+            self._event(target.id, "unacknowledged", {"reason": f"severity raised to {_HIGHEST_SEVERITY}"})
 
     # --- resolved ---------------------------------------------------------------------------------
 
@@ -384,7 +383,7 @@ class _Planner:
         once every alert is planned (`resolve_quiet_incidents`)."""
         ends_at = alert.ends_at or self.now
         self._member(inc.id, alert, AlertStatus.RESOLVED, ends_at)
-        self.plan.events.append(Event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=ends_at)))
+        self._event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=ends_at))
         inc.firing.discard(alert.fingerprint)
         self._outcome(alert, Outcome.UPDATED)
         if inc.status != IncidentStatus.RESOLVED:
@@ -401,6 +400,9 @@ class _Planner:
                                 kind=inc.kind, first_seen=inc.first_seen)
             self.plan.changes[inc.id] = ch
         return ch
+
+    def _event(self, incident_id: uuid.UUID, event_type: str, detail: dict[str, Any]) -> None:
+        self.plan.events.append(Event(incident_id, event_type, detail, self.actor))
 
     def _touch(self, inc_id: uuid.UUID, key: str, action: Action) -> None:
         self.plan.keys[inc_id] = key

@@ -364,6 +364,15 @@ def test_the_state_given_is_left_unchanged() -> None:
     assert st == before
 
 
+def test_the_sender_is_the_actor_of_every_event() -> None:
+    inc = incident(IncidentStatus.ACKNOWLEDGED, firing=("a",))
+    st = state(inc, members=(member("a", inc),))
+    assert {e.actor for e in run([alert("b")], st, severity={"b": Severity.CRITICAL}).events} == {"alertmanager"}
+    p = run([alert("b"), resolved("a")], st, severity={"b": Severity.CRITICAL}, actor="grafana")
+    assert event_types(p) == ["severity_raised", "unacknowledged", "alert_fired", "alert_resolved"]
+    assert {e.actor for e in p.events} == {"grafana"}
+
+
 def test_a_plan_counts_every_outcome_and_serialises() -> None:
     p = run([])
     assert p.outcomes == {o: 0 for o in Outcome} and set(p.outcomes) == {o.value for o in Outcome}
