@@ -13,11 +13,14 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
 
 ZERO = "0001-01-01T00:00:00Z"
 
@@ -46,6 +49,28 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeou
             raise AssertionError(f"timed out after {deadline(timeout):.0f} s waiting for {what}"
                                  + (f" (last error: {last_error!r})" if last_error else ""))
         await asyncio.sleep(interval)
+
+
+async def wait_http_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], what: str, *,
+                          log: Callable[[], str] = str, timeout: float = 60.0) -> None:
+    """Until GET `url` answers 200 from a process we started: fails at once (with the tail of `log()`) if the
+    process exits, after deadline(timeout) otherwise; a refused or slow connection is just "not yet"."""
+
+    async def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}:\n{log()[-4000:]}")
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=deadline(5))) as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await eventually(ready, f"{what} to be ready", timeout)
+    except AssertionError as e:
+        if proc.poll() is not None:  # the message already has the log
+            raise
+        raise AssertionError(f"{e}:\n{log()[-4000:]}") from None
 
 
 def fingerprint_of(labels: Mapping[str, str]) -> str:

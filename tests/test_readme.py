@@ -27,7 +27,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.helpers import deadline, eventually, free_port
+from tests.helpers import deadline, free_port, wait_http_ready
 from tests.readme import EXAMPLE_CONFIG, ROOT, code_blocks, section
 
 CONFIG_HEADING = "The file, with every key"
@@ -162,17 +162,8 @@ async def receiver_process(database_url: str, tmp_path: Path) -> AsyncIterator[t
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-
-            async def ready() -> bool:
-                if proc.poll() is not None:
-                    pytest.fail(f"receiver exited with {proc.returncode}:\n{(tmp_path / 'receiver.log').read_text()}")
-                try:
-                    async with session.get(f"{base}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await eventually(ready, "receiver serve to be ready", timeout=60)
+            await wait_http_ready(session, f"{base}/readyz", proc, "receiver serve",
+                                  log=lambda: (tmp_path / "receiver.log").read_text(errors="replace"))
         yield base, token
     finally:
         proc.terminate()

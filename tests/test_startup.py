@@ -17,14 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
 
-from tests.helpers import alert, deadline, eventually, free_port, payload
+from tests.helpers import alert, deadline, free_port, payload, wait_http_ready
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "pw-never-in-the-output-0123"
@@ -155,11 +155,8 @@ async def test_sigterm_with_full_caches_exits_promptly_and_says_stopped(tmp_path
             cwd=REPO, env=receiver_env(DATABASE_URL=database_url), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     try:
         async with aiohttp.ClientSession() as session:
-            async def ready() -> bool:
-                assert proc.poll() is None, stderr_path.read_text()
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
-                    return r.status == 200
-            await eventually(ready, "the receiver to be ready", timeout=60)
+            await wait_http_ready(session, f"http://127.0.0.1:{port}/readyz", proc, "the receiver",
+                                  log=stderr_path.read_text)
             # 20,000 distinct label sets and start times: more than the label-mapping and timestamp caches hold.
             for hook in range(200):
                 alerts = [alert(instance=f"host-{hook}-{i}", pod=f"pod-{i % 7}", team=f"team-{hook % 13}",
@@ -311,18 +308,12 @@ async def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path, da
 
     try:
         async with aiohttp.ClientSession() as session:
-            def ready(proc: subprocess.Popen[bytes], port: int,
-                      log: Callable[[], str]) -> Callable[[], Awaitable[bool]]:
-                async def probe() -> bool:
-                    assert proc.poll() is None, log()
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        return r.status == 200
-                return probe
-
             first, first_port, first_log = start("first")
-            await eventually(ready(first, first_port, first_log), "the first receiver", timeout=120)
+            await wait_http_ready(session, f"http://127.0.0.1:{first_port}/readyz", first, "the first receiver",
+                                  log=first_log, timeout=120)
             second, second_port, second_log = start("second")
-            await eventually(ready(second, second_port, second_log), "the second receiver", timeout=120)
+            await wait_http_ready(session, f"http://127.0.0.1:{second_port}/readyz", second, "the second receiver",
+                                  log=second_log, timeout=120)
 
             second.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(second.wait, deadline(60)) == 0, second_log()

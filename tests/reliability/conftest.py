@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.helpers import deadline, eventually, free_port, with_database
+from tests.helpers import deadline, eventually, free_port, wait_http_ready, with_database
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "reliability-webhook-token-0123456789"
@@ -188,19 +188,8 @@ class ReceiverProc:
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
         """Until /readyz answers 200 (fails at once if the process exits, after deadline(timeout) otherwise)."""
-        async def ready() -> bool:
-            if not self.alive():
-                pytest.fail(f"receiver {self.name} exited with {self.proc.returncode}:\n{self.stderr()[-4000:]}")
-            try:
-                async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=deadline(5))) as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        try:
-            await eventually(ready, f"receiver {self.name} to be ready", timeout)
-        except AssertionError as e:
-            pytest.fail(f"{e}:\n{self.stderr()[-4000:]}")
+        await wait_http_ready(session, f"{self.url}/readyz", self.proc, f"receiver {self.name}", log=self.stderr,
+                              timeout=timeout)
 
     def terminate(self) -> None:
         if self.alive():
