@@ -16,5 +16,6 @@ def test_ruff() -> None:
 
 
 def test_mypy() -> None:
+    """`mypy` checks what pyproject's [tool.mypy] `packages` names: receiver and tests."""
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
