@@ -17,7 +17,8 @@ import pytest
 from receiver.app import create_app
 from receiver.config import parse_config
 from tests.conftest import DATA
-from tests.helpers import alert, payload
+from tests.fakes import FakeSlack
+from tests.helpers import alert, eventually, payload
 
 ROUTE = "/webhook/grafana"
 KEY = "GET /api/items/{id}::latency"
@@ -233,3 +234,23 @@ async def test_a_javascript_link_from_an_annotation_stays_text(client: Any, db: 
     page = await (await client.get(f"/incidents/{opened['id']}")).text()
     assert not [h for h in hrefs(page) if h.lower().startswith(("javascript:", "data:"))]
     assert "javascript:alert(&#39;panel&#39;)" in page  # shown, as text
+
+
+# --- Slack -----------------------------------------------------------------------------------------------
+
+
+async def test_slack_offers_grafanas_panel_as_the_dashboard_button(fake_slack: FakeSlack, aiohttp_client: Any,
+                                                                    database_url: str) -> None:
+    config = parse_config("", env={"RECEIVER_SLACK_WEBHOOK_URL": fake_slack.url})
+    client = await aiohttp_client(create_app(config, database_url))
+    await ok(await post(client, ROUTE, grafana(annotations={"summary": "p99 <!here> high"})))
+
+    async def message() -> dict[str, Any] | None:
+        return fake_slack.received[0] if fake_slack.received else None
+
+    sent = await eventually(message, "the opened incident's Slack message")
+    buttons = {e["text"]["text"]: e["url"] for b in sent["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    panel = grafana()["alerts"][0]["panelURL"]
+    assert buttons["Dashboard"] == panel
+    assert buttons["Graph"] == grafana()["alerts"][0]["generatorURL"]
+    assert "<!here>" not in json.dumps(sent)  # the summary is escaped as any annotation is
