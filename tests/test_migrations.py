@@ -6,7 +6,9 @@ migrations, their rollbacks and yoyo's lock are exercised from scratch, not from
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,7 +21,9 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from receiver import schema
 from receiver.database import migrate, migration_ids, rollback_all
+from receiver.store import QUERIES
 from tests.helpers import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,3 +314,43 @@ def test_concurrent_receiver_migrate_processes(empty_db: str, tmp_path: Path) ->
     assert applied_ids(empty_db) == migration_ids()
     assert not (tmp_path / "unused").exists(), "an embedded PostgreSQL was started despite DATABASE_URL"
     assert_original_schema(empty_db)
+
+
+def test_schema_snapshot_is_what_the_migrations_produce(empty_db: str) -> None:
+    """migrations/snapshot/schema.sql equals the schema of a freshly migrated database."""
+    migrate(empty_db)
+    produced = asyncio.run(schema.dump(empty_db))
+    snapshot = (ROOT / "migrations" / "snapshot" / "schema.sql").read_text(encoding="utf-8")
+    assert produced == snapshot, (
+        "migrations/snapshot/schema.sql is out of date: python -m receiver.schema > migrations/snapshot/schema.sql"
+    )
+    # the snapshot's own checks: every table and function of the migrations is in it, nothing of yoyo's is
+    for table in ("incidents", "incident_alerts", "incident_events", "notifications", "settings", "used_links"):
+        assert f"CREATE TABLE {table} (" in snapshot
+    for function in ("ingest_state", "queue_resolve_notices"):
+        assert f"FUNCTION public.{function}(" in snapshot
+    assert "yoyo" not in snapshot
+
+
+def test_schema_dump_sees_a_new_column(empty_db: str) -> None:
+    """The snapshot check can fail: a change the migrations did not make shows in the dump."""
+    migrate(empty_db)
+    before = asyncio.run(schema.dump(empty_db))
+    with connect(empty_db) as conn:
+        conn.execute("ALTER TABLE incidents ADD COLUMN snapshot_probe text")
+        conn.execute("CREATE INDEX snapshot_probe_idx ON incidents (snapshot_probe)")
+    after = asyncio.run(schema.dump(empty_db))
+    assert before != after
+    assert "    snapshot_probe text" in after and "CREATE INDEX snapshot_probe_idx ON" in after
+
+
+def test_every_named_query_says_what_it_does() -> None:
+    """Each named query in receiver/store/queries.sql opens with a one-line description, procrastinate style:
+    `-- name --` then `-- what it does`."""
+    text = (ROOT / "receiver" / "store" / "queries.sql").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    names = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.fullmatch(r"-- (\w+) --", line))]
+    assert names and [n for _, n in names] == list(QUERIES)
+    undescribed = [name for i, name in names
+                   if i + 1 >= len(lines) or not re.fullmatch(r"-- \S.{9,}", lines[i + 1])]
+    assert not undescribed, f"named queries without a description: {undescribed}"
