@@ -279,8 +279,13 @@ class Store:
 
     async def link_secret(self, candidate: str) -> str:
         """The secret that signs links: `candidate` if none was stored yet."""
-        rows = await self._fetch("link_secret", candidate)
-        return str(rows[0]["value"])
+        # A replica racing another one waits on the other's INSERT and then does nothing, and its statement's
+        # snapshot predates that commit: it reads no row. Asked again, the committed secret is visible.
+        for _ in range(3):
+            rows = await self._fetch("link_secret", candidate)
+            if rows:
+                return str(rows[0]["value"])
+        raise StoreUnavailable("the link-signing secret could not be read")
 
     # --- reads ----------------------------------------------------------------------------------
 
