@@ -254,3 +254,11 @@ async def test_slack_offers_grafanas_panel_as_the_dashboard_button(fake_slack: F
     assert buttons["Dashboard"] == panel
     assert buttons["Graph"] == grafana()["alerts"][0]["generatorURL"]
     assert "<!here>" not in json.dumps(sent)  # the summary is escaped as any annotation is
+
+
+async def test_grafana_requests_are_counted_as_webhook_requests(client: Any, db: Any) -> None:
+    await ok(await post(client, ROUTE, grafana()))
+    assert (await post(client, ROUTE, b"{not json")).status == 400
+    text = await (await client.get("/metrics")).text()
+    counted = dict(re.findall(r'^receiver_webhook_requests_total\{code="(\d+)"\} (\S+)$', text, re.MULTILINE))
+    assert float(counted["200"]) == 1 and float(counted["400"]) == 1
