@@ -290,7 +290,7 @@ def test_unknown_label_values_are_programming_errors() -> None:
     with pytest.raises(ValueError):
         m.incident_transition("acknowledged", "latency", "critical")
     with pytest.raises(ValueError):
-        m.notification("email", "delivered", 1.0)
+        m.notification("carrier-pigeon", "delivered", 1.0)
     with pytest.raises(ValueError):
         m.notification("slack", "ok", 1.0)
     with pytest.raises(ValueError):
