@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -21,10 +22,12 @@ import yaml
 
 from . import rules as rules_mod
 from .model import TargetType
-from .notify import pagerduty
+from .notify import mail, pagerduty
 from .timeutil import parse_duration
 
 DEFAULT_PORT = 9095
+# an address as SMTP takes it in an envelope and a header: one @, no spaces, controls, quotes or separators
+_ADDRESS = re.compile(r"[^\s@<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class ConfigError(Exception):
@@ -196,6 +199,25 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ReconcileConfig:
+    interval: timedelta = timedelta(minutes=1)
+    grace: timedelta = timedelta(minutes=10)  # absent from every peer in every check this long: resolved
+
+
+@dataclass(frozen=True)
+class AlertmanagerConfig:
+    """The Alertmanager cluster whose webhook points at us: asked to reconcile, told of silences."""
+
+    urls: tuple[str, ...]  # every peer; never holds credentials (refused), so it may be shown
+    receiver: str  # the Alertmanager receiver whose webhook is ours
+    token: Secret | None = None
+    basic_auth: BasicAuth | None = None
+    timeout: timedelta = timedelta(seconds=5)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    silences: bool = False  # silencing an incident also silences its alerts in Alertmanager
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -214,6 +236,7 @@ class Config:
     api_tokens: tuple[ApiToken, ...] = ()
     ui: UiConfig = field(default_factory=UiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alertmanager: AlertmanagerConfig | None = None  # None: no reconciliation, no silences in Alertmanager
     source: str = "<defaults>"
 
     def map(self, labels: Mapping[str, str]) -> rules_mod.Mapping:
@@ -536,6 +559,9 @@ def _owners(doc: _Doc, value: Any, env: Mapping[str, str]) -> dict[str, Owner]:
         if "pagerduty" in s.value:
             targets += _pagerduty(doc, s.section("pagerduty"), env, name)
         s.used.add("pagerduty")
+        if "email" in s.value:
+            targets += _email(doc, s.section("email"), env, name)
+        s.used.add("email")
         matchers = s.get("match", _matchers, None)
         s.finish()
         owners[name] = Owner(name, tuple(targets), matchers)
@@ -552,6 +578,48 @@ def _pagerduty(doc: _Doc, p: _Section, env: Mapping[str, str], owner: str) -> li
     if key is None:
         return []
     return [Target(f"{owner}/pagerduty", TargetType.PAGERDUTY, Secret(pagerduty.destination(url, key.value)))]
+
+
+def _email(doc: _Doc, m: _Section, env: Mapping[str, str], owner: str) -> list[Target]:
+    """An owner's email over SMTP: addresses and server are plain config, the SMTP password a secret."""
+    to = m.get("to", _addresses, None)
+    sender = m.get("from", _address, None)
+    smtp = m.section("smtp")
+    host = smtp.get("host", _string, None)
+    port = smtp.get("port", _port, 587)
+    starttls = smtp.get("starttls", _bool, True)
+    username = smtp.get("username", _string, None)
+    password = smtp.secret("password", env)
+    for ok, key, reason in ((to or "to" in m.value, m.key("to"), "email needs to: a list of addresses"),
+                            (sender or "from" in m.value, m.key("from"), "email needs from: the sender's address"),
+                            (host or "host" in smtp.value, smtp.key("host"), "email needs the SMTP server's host")):
+        if not ok:
+            doc.report(key, reason)
+    if username is not None and not smtp.names_secret("password"):
+        doc.report(smtp.key("password_env"), "a username needs password_env or password_file")
+    if username is None and password is not None:
+        doc.report(smtp.key("username"), "password_env or password_file needs a username")
+    smtp.finish()
+    m.finish()
+    if not (to and sender and host) or (username is None) != (password is None):
+        return []
+    where = mail.destination(host=host, port=port, starttls=starttls, username=username,
+                             password=password.value if password else None, sender=sender, to=to)
+    return [Target(f"{owner}/email", TargetType.EMAIL, Secret(where))]
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        raise ValueError("expected an email address such as oncall@example.com")
+    return value
+
+
+def _addresses(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a list of email addresses")
+    return [_address(v) for v in value]
 
 
 def _http_url(value: Any) -> str:
@@ -728,6 +796,8 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
     api_tokens = _api_tokens(doc, top.value.get("api_tokens"), env)
     ui = _ui(doc, top.section("ui"), env)
     metrics = _metrics(top.section("metrics"), env)
+    top.used.add("alertmanager")
+    alertmanager = _alertmanager(doc, top.section("alertmanager"), env) if "alertmanager" in top.value else None
     top.finish()
 
     return Config(
@@ -748,6 +818,7 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
         api_tokens=api_tokens,
         ui=ui,
         metrics=metrics,
+        alertmanager=alertmanager,
         source=source,
     )
 
@@ -905,3 +976,62 @@ def _metrics(s: _Section, env: Mapping[str, str]) -> MetricsConfig:
     )
     s.finish()
     return metrics
+
+
+def _alertmanager(doc: _Doc, s: _Section, env: Mapping[str, str]) -> AlertmanagerConfig | None:
+    """`alertmanager:`: the peers, the receiver name, how to authenticate, and what to do with them."""
+    urls = s.get("urls", _peer_urls, None)
+    receiver = s.get("receiver", _string, None)
+    token = s.secret("token", env)
+    basic_auth = None
+    s.used.add("basic_auth")
+    if s.value.get("basic_auth") is not None:
+        b = s.section("basic_auth")
+        username = b.get("username", _string, None)
+        password = b.secret("password", env)
+        b.finish()
+        if username and password is not None:
+            basic_auth = BasicAuth(username, password)
+        elif not (b.value.get("username") and b.names_secret("password")):  # else reported already
+            doc.report(b.path, "needs username and password_env or password_file")
+    if token is not None and basic_auth is not None:
+        doc.report(s.key("token_env"), "set a token or basic_auth, not both")
+    timeout = s.get("timeout", _positive_duration, AlertmanagerConfig.timeout)
+    r = s.section("reconcile")
+    reconcile = ReconcileConfig(
+        interval=r.get("interval", _positive_duration, ReconcileConfig.interval),
+        grace=r.get("grace", _duration, ReconcileConfig.grace),
+    )
+    r.finish()
+    silences = s.get("silences", _bool, False)
+    s.finish()
+    if urls is None and s.value.get("urls") is None:
+        doc.report(s.key("urls"), "list every Alertmanager peer, such as [http://alertmanager-0:9093]")
+    if receiver is None and s.value.get("receiver") is None:
+        doc.report(s.key("receiver"), "name the Alertmanager receiver whose webhook points at this receiver")
+    if not urls or not receiver:
+        return None
+    return AlertmanagerConfig(urls=urls, receiver=receiver, token=token, basic_auth=basic_auth, timeout=timeout,
+                              reconcile=reconcile, silences=silences)
+
+
+def _peer_urls(value: Any) -> tuple[str, ...]:
+    """Alertmanager's base URLs; without credentials in them, since they are shown on timelines."""
+    import urllib.parse
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a list of Alertmanager URLs such as [http://alertmanager-0:9093]")
+    urls = []
+    for v in value:
+        url = _http_url(v).rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("put credentials in token_env/token_file or basic_auth, not in a URL (not shown)")
+        if not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{url[:100]!r} is not a base URL such as http://alertmanager-0:9093")
+        if url in urls:
+            raise ValueError(f"{url[:100]!r} is listed twice")
+        urls.append(url)
+    return tuple(urls)

@@ -67,6 +67,7 @@ class TargetType(StrEnum):
     WEBHOOK = "webhook"
     TEAMS = "teams"
     PAGERDUTY = "pagerduty"
+    EMAIL = "email"
 
 
 class DeliveryStatus(StrEnum):

@@ -19,10 +19,14 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from aiohttp import web
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.helpers import eventually
 
@@ -288,3 +292,101 @@ class FakePagerDuty(FakeTarget):
             kind = "escalated"
         return Post(received.at, received.answered, event["dedup_key"], kind, level,
                     event.get("payload", {}).get("summary", ""))
+
+
+@dataclass
+class Mail:
+    """One message as the fake SMTP server took it."""
+
+    at: float
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    answered: str = ""  # the reply to DATA; "" while hanging
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        return str(cast(EmailMessage, self.message.get_body(("plain",))).get_content()).replace("\r\n", "\n")
+
+
+class FakeSMTP:
+    """A real SMTP server (aiosmtpd) on a free loopback port, in the test's loop. It accepts one login
+    (`username`/`password`, over plain text: tests only), refuses RCPT to the addresses in `refuse` with their
+    reply, and answers DATA from `script` (a reply such as "451 4.3.0 try later", or "hang": answer "250 OK"
+    only after `hang_seconds`), then "250 OK". Every message is recorded on arrival (before the answer)."""
+
+    def __init__(self, *, username: str = "receiver", password: str = "smtp-secret-pw-0123",
+                 hang_seconds: float = 5.0) -> None:
+        self.username, self.password = username, password
+        self.hang_seconds = hang_seconds
+        self.script: list[str] = []
+        self.refuse: dict[str, str] = {}
+        self.mails: list[Mail] = []
+        self.logins: list[tuple[str, bool]] = []  # (login, accepted)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="fake-smtp", authenticator=self._authenticate, auth_require_tls=False),
+            "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        ok = (auth_data.login.decode(), auth_data.password.decode()) == (self.username, self.password)
+        self.logins.append((auth_data.login.decode(), ok))
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        mail = Mail(time.monotonic(), str(envelope.mail_from), list(envelope.rcpt_tos),
+                    cast(EmailMessage, message_from_bytes(content, policy=default_policy)))
+        self.mails.append(mail)
+        step = self.script.pop(0) if self.script else "250 OK"
+        if step == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.hang_seconds)
+            step = "250 OK"
+        mail.answered = step
+        return step
+
+    def read(self, mail: Mail) -> Post:
+        """(incident, event, level) of a message built by receiver.notify.mail.mail_text."""
+        subject = mail.subject
+        event = "resolved" if "] Resolved" in subject else "escalated" if "] Escalated" in subject else "opened"
+        fields = dict(line.split(":", 1) for line in mail.body.splitlines() if ":" in line)
+        incident = fields.get("Incident", "").strip().rstrip("/").rsplit("/", 1)[-1] or None
+        ok = mail.answered.startswith("2")
+        return Post(mail.at, 250 if ok else 550, incident, event, int(fields.get("Level", "-1")), subject)
+
+    @property
+    def posts(self) -> list[Post]:
+        return [self.read(m) for m in self.mails]

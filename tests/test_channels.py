@@ -1,6 +1,6 @@
 """The channels out (receiver/notify/): the registry, and each channel end to end on a real PostgreSQL against a
 fake target that is a real server (HTTP, or SMTP for email): what it is sent through an incident's lifecycle, how
-its answers are classified, and that its secret (URL, routing key, password) is never in an error, a log line or
+its answers are classified, and that its secret (URL, routing key, SMTP password) is never in an error, a log line or
 a page (as Alertmanager's AssertNotifyLeaksNoSecret checks its notifiers).
 
 Time is controlled: tests call `tick(now)` and `deliver(now)` themselves (the app runs without loops).
@@ -23,7 +23,7 @@ from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
 from receiver.model import TargetType
 from receiver.notify import delivery
 from receiver.notify.registry import NOTIFIERS
-from tests.fakes import FakePagerDuty, FakeTarget, FakeTeams
+from tests.fakes import FakePagerDuty, FakeSMTP, FakeTarget, FakeTeams
 from tests.helpers import alert, payload
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -97,8 +97,8 @@ async def lifecycle(e: Env) -> str:
     return str((await e.incident())["id"])
 
 
-def assert_no_secret(fake: FakeTarget, secret: str, e: Env, inc: dict[str, Any], caplog: pytest.LogCaptureFixture,
-                     listing: str) -> None:
+def assert_no_secret(fake: FakeTarget | FakeSMTP, secret: str, e: Env, inc: dict[str, Any],
+                     caplog: pytest.LogCaptureFixture, listing: str) -> None:
     ours = "\n".join(r.getMessage() for r in caplog.records)
     everything = "\n".join([ours, str(inc), listing, repr(e.config)])
     assert secret not in everything
@@ -252,3 +252,99 @@ def test_pagerduty_config_refuses_inline_keys_and_bad_urls() -> None:
         "<string>:5: owners[1].pagerduty.routing_key_env: pagerduty needs routing_key_env or routing_key_file",
     ]
     assert "abc" not in str(e.value)
+
+
+# --- email ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[FakeSMTP]:
+    async with FakeSMTP() as fake:
+        yield fake
+
+
+def email_owner(fake: FakeSMTP, to: str = "[oncall@example.com, lead@example.com]") -> str:
+    return f"""    email:
+      to: {to}
+      from: receiver@example.com
+      smtp:
+        host: 127.0.0.1
+        port: {fake.port}
+        starttls: false
+        username: receiver
+        password_env: SMTP_PASSWORD
+"""
+
+
+async def test_email_follows_the_lifecycle_as_plain_text(env: Any, smtp: FakeSMTP) -> None:
+    e = await env(email_owner(smtp), {"SMTP_PASSWORD": smtp.password})
+    incident_id = await lifecycle(e)
+    assert [(p.event, p.level) for p in smtp.posts] == [("opened", 0), ("escalated", 1), ("resolved", 0)]
+    assert {p.incident_id for p in smtp.posts} == {incident_id}
+    assert smtp.logins == [("receiver", True)] * 3
+    first = smtp.mails[0]
+    assert (first.mail_from, first.rcpt_tos) == ("receiver@example.com", ["oncall@example.com", "lead@example.com"])
+    assert first.subject == "[CRITICAL] Incident opened: GET /notifications/recent::latency"
+    assert first.message["Auto-Submitted"] == "auto-generated" and first.message.get_content_type() == "text/plain"
+    assert "# heading\n<b>p99</b> is _high_" in first.body  # as it is: plain text parses nothing
+    assert f"Incident: https://receiver.example/incidents/{incident_id}" in first.body
+    assert "Acknowledge: https://receiver.example/incidents/" in first.body
+    assert smtp.mails[2].subject.startswith("[RESOLVED] Resolved after 7m")
+    assert "Acknowledge" not in smtp.mails[2].body
+
+
+async def test_email_answers_are_classified(env: Any, smtp: FakeSMTP) -> None:
+    e = await env(email_owner(smtp), {"SMTP_PASSWORD": smtp.password})
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
+    smtp.script = ["451 4.3.0 try again later", "554 5.6.0 message refused"]
+    [transient] = await e.tick(T0)
+    assert (transient.status, transient.result.error) == ("pending", "SMTP 451 (data refused)")
+    [permanent] = await e.tick(T0 + timedelta(minutes=1))
+    assert (permanent.status, permanent.result.error) == ("failed", "SMTP 554 (data refused)")
+    # one recipient refused, the other takes it: delivered (a retry would repeat it to the one who has it)
+    smtp.refuse = {"lead@example.com": "550 5.1.1 no such user"}
+    [partly] = await e.tick(T0 + timedelta(minutes=5))
+    assert partly.status == "delivered" and smtp.mails[-1].rcpt_tos == ["oncall@example.com"]
+
+
+async def test_email_every_recipient_refused_and_no_answer_to_the_data(env: Any, smtp: FakeSMTP) -> None:
+    e = await env(email_owner(smtp, to="[oncall@example.com]"), {"SMTP_PASSWORD": smtp.password})
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
+    smtp.refuse = {"oncall@example.com": "450 4.2.1 mailbox busy"}
+    [busy] = await e.tick(T0)
+    assert (busy.status, busy.result.error, busy.result.unknown) == (
+        "pending", "SMTP 450 (every recipient refused)", False)
+    assert smtp.mails == []  # refused before the data: nothing was sent
+    smtp.refuse, smtp.script = {}, ["hang"]
+    [late] = await e.tick(T0 + timedelta(minutes=1))  # the data went out, the answer did not come in time
+    assert (late.status, late.result.unknown, late.metric_result) == ("pending", True, "unknown")
+    assert len(smtp.mails) == 1
+
+
+async def test_email_password_never_leaks(env: Any, smtp: FakeSMTP, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-smtp-password-9876"
+    e = await env(email_owner(smtp), {"SMTP_PASSWORD": wrong})
+    await e.post(payload(alert(instance="a", severity="critical")), T0)
+    [refused] = await e.tick(T0)
+    assert (refused.status, refused.result.error) == ("failed", "SMTP 535 (login refused)")
+    assert smtp.logins and not any(ok for _, ok in smtp.logins)  # aiosmtplib tries each mechanism offered
+    inc = await e.incident()
+    assert inc["owner"]["targets"] == [{"id": "default/email", "type": "email"}]
+    listing = await (await e.client.get("/api/incidents")).text()
+    assert_no_secret(smtp, wrong, e, inc, caplog, listing)
+
+
+def test_email_config_is_checked() -> None:
+    from receiver.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_config("owners:\n  - name: a\n    email: {to: [not an address], smtp: {username: u, password: p}}\n",
+                     env={})
+    assert e.value.errors == [
+        "<string>:3: owners[0].email.to: expected an email address such as oncall@example.com",
+        "<string>:3: owners[0].email.smtp.password: secrets are not written in the config; use password_env or "
+        "password_file",
+        "<string>:3: owners[0].email.from: email needs from: the sender's address",
+        "<string>:3: owners[0].email.smtp.host: email needs the SMTP server's host",
+    ]
