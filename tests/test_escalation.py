@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 
 from receiver.app import create_app
 from receiver.config import Config, parse_config
+from receiver.escalation import plan_escalation
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR, LINK_SECRET
 from receiver.links import link_path
+from receiver.model import DueIncident, Target
 from tests.fakes import FakeSlack
 from tests.helpers import alert, payload
 
@@ -549,3 +552,18 @@ async def test_a_target_anywhere_means_no_warning(aiohttp_client: Any, database_
         html = await (await client.get("/")).text()
         assert "Nobody will be paged" not in html and "<h2" in html
     assert "page nobody" not in caplog.text
+
+
+def test_plan_escalation_is_a_function_of_the_due_incident_and_now() -> None:
+    """The planner takes `now` as an argument (no clock inside): the same due incident planned at two times
+    reaches the level each time says, pages the owner's targets once each, and says when the next is due."""
+    config = parse_config("", env={})
+    policy = config.escalation.policies["critical"]  # levels at 0, 5 m, 15 m, then every 30 m
+    hook = Target("default/webhook", "webhook", "https://hooks.example/secret")
+    due = DueIncident(id=uuid.uuid4(), severity="critical", escalation_level=0, escalation_anchor_at=T0,
+                      escalation_cycle=2, owner_targets=(hook, hook))
+    early = plan_escalation(due, policy, config, T0 + timedelta(minutes=4))
+    assert (early.level, early.next_at, early.notification_key) == (0, T0 + timedelta(minutes=5), "c2:l0")
+    late = plan_escalation(due, policy, config, T0 + timedelta(minutes=16))
+    assert (late.from_level, late.level, late.next_at) == (0, 2, T0 + timedelta(minutes=45))
+    assert late.notification_key == "c2:l2" and late.targets == (hook,)
