@@ -1,7 +1,10 @@
 """The store: the only place that talks SQL. Named queries live in queries.sql, loaded once.
 
 Methods are named for intent and work on batches; driver errors become StoreUnavailable, which the
-web layer answers with 503 so that Alertmanager retries.
+web layer answers with 503 so that Alertmanager retries. Reads return the frozen types of receiver/model.py,
+built here from rows (column names are field names), so no other layer reads a row. Writes send JSON record
+sets whose fields are named both here and in the query's column definitions (tests/unit/test_store_records.py
+holds the two lists together), never long positional parameter lists.
 """
 
 from __future__ import annotations
