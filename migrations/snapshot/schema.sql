@@ -11,6 +11,7 @@ CREATE TABLE alertmanager_silences (
     created_at timestamp with time zone NOT NULL,
     ends_at timestamp with time zone NOT NULL,
     expired_at timestamp with time zone,
+    expire_error text,
     CONSTRAINT alertmanager_silences_incident_id_fkey FOREIGN KEY (incident_id) REFERENCES incidents(id) ON DELETE CASCADE,
     CONSTRAINT alertmanager_silences_pkey PRIMARY KEY (silence_id)
 );
