@@ -13,7 +13,11 @@ directly (tests/unit/test_planner.py). Each rule is one method of `_Planner`, na
   (`_resolve_quiet_incidents`);
 - duplicates change only receive counts and last_seen; a firing for an instance already resolved
   (or older than the one we know) is stale and changes nothing (`_known_firing`, `_known_resolve`);
-- the instances of an incident resolved by hand (or as stale) never reopen it: only a new instance does;
+- the instances of an incident resolved by hand never reopen it: only a new instance does;
+- a resolve we inferred is not a fact (`_refires`): an instance resolved by the stale timer or by
+  reconciliation with Alertmanager (`INFERRED_RESOLVERS`) that is reported firing again counts as a new
+  instance: it reopens its incident within the reopen window, or opens a new one, and pages. Only a
+  sender's resolve, or a person's resolve of the incident, is final for an instance;
 - an alert missing from a payload is never a resolve (nothing here looks at what a payload lacks).
 """
 
@@ -30,6 +34,11 @@ from .model import Alert, AlertStatus, IncidentStatus, Outcome, Severity
 from .rules import Mapping
 
 ACTOR = "alertmanager"
+# who resolved an instance without a sender saying so (incident_alerts.resolved_by): the stale timer (tick_timers)
+# and reconciliation (receiver/reconcile.py, whose actor this is)
+STALE_RESOLVER = "stale"
+RECONCILER = "reconciler"
+INFERRED_RESOLVERS = frozenset({STALE_RESOLVER, RECONCILER})
 EVIDENCE_ANNOTATIONS = {
     "summary": "summary",
     "description": "description",
@@ -88,6 +97,7 @@ class MemberState:
     incident_id: uuid.UUID
     status: str  # an AlertStatus value
     starts_at: datetime
+    resolved_by: str | None = None  # a sender's name, or one of INFERRED_RESOLVERS
 
 
 @dataclass
@@ -124,6 +134,7 @@ class IncidentChange:
     severity_raised: bool = False
     rearm: bool = False  # restart escalation from level 0 in a new cycle
     clear_ack: bool = False
+    resolved_by: str = ACTOR  # the actor whose resolve resolved it (when `resolved`)
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class MemberWrite:
     alert: Alert
     status: str  # an AlertStatus value
     ends_at: datetime | None
+    resolved_by: str | None = None  # who resolved the instance (status resolved): see MemberState
 
 
 @dataclass(frozen=True)
@@ -211,12 +223,14 @@ def plan(
     external_url: str = "",
     owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
     actor: str = ACTOR,
+    event_detail: dict[str, Any] | None = None,
 ) -> Plan:
     """Decide what `alerts` (deduplicated, mapped by fingerprint) do to the incidents in `state`.
 
     `state` is left as it was: the planner works on its own copy of the incidents it may change. `actor`
-    (the sender's name) is the actor of every timeline event the plan holds."""
-    planner = _Planner(mappings, state, now, external_url, owner_snapshot, actor)
+    (the sender's name) is the actor of every timeline event the plan holds; `event_detail` is added to the
+    detail of each alert's event (reconciliation: the peers asked and what they answered)."""
+    planner = _Planner(mappings, state, now, external_url, owner_snapshot, actor, event_detail)
     # Firing first, so that a payload resolving one member and firing another never flaps the incident.
     firing, resolved = AlertStatus.FIRING, AlertStatus.RESOLVED  # read once: an Enum attribute is slow on 3.11
     for alert in sorted(alerts, key=lambda a: a.status == resolved):
@@ -233,7 +247,8 @@ class _Planner:
     one is one rule of the module docstring."""
 
     def __init__(self, mappings: dict[str, Mapping], state: State, now: datetime, external_url: str,
-                 owner_snapshot: Callable[[str], dict[str, Any]], actor: str = ACTOR):
+                 owner_snapshot: Callable[[str], dict[str, Any]], actor: str = ACTOR,
+                 event_detail: dict[str, Any] | None = None):
         self.plan = Plan()
         self.mappings = mappings
         self.state = _working_copy(state)
@@ -241,15 +256,20 @@ class _Planner:
         self.external_url = external_url
         self.owner_snapshot = owner_snapshot
         self.actor = actor
+        self.event_detail = event_detail or {}
+        self.refired_after: str | None = None  # set by `fire` for the alert being planned
         self.opened: dict[str, NewIncident] = {}  # the incidents this webhook opens, by key
 
     # --- the passes -------------------------------------------------------------------------------
 
     def fire(self, alert: Alert) -> None:
         known = self.state.members.get(alert.fingerprint)
-        if known is not None and alert.starts_at <= known.starts_at:
+        refires = known is not None and self._refires(alert, known)
+        if known is not None and alert.starts_at <= known.starts_at and not refires:
             self._known_firing(alert, known)
             return
+        # the timeline says which inferred resolve the firing proved wrong
+        self.refired_after = known.resolved_by if refires and known is not None else None
         mapping = self.mappings[alert.fingerprint]
         key = mapping.incident_key
         active = self.state.active.get(key)
@@ -278,11 +298,17 @@ class _Planner:
             if inc is None or inc.status == IncidentStatus.RESOLVED or inc.firing:
                 continue
             ch = self._change(inc)
-            ch.status, ch.resolved = IncidentStatus.RESOLVED, True
+            ch.status, ch.resolved, ch.resolved_by = IncidentStatus.RESOLVED, True, self.actor
             self._event(inc_id, "resolved", {"reason": "all alerts resolved"})
             self._touch(inc.id, inc.incident_key, Action.RESOLVED)
 
     # --- firing -----------------------------------------------------------------------------------
+
+    def _refires(self, alert: Alert, known: MemberState) -> bool:
+        """The instance we know, reported firing after a resolve we only inferred: it fires again, as a new
+        instance would (the stale timer or reconciliation guessed; the sender still has it)."""
+        return (alert.starts_at == known.starts_at and known.status == AlertStatus.RESOLVED
+                and known.resolved_by in INFERRED_RESOLVERS)
 
     def _known_firing(self, alert: Alert, known: MemberState) -> None:
         """A firing for an instance we know: a duplicate while its member fires in an active incident, which
@@ -374,7 +400,10 @@ class _Planner:
     def _known_resolve(self, inc: IncidentState, alert: Alert) -> None:
         """The resolve of a member already resolved (an HA copy, a retry): only its receive count changes."""
         self._outcome(alert, Outcome.DUPLICATE)
-        self._member(inc.id, alert, AlertStatus.RESOLVED, alert.ends_at or self.now)
+        # a sender's resolve turns an inferred one into a fact; an inferred one never overwrites a fact
+        known = self.state.members[alert.fingerprint]
+        resolver = known.resolved_by if self.actor in INFERRED_RESOLVERS and known.resolved_by else self.actor
+        self._member(inc.id, alert, AlertStatus.RESOLVED, alert.ends_at or self.now, resolver)
         if inc.status != IncidentStatus.RESOLVED:
             self._touch(inc.id, inc.incident_key, Action.UNCHANGED)
 
@@ -382,7 +411,7 @@ class _Planner:
         """A resolve marks its member resolved, on the timeline too; whether the incident follows is decided
         once every alert is planned (`resolve_quiet_incidents`)."""
         ends_at = alert.ends_at or self.now
-        self._member(inc.id, alert, AlertStatus.RESOLVED, ends_at)
+        self._member(inc.id, alert, AlertStatus.RESOLVED, ends_at, self.actor)
         self._event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=ends_at))
         inc.firing.discard(alert.fingerprint)
         self._outcome(alert, Outcome.UPDATED)
@@ -402,6 +431,10 @@ class _Planner:
         return ch
 
     def _event(self, incident_id: uuid.UUID, event_type: str, detail: dict[str, Any]) -> None:
+        if self.event_detail and event_type in ("alert_fired", "alert_resolved"):
+            detail = {**detail, **self.event_detail}
+        if self.refired_after and event_type == "alert_fired":
+            detail = {**detail, "after_inferred_resolve": self.refired_after}
         self.plan.events.append(Event(incident_id, event_type, detail, self.actor))
 
     def _touch(self, inc_id: uuid.UUID, key: str, action: Action) -> None:
@@ -409,8 +442,9 @@ class _Planner:
         if action is not Action.UNCHANGED:  # the weakest never replaces anything: skip the lookups
             self.plan.act(inc_id, action)
 
-    def _member(self, incident_id: uuid.UUID, alert: Alert, status: AlertStatus, ends_at: datetime | None) -> None:
-        self.plan.members.append(MemberWrite(incident_id, alert, status, ends_at))
+    def _member(self, incident_id: uuid.UUID, alert: Alert, status: AlertStatus, ends_at: datetime | None,
+                resolved_by: str | None = None) -> None:
+        self.plan.members.append(MemberWrite(incident_id, alert, status, ends_at, resolved_by))
 
     def _evidence(self, metadata: dict[str, Any], alert: Alert) -> None:
         """What the page and the messages show of the latest alert, and the receive count."""

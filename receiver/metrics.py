@@ -48,6 +48,11 @@ ESCALATION_LEVEL_CAP = 10
 TARGET_TYPES = tuple(TargetType)  # every channel's series exist from the start
 NOTIFICATION_RESULTS = ("delivered", "retried", "unknown", "failed")
 DATABASE_OPERATIONS = ("ingest", "read", "tick", "deliver", "metrics")
+AM_SILENCE_EVENTS = ("created", "expired", "create_failed", "expire_failed")  # receiver/silences.py
+# receiver/reconcile.py: a run compared every peer (ok), could not because a peer failed (peer_error: nothing
+# resolved), failed on the database (error), or was left to another replica or to the next interval (skipped)
+RECONCILE_RESULTS = ("ok", "peer_error", "error", "skipped")
+RECONCILE_ACTIONS = ("resolved", "ingested")
 OTHER = "other"
 
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,11 +84,14 @@ class Metrics:
         state_timeout: float = 5.0,
         process_metrics: bool = True,
         registry: CollectorRegistry | None = None,
+        heartbeats: Mapping[str, float] | None = None,
     ) -> None:
         """`kinds`: the kinds the mapping rules name, pre-initialised beside the built-in ones.
         `kind_cap`: at most this many further kinds get their own series; the rest count as "other".
         `per_route`/`route_cap`: per-route active incident series, the largest `route_cap` routes
-        by count and the rest summed as route="other". `state_timeout` bounds the scrape-time query."""
+        by count and the rest summed as route="other". `state_timeout` bounds the scrape-time query.
+        `heartbeats`: each configured heartbeat's name and how long it may stay silent (every + grace), in
+        seconds; their state is read at scrape time with the incidents'."""
         if route_cap < 1:
             raise ValueError("route_cap must be at least 1")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
@@ -106,6 +114,9 @@ class Metrics:
         self._delivery_metrics(r)
         self._database_metrics(r)
         self._state_metrics(r)
+        self._heartbeat_metrics(r, heartbeats or {})
+        self._silence_metrics(r)
+        self._reconcile_metrics(r)
         self._preinit()
 
     def _http_metrics(self, r: CollectorRegistry) -> None:
@@ -217,6 +228,39 @@ class Metrics:
             registry=r,
         )
 
+    def _reconcile_metrics(self, r: CollectorRegistry) -> None:
+        """Reconciliation with Alertmanager's API (receiver/reconcile.py)."""
+        self.reconcile_runs = Counter(
+            "receiver_reconcile_runs_total",
+            "Reconciliation runs with Alertmanager, by result (ok; peer_error: a peer failed, nothing was resolved; "
+            "error: the database failed; skipped: another replica holds the lease or ran within the interval).",
+            ["result"],
+            registry=r,
+        )
+        self.reconcile_alerts = Counter(
+            "receiver_reconcile_alerts_total",
+            "Alerts changed by reconciliation: resolved (no peer listed them for the grace period) or ingested "
+            "(listed firing by a peer, never received as a webhook).",
+            ["action"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "receiver_reconcile_duration_seconds",
+            "Duration of one reconciliation run that was not skipped (peers asked, database compared and written).",
+            registry=r,
+            buckets=WEBHOOK_BUCKETS,
+        )
+
+    def _silence_metrics(self, r: CollectorRegistry) -> None:
+        """The Alertmanager silences made for incidents' silences (receiver/silences.py)."""
+        self.am_silences = Counter(
+            "receiver_alertmanager_silences_total",
+            "Alertmanager silences made for incidents' silences, by event: created, expired, create_failed (a "
+            "matcher set no peer took, or none could be made), expire_failed (an expiry no peer confirmed).",
+            ["event"],
+            registry=r,
+        )
+
     def _state_metrics(self, r: CollectorRegistry) -> None:
         """The incident gauges, read from the database at scrape time."""
         self.active = Gauge(
@@ -246,6 +290,32 @@ class Metrics:
                 registry=r,
             )
 
+    def _heartbeat_metrics(self, r: CollectorRegistry, heartbeats: Mapping[str, float]) -> None:
+        """Each configured heartbeat (receiver/heartbeats.py; names come from the config, so the series are
+        bounded): seconds since its last sign of life, read from the database at scrape time, and its allowance."""
+        self.heartbeats = dict(heartbeats)
+        self.heartbeat_age = Gauge(
+            "receiver_heartbeat_last_ping_age_seconds",
+            "Seconds since the heartbeat's last ping (or since its clock started, when that is later: see the "
+            "README's Heartbeats); read from the database at scrape time, NaN when it cannot be read.",
+            ["heartbeat"],
+            registry=r,
+        )
+        self.heartbeat_allowed = Gauge(
+            "receiver_heartbeat_allowed_seconds",
+            "How long the heartbeat may stay silent before its missed-heartbeat incident opens: every + grace.",
+            ["heartbeat"],
+            registry=r,
+        )
+        self.heartbeat_up = Gauge(
+            "receiver_heartbeat_up",
+            "1 while the heartbeat is healthy (or waiting for its first ping), 0 once it missed its deadline.",
+            ["heartbeat"],
+            registry=r,
+        )
+        for name, allowed in self.heartbeats.items():
+            self.heartbeat_allowed.labels(name).set(allowed)
+
     def _preinit(self) -> None:
         for code in WEBHOOK_CODES:
             self.webhook_requests.labels(str(code))
@@ -272,6 +342,12 @@ class Metrics:
             self.database_errors.labels(operation)
         for result in ("ok", "error"):
             self.ticks.labels(result)
+        for event in AM_SILENCE_EVENTS:
+            self.am_silences.labels(event)
+        for result in RECONCILE_RESULTS:
+            self.reconcile_runs.labels(result)
+        for action in RECONCILE_ACTIONS:
+            self.reconcile_alerts.labels(action)
         self._reset_state()
 
     def _kind(self, kind: str) -> str:
@@ -322,6 +398,20 @@ class Metrics:
         if seconds is not None:
             self.notification_delivery.labels(target_type, result).observe(max(seconds, 0.0))
 
+    def alertmanager_silences(self, event: str, n: int = 1) -> None:
+        _check(event, AM_SILENCE_EVENTS, "silence event")
+        if n:
+            self.am_silences.labels(event).inc(n)
+
+    def reconcile_run(self, result: str, seconds: float | None = None) -> None:
+        self.reconcile_runs.labels(_check(result, RECONCILE_RESULTS, "reconcile result")).inc()
+        if seconds is not None:
+            self.reconcile_duration.observe(max(seconds, 0.0))
+
+    def reconciled(self, action: str, n: int) -> None:
+        if n:
+            self.reconcile_alerts.labels(_check(action, RECONCILE_ACTIONS, "reconcile action")).inc(n)
+
     def database_error(self, operation: str) -> None:
         self.database_errors.labels(_check(operation, DATABASE_OPERATIONS, "database operation")).inc()
 
@@ -361,6 +451,21 @@ class Metrics:
             for route, n in ranked[: self.route_cap]:
                 self.active_by_route.labels(route).set(n)
             self.active_by_route.labels(OTHER).inc(sum(n for _, n in ranked[self.route_cap :]))
+        if self.heartbeats:
+            await self._collect_heartbeats(store, now)
+
+    async def _collect_heartbeats(self, store: Store, now: float) -> None:
+        async with asyncio.timeout(self.state_timeout):
+            states = {s.name: s for s in await store.heartbeats(list(self.heartbeats))}
+        for name, allowed in self.heartbeats.items():
+            state = states.get(name)
+            if state is None:  # not registered yet (start-up): its clock has not started
+                self.heartbeat_age.labels(name).set(0)
+                self.heartbeat_up.labels(name).set(1)
+                continue
+            age = max(now - state.last_seen.timestamp(), 0.0)
+            self.heartbeat_age.labels(name).set(age)
+            self.heartbeat_up.labels(name).set(0 if state.missed_at is not None or age >= allowed else 1)
 
     def _reset_state(self) -> None:
         """Known combinations at 0; combinations of other kinds disappear until seen again."""
@@ -379,6 +484,8 @@ class Metrics:
         the oldest age is NaN (unknown), not 0, which would claim that nothing waits."""
         self.active.clear()
         self.oldest_unacked.set(math.nan)
+        for name in self.heartbeats:
+            self.heartbeat_age.labels(name).set(math.nan)
         if self.active_by_route is not None:
             self.active_by_route.clear()
 

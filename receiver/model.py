@@ -260,6 +260,9 @@ class IncidentView(Incident):
 
     firing_count: int
     alert_count: int
+    # every firing member is silenced or inhibited in Alertmanager (receiver/reconcile.py): since when, which
+    # silences (id, created_by, comment, ends_at), which alerts inhibit them; None when not
+    suppressed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -410,3 +413,65 @@ class ActiveIncidents:
 
     by_state: tuple[ActiveCount, ...]
     by_route: dict[str, int]
+
+
+@dataclass(frozen=True)
+class MirroredSilence:
+    """An Alertmanager silence the receiver made for an incident's silence (receiver/silences.py)."""
+
+    silence_id: str
+    peer: str  # the peer that took it (silences gossip to the others)
+    matchers: list[list[str]]  # [[name, value], ...]: equality matchers, "" for an absent label
+    created_by: str
+    created_at: datetime
+    ends_at: datetime
+    expired_at: datetime | None
+    expire_error: str | None  # why the last attempt to expire it failed
+
+
+@dataclass(frozen=True)
+class SilenceToExpire:
+    """An Alertmanager silence of ours that must end now, and why (for the timeline)."""
+
+    silence_id: str
+    incident_id: uuid.UUID
+    peer: str
+    why: str
+
+
+@dataclass(frozen=True)
+class HeartbeatState:
+    """One heartbeat's shared state (receiver/heartbeats.py): its clock, its last ping, whether it was missed."""
+
+    name: str
+    clock_at: datetime  # when its clock last started without a ping
+    last_ping_at: datetime | None
+    last_sender: str | None
+    last_labels: dict[str, str]
+    pings: int
+    missed_at: datetime | None  # the deadline it missed (NULL: not missed)
+    missed_since: datetime | None  # its last sign of life when it was missed
+    asserted_at: datetime | None
+    checked_at: datetime | None
+
+    @property
+    def last_seen(self) -> datetime:
+        """What its deadline counts from: the last ping, or the clock's start when that is later."""
+        if self.last_ping_at is None:
+            return self.clock_at
+        return max(self.last_ping_at, self.clock_at)
+
+
+@dataclass(frozen=True)
+class ReconcileMember:
+    """A firing member of an active incident, as reconciliation with Alertmanager compares it (receiver/reconcile.py)."""
+
+    incident_id: uuid.UUID
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    starts_at: datetime
+    source: str | None  # '<sender>/<receiver>' of the webhooks that carried it; None before it was recorded
+    absent_since: datetime | None  # the first check in which no peer listed it
+    suppressed: dict[str, Any] | None  # the incident's suppression in Alertmanager

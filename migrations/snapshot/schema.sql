@@ -16,6 +16,20 @@ CREATE TABLE alertmanager_silences (
     CONSTRAINT alertmanager_silences_pkey PRIMARY KEY (silence_id)
 );
 
+CREATE TABLE heartbeats (
+    name text NOT NULL,
+    clock_at timestamp with time zone NOT NULL,
+    last_ping_at timestamp with time zone,
+    last_sender text,
+    last_labels jsonb NOT NULL DEFAULT '{}'::jsonb,
+    pings bigint NOT NULL DEFAULT 0,
+    missed_at timestamp with time zone,
+    missed_since timestamp with time zone,
+    asserted_at timestamp with time zone,
+    checked_at timestamp with time zone,
+    CONSTRAINT heartbeats_pkey PRIMARY KEY (name)
+);
+
 CREATE TABLE incident_alerts (
     incident_id uuid NOT NULL,
     fingerprint text NOT NULL,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .. import correlation
+from .. import correlation, heartbeats
 from ..config import Config
 from ..model import Notification
 from ..rules import Mapping
@@ -36,6 +37,8 @@ class Ingestor:
         self.store = store
         # Alertmanager re-sends every alert of a group with each notification: map a label set once.
         self.map_cache: SizedLRU[str, Mapping] = SizedLRU(MAP_CACHE_BYTES, _mapping_entry_size)
+        # called when a ping reached a missed heartbeat: the app wakes the check that resolves its incident
+        self.on_missed_ping: Callable[[], None] = lambda: None
 
     def map(self, labels: dict[str, str]) -> Mapping:
         # The key is one string, names then values, NUL-separated: a few bytes a label where a tuple of pairs
@@ -58,8 +61,18 @@ class Ingestor:
             "targets": [{"id": t.id, "type": t.type, "url": t.url.value} for t in owner.targets],
         }
 
-    async def ingest(self, notification: Notification, now: datetime) -> correlation.Plan:
+    async def ingest(self, notification: Notification, now: datetime, *, source: str | None = None,
+                     event_detail: dict[str, Any] | None = None) -> correlation.Plan:
+        """Map and correlate one notification. `source` ('<sender>/<receiver>', by default from the notification)
+        is kept on its member alerts; `event_detail` goes into each alert's timeline event."""
+        if source is None:
+            source = f"{notification.sender}/{notification.details.get('receiver') or ''}"
         alerts = correlation.dedupe(notification.alerts)
+        # a heartbeat's alerts are pings, never incidents; recorded (committed) before the webhook is answered
+        alerts, missed_pinged = await heartbeats.take_pings(self.store, self.config.heartbeats, alerts,
+                                                            notification.sender, now)
+        if missed_pinged:
+            self.on_missed_ping()
         mappings: dict[str, Mapping] = {}
         for start in range(0, len(alerts), MAP_SLICE):
             if start:
@@ -77,4 +90,6 @@ class Ingestor:
             owner_snapshot=self.owner_snapshot,
             resolve_notice_severities=self.config.escalation.resolve_notice_severities,
             actor=notification.sender,  # the timeline says which sender's alert did it
+            source=source,
+            event_detail=event_detail,
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import re
 import uuid
@@ -32,12 +31,16 @@ from ..model import (
     DeliveryOutcome,
     DueIncident,
     Escalation,
+    HeartbeatState,
     Incident,
     IncidentStatus,
     IncidentSummary,
     IncidentView,
     MemberAlert,
+    MirroredSilence,
     OutboxItem,
+    ReconcileMember,
+    SilenceToExpire,
     StaleResolved,
     StatusCount,
     Target,
@@ -124,10 +127,14 @@ class Store:
         owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
         resolve_notice_severities: frozenset[str] = frozenset(),
         actor: str = correlation.ACTOR,
+        source: str | None = None,
+        event_detail: dict[str, Any] | None = None,
     ) -> correlation.Plan:
         """Correlate one webhook's alerts: lock keys, read state, plan, write; one transaction per chunk of at
         most MAX_KEYS_PER_TRANSACTION incident keys (one, for any webhook Alertmanager usually sends).
-        `actor`, the sender's name, is the actor of the timeline events its alerts cause."""
+        `actor`, the sender's name, is the actor of the timeline events its alerts cause; `source`
+        ('<sender>/<receiver>') is kept on the member alerts written (reconciliation compares those of its
+        receiver); `event_detail` goes into each alert's timeline event."""
         alerts = correlation.dedupe(alerts)
         plan = correlation.Plan()
         for chunk, keys in _key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
@@ -135,7 +142,7 @@ class Store:
             async with self._ingest_slots or contextlib.nullcontext():
                 plan.merge(await self._ingest(chunk, mappings, keys, [a.fingerprint for a in chunk], now,
                                               reopen_window_start, external_url, owner_snapshot,
-                                              resolve_notice_severities, actor))
+                                              resolve_notice_severities, actor, source, event_detail))
         return plan
 
     async def _ingest(
@@ -150,6 +157,8 @@ class Store:
         owner_snapshot: Callable[[str], dict[str, Any]],
         resolve_notice_severities: frozenset[str],
         actor: str = correlation.ACTOR,
+        source: str | None = None,
+        event_detail: dict[str, Any] | None = None,
     ) -> correlation.Plan:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -157,10 +166,8 @@ class Store:
 
                 def plan_and_encode() -> tuple[correlation.Plan, _PlanRecords]:
                     plan = correlation.plan(alerts, mappings, _state(rows), now, external_url=external_url,
-                                            owner_snapshot=owner_snapshot)
-                    if actor != correlation.ACTOR:
-                        plan.events = [dataclasses.replace(e, actor=actor) for e in plan.events]
-                    return plan, _plan_records(plan, resolve_notice_severities)
+                                            owner_snapshot=owner_snapshot, actor=actor, event_detail=event_detail)
+                    return plan, _plan_records(plan, resolve_notice_severities, source)
 
                 if len(alerts) > OFF_LOOP_ALERTS:
                     # pure CPU, ~13 us an alert: a 20,000-alert webhook would hold the loop for ~0.25 s
@@ -290,6 +297,52 @@ class Store:
                 return str(rows[0]["value"])
         raise StoreUnavailable("the link-signing secret could not be read")
 
+    # --- Alertmanager silences (receiver/silences.py) -----------------------------------------------
+
+    async def silence_label_sets(self, incident_id: uuid.UUID, *, max_firing: int,
+                                 max_others: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The label sets of the incident's firing members (at most `max_firing`), and of every member of every
+        other active incident that shares an alertname with them (at most `max_others` + 1: more says the
+        list was cut)."""
+        firing = [dict(r["labels"]) for r in await self._fetch("incident_firing_labels", incident_id, max_firing)]
+        if not firing:
+            return [], []
+        names = sorted({labels.get("alertname", "") for labels in firing})
+        others = await self._fetch("other_incident_labels", incident_id, names, max_others + 1)
+        return firing, [dict(r["labels"]) for r in others]
+
+    async def record_alertmanager_silences(self, incident_id: uuid.UUID, now: datetime,
+                                           silences: Sequence[dict[str, Any]],
+                                           events: Sequence[dict[str, Any]]) -> None:
+        """Keep silences ({silence_id, peer, matchers, created_by, ends_at}) and append events ({type, actor,
+        detail}), in one transaction."""
+        await self._execute("record_alertmanager_silences", incident_id, now, _dumps(silences), _dumps(events))
+
+    async def alertmanager_silences_to_expire(self, now: datetime, *, incident_id: uuid.UUID | None = None,
+                                              limit: int) -> list[SilenceToExpire]:
+        """Our Alertmanager silences that must end now (of one incident, or any), oldest first."""
+        rows = await self._fetch("alertmanager_silences_to_expire", now, incident_id, limit)
+        return [SilenceToExpire(**r) for r in rows]
+
+    async def record_alertmanager_expiries(self, now: datetime, expired: Sequence[tuple[str, str]],
+                                           failed: Sequence[tuple[str, str]], *, actor: str) -> None:
+        """Mark (silence id, why) expired and note (silence id, error) failures, each with its timeline event."""
+        if expired:
+            await self._execute("record_alertmanager_expiries", now,
+                                _dumps([{"silence_id": i, "why": w} for i, w in expired]), actor)
+        if failed:
+            await self._execute("record_alertmanager_expiry_failures", now,
+                                _dumps([{"silence_id": i, "error": e} for i, e in failed]), actor)
+
+    async def incident_alertmanager_silences(self, incident_id: uuid.UUID, *,
+                                             limit: int) -> tuple[list[MirroredSilence], tuple[str, Any] | None]:
+        """The incident's Alertmanager silences (newest first), and the type and detail of the latest attempt's
+        event (alertmanager_silenced or alertmanager_silence_failed), if any."""
+        rows = await self._fetch("incident_alertmanager_silences", incident_id, limit)
+        last = await self._fetch("last_alertmanager_silence_attempt", incident_id)
+        silences = [MirroredSilence(**{**r, "matchers": list(r["matchers"])}) for r in rows]
+        return silences, ((last[0]["type"], last[0]["detail"]) if last else None)
+
     # --- reads ----------------------------------------------------------------------------------
 
     async def list_incidents(
@@ -375,6 +428,73 @@ class Store:
             by_route={r["route"]: r["n"] for r in rows if r["status"] is None},
         )
 
+    # --- heartbeats (receiver/heartbeats.py) ----------------------------------------------------------
+
+    async def register_heartbeats(self, now: datetime, graces: dict[str, float]) -> None:
+        """At start: a row for each configured heartbeat (name -> grace in seconds); see the query."""
+        await self._execute("register_heartbeats", now, list(graces), list(graces.values()))
+
+    async def record_pings(self, now: datetime, pings: Sequence[dict[str, Any]]) -> dict[str, datetime | None]:
+        """Pings ({name, sender, labels}, one per heartbeat) that arrived at `now`; name -> its missed_at."""
+        rows = await self._fetch("record_pings", now, _dumps(list(pings)))
+        return {r["name"]: r["missed_at"] for r in rows}
+
+    async def check_heartbeats(self, now: datetime, names: Sequence[str]) -> list[HeartbeatState]:
+        """The heartbeats' state for a check at `now`, which it records (the start-up rule reads it)."""
+        return [HeartbeatState(**r) for r in await self._fetch("check_heartbeats", now, list(names))]
+
+    async def heartbeats(self, names: Sequence[str]) -> list[HeartbeatState]:
+        return [HeartbeatState(**r) for r in await self._fetch("heartbeats", list(names))]
+
+    async def mark_heartbeat(self, now: datetime, name: str, missed_at: datetime | None,
+                             missed_since: datetime | None = None, *, clear: bool = False) -> None:
+        """Heartbeat `name` missed the deadline `missed_at` (silent since `missed_since`), or its alert was
+        ingested again (no `missed_since`), or with `clear` it pinged again and its alert was resolved."""
+        if clear:
+            await self._execute("clear_heartbeat_missed", name, missed_at)
+        elif missed_since is None:
+            await self._execute("assert_heartbeat_missed", now, name, missed_at)
+        else:
+            await self._execute("mark_heartbeat_missed", now, name, missed_at, missed_since)
+
+    async def append_event(self, incident_id: uuid.UUID, now: datetime, event_type: str, actor: str,
+                           detail: dict[str, Any]) -> None:
+        """One more event on an incident's timeline."""
+        await self._execute("insert_event", incident_id, now, event_type, actor, detail)
+
+    # --- reconciliation with Alertmanager (receiver/reconcile.py) ----------------------------------
+
+    async def claim_reconcile_lease(self, name: str, holder: str, now: datetime, *, lease: timedelta,
+                                    interval: timedelta) -> bool:
+        """Take the lease `name` until now + lease, if it is free and its last run started an interval ago."""
+        return bool(await self._fetch("claim_reconcile_lease", name, holder, now, now + lease, now - interval))
+
+    async def release_reconcile_lease(self, name: str, holder: str, now: datetime) -> None:
+        await self._execute("release_reconcile_lease", name, holder, now)
+
+    async def reconcile_members(self) -> list[ReconcileMember]:
+        """Every firing member of every active incident."""
+        return [ReconcileMember(**r) for r in await self._fetch("reconcile_members")]
+
+    async def mark_absence(self, now: datetime, *, absent: Sequence[tuple[uuid.UUID, str]],
+                           present: Sequence[tuple[uuid.UUID, str]]) -> None:
+        """Members (incident id, fingerprint) no peer listed become absent since now (unless already); members
+        listed again are no longer absent."""
+        await self._execute("mark_absence", now, [a[0] for a in absent], [a[1] for a in absent],
+                            [p[0] for p in present], [p[1] for p in present])
+
+    async def unseen_instances(self, instances: Sequence[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
+        """Of the (fingerprint, startsAt) instances, those no member is (or was, but for an inferred resolve)."""
+        rows = await self._fetch("unseen_instances", [i[0] for i in instances], [i[1] for i in instances])
+        return {(r["fingerprint"], r["starts_at"]) for r in rows}
+
+    async def set_suppressed(self, now: datetime, changes: Sequence[tuple[uuid.UUID, dict[str, Any] | None]],
+                             *, actor: str) -> list[tuple[uuid.UUID, str]]:
+        """Record Alertmanager's suppression of incidents where it changed; (incident id, event type) written."""
+        rows = await self._fetch("set_suppressed", now,
+                                 _dumps([{"id": str(i), "suppressed": sup} for i, sup in changes]), actor)
+        return [(r["incident_id"], r["type"]) for r in rows]
+
     async def ping(self) -> None:
         try:
             async with self.pool.acquire(timeout=2) as conn:
@@ -418,9 +538,9 @@ def _key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
 def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
     state = correlation.State(active={}, reopenable={}, incidents={}, members={})
     for r in rows:
-        for fingerprint, status, starts_at in zip(r["member_fingerprints"], r["member_statuses"], r["member_starts"],
-                                                  strict=True):
-            state.members[fingerprint] = correlation.MemberState(fingerprint, r["id"], status, starts_at)
+        for fingerprint, status, starts_at, resolved_by in zip(r["member_fingerprints"], r["member_statuses"],
+                                                               r["member_starts"], r["member_resolvers"], strict=True):
+            state.members[fingerprint] = correlation.MemberState(fingerprint, r["id"], status, starts_at, resolved_by)
         inc = correlation.IncidentState(
             id=r["id"],
             incident_key=r["incident_key"],
@@ -455,7 +575,7 @@ class _PlanRecords(NamedTuple):
     resolve_notices: list[uuid.UUID]
 
 
-def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str]) -> _PlanRecords:
+def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], source: str | None = None) -> _PlanRecords:
     changes = list(plan.changes.values())
     return _PlanRecords(
         new_incidents=_dumps([
@@ -481,6 +601,7 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str]) -> 
                 "reopened": x.reopened,
                 "rearm": x.rearm,
                 "clear_ack": x.clear_ack,
+                "resolved_by": x.resolved_by,
             }
             for x in changes
         ]),
@@ -495,6 +616,8 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str]) -> 
                 "starts_at": x.alert.starts_at.isoformat(),
                 "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
                 "generator_url": x.alert.generator_url,
+                "resolved_by": x.resolved_by,
+                "source": source,
             }
             for x in plan.members
         ]),

@@ -23,7 +23,7 @@ WITH new_incidents AS (
         flap_count = c.flap_count,
         last_seen = greatest(i.last_seen, $1),
         resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, $1) END,
-        resolved_by = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_by, 'alertmanager') END,
+        resolved_by = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_by, c.resolved_by, 'alertmanager') END,
         acknowledged_by = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_by END,
         acknowledged_at = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_at END,
         escalation_cycle = i.escalation_cycle + CASE WHEN c.rearm THEN 1 ELSE 0 END,
@@ -32,24 +32,30 @@ WITH new_incidents AS (
         next_escalation_at = CASE WHEN c.status = 'resolved' THEN NULL WHEN c.rearm THEN $1
                                   ELSE i.next_escalation_at END,
         silenced_until = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.silenced_until END,
+        -- what Alertmanager suppressed is looked at again by the next reconciliation; until then it pages
+        suppressed = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.suppressed END,
         silenced_at = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.silenced_at END,
         status_before_silence = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL
                                      WHEN c.clear_ack AND i.status = 'silenced' THEN 'open'
                                      ELSE i.status_before_silence END
     FROM jsonb_to_recordset($3::text::jsonb)
          AS c(id uuid, severity text, status text, metadata jsonb, flap_count int, reopened bool, rearm bool,
-              clear_ack bool)
+              clear_ack bool, resolved_by text)
     WHERE i.id = c.id
 ), members AS (
     INSERT INTO incident_alerts AS a (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
-                                      generator_url, first_received_at, last_received_at, receive_count)
+                                      generator_url, first_received_at, last_received_at, receive_count,
+                                      resolved_by, source)
     SELECT m.incident_id, m.fingerprint, m.status, m.labels, m.annotations, m.starts_at, m.ends_at,
-           m.generator_url, $1, $1, 1
+           m.generator_url, $1, $1, 1, m.resolved_by, m.source
     FROM jsonb_to_recordset($4::text::jsonb)
          AS m(incident_id uuid, fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
-              ends_at timestamptz, generator_url text)
+              ends_at timestamptz, generator_url text, resolved_by text, source text)
     ON CONFLICT (incident_id, fingerprint) DO UPDATE
     SET status = excluded.status,
+        resolved_by = excluded.resolved_by,
+        source = coalesce(excluded.source, a.source),
+        absent_since = NULL,
         labels = excluded.labels,
         annotations = excluded.annotations,
         starts_at = excluded.starts_at,
@@ -77,7 +83,8 @@ SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen
        i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence,
        (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
         WHERE a.incident_id = i.id) AS firing_count,
-       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
+       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count,
+       i.suppressed
 FROM incidents AS i
 WHERE i.status = any($1::text[])
   AND (cardinality($2::text[]) = 0 OR i.route = any($2::text[]))
@@ -95,7 +102,8 @@ SELECT i.id, i.incident_key, i.route, i.kind, i.severity, i.status, i.first_seen
        i.silenced_until, i.silenced_at, i.silenced_by, i.silence_reason, i.status_before_silence,
        (SELECT count(*) FILTER (WHERE a.status = 'firing') FROM incident_alerts AS a
         WHERE a.incident_id = i.id) AS firing_count,
-       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count
+       (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id) AS alert_count,
+       i.suppressed
 FROM incidents AS i
 WHERE i.id = $1;
 
@@ -220,6 +228,11 @@ WITH expired_silences AS (
     FROM stale AS s
     WHERE i.id = s.id
     RETURNING i.id, i.kind, i.severity, i.escalation_cycle, i.first_seen
+), stale_members AS (
+    -- an inferred resolve (correlation.INFERRED_RESOLVERS): the instance re-fired reopens or opens an incident
+    UPDATE incident_alerts AS a SET status = 'resolved', resolved_by = 'stale', ends_at = $1
+    FROM stale_resolved AS s
+    WHERE a.incident_id = s.id AND a.status = 'firing'
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT id, $1, 'unsilenced', 'receiver', '{"reason": "silence expired"}'::jsonb FROM unsilenced
@@ -238,17 +251,17 @@ SELECT (SELECT count(*) FROM unsilenced)::int AS unsilenced,
        (SELECT count(*) FROM ack_timeouts)::int AS ack_timeouts,
        (SELECT array_agg(ARRAY[kind, severity, extract(epoch FROM $1 - first_seen)::text])
         FROM stale_resolved) AS stale,
-       EXISTS (SELECT 1 FROM incidents WHERE status = 'open' AND next_escalation_at <= $1)
+       EXISTS (SELECT 1 FROM incidents WHERE status = 'open' AND next_escalation_at <= $1 AND suppressed IS NULL)
            OR EXISTS (SELECT 1 FROM unsilenced) OR EXISTS (SELECT 1 FROM ack_timeouts) AS escalation_due,
        EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1)
            OR (SELECT queued FROM notices) > 0 AS delivery_due;
 
 -- claim_escalations --
 -- Claim open incidents whose escalation timer has passed ($1 now), at most $2, locked for the transaction;
--- other replicas skip them.
+-- other replicas skip them. An incident Alertmanager suppresses (silenced or inhibited there) waits.
 SELECT id, severity, escalation_level, escalation_anchor_at, escalation_cycle, owner
 FROM incidents
-WHERE status = 'open' AND next_escalation_at <= $1
+WHERE status = 'open' AND next_escalation_at <= $1 AND suppressed IS NULL
 ORDER BY next_escalation_at
 LIMIT $2
 FOR NO KEY UPDATE SKIP LOCKED;
@@ -480,3 +493,237 @@ FROM pg_trigger AS t
 JOIN pg_class AS c ON c.oid = t.tgrelid
 WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal AND c.relname <> all($1::text[])
 ORDER BY c.relname, t.tgname;
+
+-- incident_firing_labels --
+-- The label sets of one incident's ($1) firing members, at most $2: what its Alertmanager silence covers.
+SELECT labels FROM incident_alerts WHERE incident_id = $1 AND status = 'firing' ORDER BY fingerprint LIMIT $2;
+
+-- other_incident_labels --
+-- The label sets of every member alert (firing or resolved) of every active incident but $1 whose alertname is
+-- one of $2 ('' for none), at most $3: what an Alertmanager silence for incident $1 must not match.
+SELECT a.labels
+FROM incidents AS i JOIN incident_alerts AS a ON a.incident_id = i.id
+WHERE i.status <> 'resolved' AND i.id <> $1 AND coalesce(a.labels ->> 'alertname', '') = any($2::text[])
+LIMIT $3;
+
+-- record_alertmanager_silences --
+-- Keep the Alertmanager silences made for incident $1 at $2 ($3: a JSON array of {silence_id, peer, matchers,
+-- created_by, ends_at}) and append the timeline events ($4: a JSON array of {type, actor, detail}), in order.
+WITH kept AS (
+    INSERT INTO alertmanager_silences (silence_id, incident_id, peer, matchers, created_by, created_at, ends_at)
+    SELECT s.silence_id, $1, s.peer, s.matchers, s.created_by, $2, s.ends_at
+    FROM jsonb_to_recordset($3::text::jsonb)
+         AS s(silence_id text, peer text, matchers jsonb, created_by text, ends_at timestamptz)
+    ON CONFLICT (silence_id) DO NOTHING
+)
+INSERT INTO incident_events (incident_id, at, type, actor, detail)
+SELECT $1, $2, e.type, e.actor, e.detail
+FROM ROWS FROM (jsonb_to_recordset($4::text::jsonb) AS (type text, actor text, detail jsonb))
+     WITH ORDINALITY AS e(type, actor, detail, n)
+ORDER BY e.n;
+
+-- alertmanager_silences_to_expire --
+-- The Alertmanager silences we made that must end now ($1), of incident $2 (NULL: any), at most $3, oldest
+-- first, with why: their incident is no longer silenced here, its silence here ends sooner, or a newer silence
+-- replaced them. Silences past their end are marked expired on the way (Alertmanager ended them itself).
+WITH ended AS (
+    UPDATE alertmanager_silences SET expired_at = ends_at
+    WHERE expired_at IS NULL AND ends_at <= $1 AND ($2::uuid IS NULL OR incident_id = $2)
+)
+SELECT s.silence_id, s.incident_id, s.peer,
+       CASE WHEN i.status = 'resolved' THEN 'the incident resolved'
+            WHEN i.status <> 'silenced' THEN 'the incident was unsilenced'
+            WHEN s.ends_at > i.silenced_until THEN 'the silence here ends sooner'
+            ELSE 'replaced by a newer silence' END AS why
+FROM alertmanager_silences AS s JOIN incidents AS i ON i.id = s.incident_id
+WHERE s.expired_at IS NULL AND s.ends_at > $1 AND ($2::uuid IS NULL OR s.incident_id = $2)
+  AND (i.status <> 'silenced' OR s.ends_at > i.silenced_until
+       OR EXISTS (SELECT 1 FROM alertmanager_silences AS n
+                  WHERE n.incident_id = s.incident_id AND n.expired_at IS NULL AND n.created_at > s.created_at))
+ORDER BY s.created_at, s.silence_id
+LIMIT $3;
+
+-- record_alertmanager_expiries --
+-- Mark Alertmanager silences expired at $1 ($2: a JSON array of {silence_id, why}) and say so on each
+-- incident's timeline (actor $3), once: a silence another replica marked first adds no event.
+WITH done AS (
+    UPDATE alertmanager_silences AS s SET expired_at = $1, expire_error = NULL
+    FROM jsonb_to_recordset($2::text::jsonb) AS x(silence_id text, why text)
+    WHERE s.silence_id = x.silence_id AND s.expired_at IS NULL
+    RETURNING s.incident_id, s.silence_id, x.why
+)
+INSERT INTO incident_events (incident_id, at, type, actor, detail)
+SELECT incident_id, $1, 'alertmanager_silence_expired', $3,
+       jsonb_build_object('silences', jsonb_agg(silence_id ORDER BY silence_id), 'reason', why)
+FROM done GROUP BY incident_id, why;
+
+-- record_alertmanager_expiry_failures --
+-- Note why expiring Alertmanager silences failed at $1 ($2: a JSON array of {silence_id, error}); the timeline
+-- (actor $3) says it when a silence's expiry first fails, not at every retry.
+WITH before AS (
+    SELECT s.silence_id, s.incident_id, s.expire_error, x.error
+    FROM alertmanager_silences AS s JOIN jsonb_to_recordset($2::text::jsonb) AS x(silence_id text, error text)
+         ON x.silence_id = s.silence_id
+    WHERE s.expired_at IS NULL
+    FOR UPDATE OF s
+), noted AS (
+    UPDATE alertmanager_silences AS s SET expire_error = b.error FROM before AS b WHERE s.silence_id = b.silence_id
+)
+INSERT INTO incident_events (incident_id, at, type, actor, detail)
+SELECT incident_id, $1, 'alertmanager_silence_expiry_failed', $3,
+       jsonb_build_object('silences', jsonb_agg(silence_id ORDER BY silence_id), 'reason', min(error),
+                          'retry', 'every reconcile interval until Alertmanager answers')
+FROM before WHERE expire_error IS NULL GROUP BY incident_id;
+
+-- incident_alertmanager_silences --
+-- The Alertmanager silences made for incident $1, newest first, at most $2.
+SELECT silence_id, peer, matchers, created_by, created_at, ends_at, expired_at, expire_error
+FROM alertmanager_silences WHERE incident_id = $1
+ORDER BY created_at DESC, silence_id
+LIMIT $2;
+
+-- last_alertmanager_silence_attempt --
+-- The newest alertmanager_silenced or alertmanager_silence_failed event of incident $1: did the latest attempt
+-- to silence its alerts in Alertmanager fail?
+SELECT type, detail FROM incident_events
+WHERE incident_id = $1 AND type IN ('alertmanager_silenced', 'alertmanager_silence_failed')
+ORDER BY id DESC
+LIMIT 1;
+
+-- register_heartbeats --
+-- At start ($1), for each configured heartbeat ($2 names, $3 their grace in seconds): a row whose clock starts
+-- now, or, for an existing row that no replica checked for longer than its grace (the receiver was down, so
+-- pings sent meanwhile were lost, not missed), its clock restarts now (receiver/heartbeats.py: the start-up rule).
+WITH wanted AS (
+    SELECT w.name, w.grace FROM unnest($2::text[], $3::float8[]) AS w(name, grace)
+), restarted AS (
+    UPDATE heartbeats AS h
+    SET clock_at = greatest(h.clock_at, $1::timestamptz)
+    FROM wanted AS w
+    WHERE h.name = w.name AND (h.checked_at IS NULL OR h.checked_at < $1::timestamptz - w.grace * interval '1 second')
+    RETURNING h.name
+)
+INSERT INTO heartbeats (name, clock_at)
+SELECT w.name, $1::timestamptz FROM wanted AS w
+WHERE w.name NOT IN (SELECT name FROM heartbeats)
+ON CONFLICT (name) DO NOTHING;
+
+-- record_pings --
+-- Pings arriving at $1 ($2: a JSON array of {name, sender, labels}, one per heartbeat, locked in name order): the
+-- last ping only moves forward; a heartbeat without a row yet starts with this ping. Returns each heartbeat's
+-- missed_at (not NULL: it was missed, and the next check resolves its incident).
+INSERT INTO heartbeats AS h (name, clock_at, last_ping_at, last_sender, last_labels, pings)
+SELECT p.name, $1, $1, p.sender, p.labels, 1
+FROM jsonb_to_recordset($2::text::jsonb) AS p(name text, sender text, labels jsonb)
+ORDER BY p.name
+ON CONFLICT (name) DO UPDATE
+SET last_ping_at = greatest(h.last_ping_at, excluded.last_ping_at),
+    last_sender = CASE WHEN h.last_ping_at > excluded.last_ping_at THEN h.last_sender ELSE excluded.last_sender END,
+    last_labels = CASE WHEN h.last_ping_at > excluded.last_ping_at THEN h.last_labels ELSE excluded.last_labels END,
+    pings = h.pings + 1
+RETURNING h.name, h.missed_at;
+
+-- check_heartbeats --
+-- The state of the heartbeats $2 (HeartbeatState) for one check at $1, noting that a replica watched them then.
+UPDATE heartbeats
+SET checked_at = greatest(checked_at, $1)
+WHERE name = any($2::text[])
+RETURNING name, clock_at, last_ping_at, last_sender, last_labels, pings, missed_at, missed_since, asserted_at,
+          checked_at;
+
+-- heartbeats --
+-- The state of the heartbeats $1 (HeartbeatState), for the API, the page and the metrics.
+SELECT name, clock_at, last_ping_at, last_sender, last_labels, pings, missed_at, missed_since, asserted_at,
+       checked_at
+FROM heartbeats
+WHERE name = any($1::text[]);
+
+-- mark_heartbeat_missed --
+-- Heartbeat $2 missed its deadline $3 (silent since $4), and its missed-heartbeat alert was ingested at $1.
+-- Only the first mark counts (another replica may have marked it already).
+UPDATE heartbeats SET missed_at = $3, missed_since = $4, asserted_at = $1
+WHERE name = $2 AND missed_at IS NULL;
+
+-- assert_heartbeat_missed --
+-- The missed-heartbeat alert of heartbeat $2 (deadline $3) was ingested again at $1.
+UPDATE heartbeats SET asserted_at = $1 WHERE name = $2 AND missed_at = $3;
+
+-- clear_heartbeat_missed --
+-- Heartbeat $1 pinged again after missing deadline $2, and its alert was resolved: healthy again.
+UPDATE heartbeats SET missed_at = NULL, missed_since = NULL, asserted_at = NULL
+WHERE name = $1 AND missed_at = $2;
+
+-- claim_reconcile_lease --
+-- Take the lease $1 for holder $2 at $3 until $4, if it is free (its lease ended) and its last run started at
+-- or before $5: one reconciliation at a time across replicas, and one per interval. Returns a row when taken.
+INSERT INTO reconcile_leases AS l (name, holder, started_at, lease_until) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, started_at = excluded.started_at, lease_until = excluded.lease_until
+WHERE l.lease_until <= $3 AND l.started_at <= $5
+RETURNING l.started_at;
+
+-- release_reconcile_lease --
+-- End lease $1 of holder $2 at $3 (its start stays, so the next run still waits for the interval).
+UPDATE reconcile_leases SET lease_until = $3 WHERE name = $1 AND holder = $2 AND lease_until > $3;
+
+-- reconcile_members --
+-- Every firing member of every active incident, with what reconciliation needs: where its webhooks came from
+-- (source), since when no Alertmanager peer listed it (absent_since), and the incident's suppression.
+SELECT a.incident_id, a.fingerprint, a.labels, a.annotations, a.generator_url, a.starts_at, a.source,
+       a.absent_since, i.suppressed
+FROM incidents AS i JOIN incident_alerts AS a ON a.incident_id = i.id
+WHERE i.status <> 'resolved' AND a.status = 'firing';
+
+-- mark_absence --
+-- Members no peer lists ($2 incident ids, $3 fingerprints) become absent since $1, unless already; members
+-- listed again ($4, $5) are absent no more. Only rows that change are written.
+WITH absent AS (
+    UPDATE incident_alerts AS a SET absent_since = $1
+    FROM unnest($2::uuid[], $3::text[]) AS x(incident_id, fingerprint)
+    WHERE a.incident_id = x.incident_id AND a.fingerprint = x.fingerprint AND a.status = 'firing'
+      AND a.absent_since IS NULL
+), present AS (
+    UPDATE incident_alerts AS a SET absent_since = NULL
+    FROM unnest($4::uuid[], $5::text[]) AS x(incident_id, fingerprint)
+    WHERE a.incident_id = x.incident_id AND a.fingerprint = x.fingerprint AND a.absent_since IS NOT NULL
+)
+SELECT 1;
+
+-- unseen_instances --
+-- Of the instances ($1 fingerprints, $2 startsAt), those never seen: no member has that fingerprint with that
+-- startsAt or a later one, except an instance whose resolve was inferred (stale timer, reconciliation).
+SELECT x.fingerprint, x.starts_at
+FROM unnest($1::text[], $2::timestamptz[]) AS x(fingerprint, starts_at)
+WHERE NOT EXISTS (
+    SELECT 1 FROM incident_alerts AS a
+    WHERE a.fingerprint = x.fingerprint AND a.starts_at >= x.starts_at
+      AND NOT (a.starts_at = x.starts_at AND a.status = 'resolved' AND a.resolved_by IN ('stale', 'reconciler'))
+);
+
+-- set_suppressed --
+-- Record what Alertmanager suppresses ($2: a JSON array of {id, suppressed}; suppressed NULL: nothing), at $1,
+-- for active incidents where it changed, with a timeline event each (actor $3). Suppression keeps its `since`
+-- across changes of which silences; when it ends, escalation timers move on by the pause, as after a silence.
+WITH x AS (
+    SELECT * FROM jsonb_to_recordset($2::text::jsonb) AS x(id uuid, suppressed jsonb)
+), changed AS (
+    UPDATE incidents AS i
+    SET suppressed = CASE WHEN x.suppressed IS NULL THEN NULL
+                          ELSE x.suppressed || jsonb_build_object('since', coalesce(i.suppressed -> 'since',
+                                                                                    to_jsonb($1::timestamptz))) END,
+        escalation_anchor_at = CASE WHEN x.suppressed IS NULL AND i.suppressed IS NOT NULL
+                                    THEN i.escalation_anchor_at + ($1 - (i.suppressed ->> 'since')::timestamptz)
+                                    ELSE i.escalation_anchor_at END,
+        next_escalation_at = CASE WHEN x.suppressed IS NULL AND i.suppressed IS NOT NULL
+                                  THEN i.next_escalation_at + ($1 - (i.suppressed ->> 'since')::timestamptz)
+                                  ELSE i.next_escalation_at END
+    FROM x
+    WHERE i.id = x.id AND i.status <> 'resolved'
+      AND (i.suppressed - 'since') IS DISTINCT FROM x.suppressed
+    RETURNING i.id, x.suppressed
+)
+INSERT INTO incident_events (incident_id, at, type, actor, detail)
+SELECT c.id, $1, CASE WHEN c.suppressed IS NULL THEN 'unsuppressed' ELSE 'suppressed' END, $3,
+       coalesce(c.suppressed, '{"reason": "no firing alert is silenced or inhibited in Alertmanager any more"}')
+FROM changed AS c
+RETURNING incident_id, type;
