@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from receiver.correlation import (
+    RECONCILER,
+    STALE_RESOLVER,
     Action,
     IncidentChange,
     IncidentState,
@@ -405,3 +407,72 @@ def test_merged_plans_of_one_webhook_keep_the_strongest_action_and_every_flag() 
     assert outcomes(first) == {Outcome.UPDATED: 2, Outcome.NEW: 1}
     assert len(first.members) == 3 and len(first.alert_outcomes) == 3
     assert set(first.keys) == {acked.id, first.new_incidents[0].id}
+
+
+# --- a resolve we inferred is not a fact ---------------------------------------------------------------
+
+
+def inferred(fingerprint: str, inc: IncidentState, resolver: str) -> MemberState:
+    """A member whose instance the stale timer or reconciliation resolved (no sender said so)."""
+    return MemberState(fingerprint, inc.id, AlertStatus.RESOLVED, T0, resolver)
+
+
+def test_an_instance_resolved_as_stale_that_fires_again_reopens_its_incident_within_the_window() -> None:
+    stale = incident(IncidentStatus.RESOLVED)
+    p = run([alert("a")], state(members=(inferred("a", stale, STALE_RESOLVER),), reopenable=(stale,)))
+    assert p.actions == {stale.id: Action.REOPENED}
+    ch = p.changes[stale.id]
+    assert (ch.status, ch.reopened, ch.rearm) == (IncidentStatus.OPEN, True, True)  # rearm: it pages again
+    assert event_types(p) == ["reopened", "alert_fired"]
+    assert p.events[1].detail["after_inferred_resolve"] == STALE_RESOLVER
+    assert [(m.status, m.resolved_by) for m in p.members] == [(AlertStatus.FIRING, None)]
+    assert outcomes(p) == {Outcome.UPDATED: 1}
+
+
+def test_an_instance_resolved_by_reconciliation_that_fires_again_opens_a_new_incident_past_the_window() -> None:
+    old = incident(IncidentStatus.RESOLVED)
+    p = run([alert("a")], state(old, members=(inferred("a", old, RECONCILER),)))
+    [ni] = p.new_incidents
+    assert ni.incident_key == KEY and ni.id != old.id
+    assert event_types(p) == ["opened", "alert_fired"]
+    assert outcomes(p) == {Outcome.UPDATED: 1}
+
+
+def test_an_instance_resolved_by_reconciliation_rejoins_its_incident_while_others_fire() -> None:
+    inc = incident(firing=("b",))
+    p = run([alert("a")], state(inc, members=(inferred("a", inc, RECONCILER), member("b", inc))))
+    assert p.actions == {inc.id: Action.UPDATED}
+    assert [(m.incident_id, m.status) for m in p.members] == [(inc.id, AlertStatus.FIRING)]
+
+
+def test_a_resolve_alertmanager_sent_stays_final_for_its_instance() -> None:
+    """The same state with the resolve a sender sent: the late firing is an HA copy, stale."""
+    inc = incident(IncidentStatus.RESOLVED)
+    sent = MemberState("a", inc.id, AlertStatus.RESOLVED, T0, "alertmanager")
+    p = run([alert("a")], state(members=(sent,), reopenable=(inc,)))
+    unchanged(p)
+    assert outcomes(p) == {Outcome.STALE: 1}
+
+
+def test_an_incident_resolved_by_a_person_stays_resolved_whatever_resolved_its_members() -> None:
+    by_hand = incident(IncidentStatus.RESOLVED, firing=("a",))
+    p = run([alert("a")], state(members=(member("a", by_hand),), reopenable=(by_hand,)))
+    unchanged(p)
+
+
+def test_resolves_record_who_resolved_and_a_senders_resolve_turns_an_inferred_one_into_a_fact() -> None:
+    inc = incident(firing=("a", "b"))
+    st = state(inc, members=(member("a", inc), inferred("b", inc, RECONCILER)))
+    p = run([resolved("a"), resolved("b")], st, actor="alertmanager")
+    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [("a", "alertmanager"),
+                                                                             ("b", "alertmanager")]
+    assert p.changes[inc.id].resolved_by == "alertmanager"
+    # reconciliation repeating a resolve never overwrites the sender's
+    inc = incident(firing=("b",))
+    st = state(inc, members=(MemberState("a", inc.id, AlertStatus.RESOLVED, T0, "alertmanager"), member("b", inc)))
+    p = run([resolved("a"), resolved("b")], st, actor=RECONCILER, event_detail={"peers": ["http://am-0:9093"]})
+    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [("a", "alertmanager"),
+                                                                             ("b", RECONCILER)]
+    assert [(e.type, e.actor, e.detail.get("peers")) for e in p.events] == [
+        ("alert_resolved", RECONCILER, ["http://am-0:9093"]), ("resolved", RECONCILER, None)]
+    assert p.changes[inc.id].resolved_by == RECONCILER
