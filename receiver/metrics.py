@@ -48,7 +48,7 @@ ESCALATION_LEVEL_CAP = 10
 TARGET_TYPES = tuple(TargetType)  # every channel's series exist from the start
 NOTIFICATION_RESULTS = ("delivered", "retried", "unknown", "failed")
 DATABASE_OPERATIONS = ("ingest", "read", "tick", "deliver", "metrics")
-AM_SILENCE_EVENTS = ("created", "expired", "create_failed", "expire_failed")  # receiver/silences.py
+AM_SILENCE_OUTCOMES = ("created", "expired", "create_failed", "expire_failed")  # receiver/silences.py
 # receiver/reconcile.py: a run compared every peer (ok), could not because a peer failed (peer_error: nothing
 # resolved), failed on the database (error), or was left to another replica or to the next interval (skipped)
 RECONCILE_RESULTS = ("ok", "peer_error", "error", "skipped")
@@ -255,9 +255,9 @@ class Metrics:
         """The Alertmanager silences made for incidents' silences (receiver/silences.py)."""
         self.am_silences = Counter(
             "receiver_alertmanager_silences_total",
-            "Alertmanager silences made for incidents' silences, by event: created, expired, create_failed (a "
+            "Alertmanager silences made for incidents' silences, by outcome: created, expired, create_failed (a "
             "matcher set no peer took, or none could be made), expire_failed (an expiry no peer confirmed).",
-            ["event"],
+            ["outcome"],
             registry=r,
         )
 
@@ -342,8 +342,8 @@ class Metrics:
             self.database_errors.labels(operation)
         for result in ("ok", "error"):
             self.ticks.labels(result)
-        for event in AM_SILENCE_EVENTS:
-            self.am_silences.labels(event)
+        for outcome in AM_SILENCE_OUTCOMES:
+            self.am_silences.labels(outcome)
         for result in RECONCILE_RESULTS:
             self.reconcile_runs.labels(result)
         for action in RECONCILE_ACTIONS:
@@ -398,10 +398,10 @@ class Metrics:
         if seconds is not None:
             self.notification_delivery.labels(target_type, result).observe(max(seconds, 0.0))
 
-    def alertmanager_silences(self, event: str, n: int = 1) -> None:
-        _check(event, AM_SILENCE_EVENTS, "silence event")
+    def alertmanager_silences(self, outcome: str, n: int = 1) -> None:
+        _check(outcome, AM_SILENCE_OUTCOMES, "silence outcome")
         if n:
-            self.am_silences.labels(event).inc(n)
+            self.am_silences.labels(outcome).inc(n)
 
     def reconcile_run(self, result: str, seconds: float | None = None) -> None:
         self.reconcile_runs.labels(_check(result, RECONCILE_RESULTS, "reconcile result")).inc()

@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from .. import lifecycle
-from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, METRICS, STORE, TEMPLATES
+from ..keys import CONFIG, ESCALATION_WAKEUP, LINK_SECRET, METRICS, SILENCER, STORE, TEMPLATES
 from ..links import LinkError, verify
 from ..model import Incident, Transition
 from ..store import LinkAlreadyUsed, Store
@@ -54,6 +54,9 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
             metrics.incident_transition("resolved", after.kind, after.severity)
             metrics.time_to_resolve(after.kind, after.severity, age)
         app[ESCALATION_WAKEUP].set()
+        silencer = app.get(SILENCER)
+        if silencer is not None:  # after the commit, never inside the transaction (see receiver/silences.py)
+            await silencer.run(silencer.after_action(action, after, actor, now))
     return result
 
 

@@ -20,8 +20,9 @@ import jinja2
 from aiohttp import web
 
 from .. import lifecycle
-from ..keys import CONFIG, LINK_SECRET, STORE, TEMPLATES
-from ..model import ACTIVE_STATUSES, IncidentStatus, IncidentSummary, Severity
+from ..keys import CONFIG, LINK_SECRET, SILENCER, STORE, TEMPLATES
+from ..model import ACTIVE_STATUSES, Incident, IncidentStatus, IncidentSummary, Severity
+from ..silences import describe
 from ..timeutil import format_duration, utcnow
 from . import detail
 from .actions import perform, read_form
@@ -32,6 +33,7 @@ SEVERITY_ORDER = tuple(sorted(Severity, key=lambda s: -s.rank))  # most severe f
 SILENCE_CHOICES = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("12h", "12 hours"), ("1d", "1 day"),
                    ("7d", "7 days"))
 RESOLVED_PAGE = 25
+AM_SILENCES_SHOWN = 20  # an incident's Alertmanager silences listed on its page, newest first
 
 
 def safe_url(value: Any) -> str | None:
@@ -209,6 +211,7 @@ async def incident(request: web.Request) -> web.Response:
     events = [dataclasses.replace(e, detail=event_detail(e.detail)) for e in page.events]
     labels = await store.incident_common_labels(incident_id)
     metadata = row.metadata or {}
+    am_silences = await _alertmanager_silences(request, row, metadata)
 
     def link(**cursors: str | None) -> str:
         query = urlencode({k: v for k, v in cursors.items() if v})
@@ -217,7 +220,7 @@ async def incident(request: web.Request) -> web.Response:
     response, render = _prepare(request, "incident.html", 200, dict(
         user=user, incident=row, alerts=page.alerts, events=events, event_count=page.event_count,
         metadata=metadata, common=labels, am=alertmanager_links(metadata.get("external_url"), labels),
-        silence_choices=SILENCE_CHOICES, message=request.query.get("done"),
+        silence_choices=SILENCE_CHOICES, message=request.query.get("done"), am_silences=am_silences,
         alerts_next=link(alerts=page.alerts_next, events=events_cursor) if page.alerts_next else None,
         alerts_first=link(events=events_cursor) if alerts_cursor else None,
         events_next=link(alerts=alerts_cursor, events=page.events_next) if page.events_next else None,
@@ -225,6 +228,50 @@ async def incident(request: web.Request) -> web.Response:
     ))
     response.text = await detail.off_loop_if(page.large, render)
     return response
+
+
+async def _alertmanager_silences(request: web.Request, row: Incident,
+                                 metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """With `alertmanager.silences: true`, the incident's Alertmanager silences (links into Alertmanager's UI at
+    the externalURL its webhooks carry) and whether to offer a retry: silenced here, but the latest attempt
+    failed or no silence of ours lasts as long as the one here."""
+    if request.app.get(SILENCER) is None:
+        return None
+    silences, last = await request.app[STORE].incident_alertmanager_silences(row.id, limit=AM_SILENCES_SHOWN)
+    base = safe_url(metadata.get("external_url"))
+    current = [s for s in silences if s.expired_at is None and s.ends_at == row.silenced_until]
+    return {
+        "silences": [{"silence": s, "matchers": describe((k, v) for k, v in s.matchers),
+                      "url": f"{base.rstrip('/')}/#/silences/{quote(s.silence_id, safe='')}" if base else None}
+                     for s in silences],
+        "retry": row.status == IncidentStatus.SILENCED and (not current or (last is not None and
+                                                                           last[0] == "alertmanager_silence_failed")),
+        "failure": event_detail(last[1]).get("reason") if last and last[0] == "alertmanager_silence_failed" else None,
+    }
+
+
+async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
+    """POST: try again to silence a silenced incident's alerts in Alertmanager (CSRF-safe like every action)."""
+    user = await current_user(request)
+    if user is None:
+        raise challenge("sign in to act on incidents")
+    incident_id = parse_incident_id(request)
+    form = await read_form(request)
+    submitted = form.get("csrf")
+    refused = check_csrf(request, submitted if isinstance(submitted, str) else "", user)
+    if refused:
+        return _render(request, "error.html", status=403, message=f"Refused: {refused}.")
+    silencer = request.app.get(SILENCER)
+    if silencer is None:
+        return _render(request, "error.html", status=404, message="Silences in Alertmanager are not enabled.")
+    row = await request.app[STORE].get_incident(incident_id)
+    if row is None:
+        return _render(request, "error.html", status=404, message="There is no such incident.")
+    if row.status != IncidentStatus.SILENCED:
+        return _render(request, "error.html", status=409, message=f"The incident is {row.status}, not silenced.",
+                       back=f"/incidents/{incident_id}")
+    await silencer.run(silencer.silence(row, user, utcnow()))
+    raise web.HTTPSeeOther(f"/incidents/{incident_id}?done=am-silence")
 
 
 async def incident_action(request: web.Request) -> web.StreamResponse:
