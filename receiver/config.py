@@ -218,6 +218,27 @@ class AlertmanagerConfig:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """A sender that must keep pinging (Alertmanager's Watchdog, a cron job): no ping for `every + grace` opens
+    an incident (receiver/heartbeats.py). An alert matching `matchers` is a ping and never an incident itself."""
+
+    name: str
+    matchers: tuple[rules_mod.Matcher, ...]  # empty: pinged only through the API
+    every: timedelta
+    grace: timedelta
+    owner: str
+    severity: str  # a Severity value
+
+    @property
+    def allowed(self) -> timedelta:
+        """How long it may stay silent."""
+        return self.every + self.grace
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return bool(self.matchers) and all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -237,6 +258,7 @@ class Config:
     ui: UiConfig = field(default_factory=UiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alertmanager: AlertmanagerConfig | None = None  # None: no reconciliation, no silences in Alertmanager
+    heartbeats: tuple[Heartbeat, ...] = ()
     source: str = "<defaults>"
 
     def map(self, labels: Mapping[str, str]) -> rules_mod.Mapping:
@@ -798,6 +820,8 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
     metrics = _metrics(top.section("metrics"), env)
     top.used.add("alertmanager")
     alertmanager = _alertmanager(doc, top.section("alertmanager"), env) if "alertmanager" in top.value else None
+    top.used.add("heartbeats")
+    heartbeats = _heartbeats(doc, top.value.get("heartbeats"), owners, default_owner)
     top.finish()
 
     return Config(
@@ -819,6 +843,7 @@ def _parse(doc: _Doc, env: Mapping[str, str], source: str) -> Config:
         ui=ui,
         metrics=metrics,
         alertmanager=alertmanager,
+        heartbeats=heartbeats,
         source=source,
     )
 
@@ -1035,3 +1060,50 @@ def _peer_urls(value: Any) -> tuple[str, ...]:
             raise ValueError(f"{url[:100]!r} is listed twice")
         urls.append(url)
     return tuple(urls)
+
+
+_HEARTBEAT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+HEARTBEAT_GRACE = timedelta(minutes=1)  # when a heartbeat leaves grace out
+
+
+def _heartbeats(doc: _Doc, value: Any, owners: Mapping[str, Owner], default_owner: str) -> tuple[Heartbeat, ...]:
+    """`heartbeats:`: each a name (it is in a URL, an incident key and a metric label: letters, digits, . _ -),
+    matchers (optional: without them only the API pings it), every, grace, owner and severity."""
+    out: list[Heartbeat] = []
+    names: set[str] = set()
+    for s in _sections(doc, value, "heartbeats", "heartbeats {name, match, every, grace, owner, severity}"):
+        name = s.get("name", _heartbeat_name, None)
+        if name is None and ("name" not in s.value or s.value["name"] is None):
+            doc.report(s.key("name"), "a heartbeat needs a name")
+        if name is not None and name in names:
+            doc.report(s.key("name"), f"heartbeat {name!r} is defined twice")
+        matchers = s.get("match", _heartbeat_matchers, ())
+        every = s.get("every", _positive_duration, None)
+        if every is None and ("every" not in s.value or s.value["every"] is None):
+            doc.report(s.key("every"), "a heartbeat needs every: how often it pings at least (a duration)")
+        grace = s.get("grace", _duration, HEARTBEAT_GRACE)
+        if grace.total_seconds() < 0:
+            doc.report(s.key("grace"), "expected a duration of 0s or more")
+        owner = s.get("owner", _string, default_owner)
+        if owner not in owners:
+            doc.report(s.key("owner"), f"no owner named {owner!r} in owners")
+        severity = s.get("severity", _severity, "critical")
+        s.finish()
+        if name is None or every is None or name in names:
+            continue
+        names.add(name)
+        out.append(Heartbeat(name, matchers, every, grace, owner, severity))
+    return tuple(out)
+
+
+def _heartbeat_matchers(value: Any) -> tuple[rules_mod.Matcher, ...]:
+    matchers = _matchers(value)
+    if not matchers:
+        raise ValueError("an empty match would make every alert a ping; leave match out to ping only through the API")
+    return matchers
+
+
+def _heartbeat_name(value: Any) -> str:
+    if not isinstance(value, str) or not _HEARTBEAT_NAME.fullmatch(value):
+        raise ValueError("expected a name of letters, digits, '.', '_' or '-' (at most 63), such as prod-prometheus")
+    return value

@@ -100,6 +100,11 @@ def observe_plan(metrics: Metrics, plan: correlation.Plan, notification: Notific
     metrics.alerts_received({**plan.outcomes, "invalid": len(notification.invalid)})
     firing = sum(1 for a in notification.alerts if a.status == AlertStatus.FIRING)
     metrics.alert_statuses(firing, len(notification.alerts) - firing)
+    observe_transitions(metrics, plan, now)
+
+
+def observe_transitions(metrics: Metrics, plan: correlation.Plan, now: datetime) -> None:
+    """Count the incidents a committed plan opened, reopened and resolved (a webhook's, or a heartbeat check's)."""
     for ni in plan.new_incidents:
         metrics.incident_transition("opened", ni.kind, ni.severity)
     for ch in plan.changes.values():
