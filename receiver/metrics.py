@@ -344,8 +344,8 @@ class Metrics:
             self.ticks.labels(result)
         for outcome in AM_SILENCE_OUTCOMES:
             self.am_silences.labels(outcome)
-        for result in RECONCILE_RESULTS:
-            self.reconcile_runs.labels(result)
+        for run_result in RECONCILE_RESULTS:
+            self.reconcile_runs.labels(run_result)
         for action in RECONCILE_ACTIONS:
             self.reconcile_alerts.labels(action)
         self._reset_state()
