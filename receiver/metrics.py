@@ -342,8 +342,8 @@ class Metrics:
             self.database_errors.labels(operation)
         for result in ("ok", "error"):
             self.ticks.labels(result)
-        for outcome in AM_SILENCE_OUTCOMES:
-            self.am_silences.labels(outcome)
+        for silence_outcome in AM_SILENCE_OUTCOMES:
+            self.am_silences.labels(silence_outcome)
         for run_result in RECONCILE_RESULTS:
             self.reconcile_runs.labels(run_result)
         for action in RECONCILE_ACTIONS:
