@@ -20,6 +20,7 @@ from aiohttp import web
 
 from receiver import alertmanager_api
 from receiver.alertmanager_api import AlertmanagerAPI, AlertmanagerError
+from receiver.app import create_app
 from receiver.config import Config, ConfigError, parse_config
 from receiver.database import _init_connection
 from receiver.escalation import Escalator
@@ -391,12 +392,13 @@ async def test_an_incident_with_one_unsuppressed_member_is_not_suppressed(make_e
     assert (suppressed["inhibited_by"], suppressed["silences"]) == (["f00"], [{"id": "gone"}])  # unknown: by id
 
 
-async def test_the_api_shows_the_suppression(make_env: Any, make_client: Any, db: Any) -> None:
+async def test_the_api_and_the_page_show_the_suppression(make_env: Any, aiohttp_client: Any, database_url: str,
+                                                         db: Any) -> None:
     env = await make_env()
     await env.post(payload(alert(labels=LABELS)))
     env.peers[0].alerts = [listed(LABELS, state="suppressed", silenced_by=("s-9",))]
     await env.reconciler().run(T0)
-    client = await make_client(parse_config("", env={}))
+    client = await aiohttp_client(create_app(parse_config("", env={}), database_url, loops=False))  # T0 is long ago
     inc = await only_incident(db)
     data = await (await client.get(f"/api/incidents/{inc['id']}")).json()
     assert data["suppressed"]["silences"] == [{"id": "s-9"}]

@@ -59,7 +59,17 @@ def abstime(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def from_iso(value: Any) -> datetime | None:
+    """A time kept as ISO 8601 text in JSON (an incident's `suppressed`), for `when`; None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def install_filters(env: jinja2.Environment) -> None:
+    env.filters["from_iso"] = from_iso
     env.filters["safe_url"] = safe_url
     env.filters["abstime"] = abstime
     env.globals["reltime"] = reltime
