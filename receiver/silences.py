@@ -222,6 +222,8 @@ class Silencer:
         except StoreUnavailable as e:
             log.warning("Alertmanager silences of incident %s after %s: database unavailable (%s); the sweep "
                         "retries", after.id, action, e)
+        except Exception:  # the action is committed: answering 500 for it would say it failed
+            log.exception("Alertmanager silences of incident %s after %s failed", after.id, action)
 
     # --- silence ---------------------------------------------------------------------------------
 
@@ -285,8 +287,8 @@ class Silencer:
             log.warning("Alertmanager silences %s of incident %s could not be recorded: %s",
                         [k["silence_id"] for k in kept], incident.id, e)
             return
-        if kept:
-            await self.expire(now, incident_id=incident.id, actor=actor)
+        # what this silence replaces, or what now outlasts the silence here (shortened, and nothing made)
+        await self.expire(now, incident_id=incident.id, actor=actor)
 
     async def _create(self, sets: Sequence[MatcherSet], incident: Incident, actor: str, now: datetime,
                       until: datetime) -> tuple[list[dict[str, Any]], list[str]]:
