@@ -22,7 +22,7 @@ from receiver.keys import DELIVERER, ESCALATOR, HEARTBEATS, INGESTOR
 from receiver.model import Alert, AlertStatus, HeartbeatState
 from receiver.rules import parse_matchers
 from tests.fakes import FakeSlack
-from tests.helpers import alert, payload
+from tests.helpers import alert, payload, sum_samples
 
 # Near the real time: the API and the page judge health by the real clock, and the API's ping is stamped with it.
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -454,3 +454,28 @@ async def test_without_heartbeats_nothing_changes(aiohttp_client: Any, database_
     assert (await (await client.get("/api/heartbeats")).json()) == {"heartbeats": []}
     assert await db.fetchval("SELECT count(*) FROM heartbeats") == 0
     assert 'href="/heartbeats"' not in await (await client.get("/")).text()
+
+
+async def test_the_gauges_are_read_from_the_database_at_scrape_time(env: Any) -> None:
+    e = await env()
+    now = datetime.now(UTC)
+    await e.monitor.start(now - timedelta(minutes=10))
+    await e.webhook(payload(watchdog()), now - timedelta(minutes=1))
+
+    async def scrape() -> str:
+        reply = await e.client.get("/metrics")
+        assert reply.status == 200
+        return str(await reply.text())
+
+    text = await scrape()
+    labels = {"heartbeat": "prod-prometheus"}
+    age = sum_samples(text, "receiver_heartbeat_last_ping_age_seconds", labels)
+    assert 60 <= age < 600  # a minute since the ping, whatever this machine's speed
+    assert sum_samples(text, "receiver_heartbeat_allowed_seconds", labels) == ALLOWED.total_seconds()
+    assert sum_samples(text, "receiver_heartbeat_up", labels) == 1
+    # never pinged: counted from its clock's start, ten minutes ago
+    backup = {"heartbeat": "nightly-backup"}
+    assert 600 <= sum_samples(text, "receiver_heartbeat_last_ping_age_seconds", backup) < 3600
+    assert sum_samples(text, "receiver_heartbeat_up", backup) == 1
+    await e.monitor.tick(now - timedelta(minutes=1) + ALLOWED)
+    assert sum_samples(await scrape(), "receiver_heartbeat_up", labels) == 0

@@ -585,6 +585,12 @@ def rule_tests() -> dict[str, Any]:
                     _series("receiver_webhook_requests_total", "0+10x30", instance="a", code="503"),
                     _series("receiver_webhook_requests_total", "0x30", instance="a", code="401"),
                     _series("up", "1x30", instance="a"),
+                    _series("receiver_heartbeat_last_ping_age_seconds", "0+60x30", instance="a", heartbeat="prod"),
+                    _series("receiver_heartbeat_last_ping_age_seconds", "0+60x30", instance="b", heartbeat="prod"),
+                    _series("receiver_heartbeat_allowed_seconds", "420x30", instance="a", heartbeat="prod"),
+                    _series("receiver_heartbeat_allowed_seconds", "420x30", instance="b", heartbeat="prod"),
+                    _series("receiver_heartbeat_last_ping_age_seconds", "30x30", instance="a", heartbeat="cron"),
+                    _series("receiver_heartbeat_allowed_seconds", "3700x30", instance="a", heartbeat="cron"),
                 ],
                 "alert_rule_test": [
                     _alert("ReceiverEscalationLoopStuck", "5m"),
@@ -641,6 +647,20 @@ def rule_tests() -> dict[str, Any]:
                     ),
                     _alert("ReceiverWebhookRejected", "20m"),
                     _alert("ReceiverDown", "20m"),
+                    _alert("ReceiverHeartbeatMissed", "9m"),  # silent past every + grace, pending for 2m
+                    _alert(
+                        "ReceiverHeartbeatMissed",
+                        "12m",
+                        (
+                            {"severity": "critical", **job, "heartbeat": "prod"},
+                            {
+                                "summary": "heartbeat prod: no ping for 12m 0s",
+                                "description": "Whatever sends the heartbeat prod (a Watchdog through Prometheus "
+                                "and Alertmanager, a cron job) has been silent for longer than its every + grace: "
+                                "alerts may not be reaching the receiver. See the receiver's /heartbeats page.",
+                            },
+                        ),
+                    ),
                 ],
             }
         ],
@@ -690,7 +710,7 @@ def test_dashboard_is_importable_with_a_datasource_variable() -> None:
 
 
 async def test_every_metric_in_dashboard_and_rules_exists(serve: Any) -> None:
-    client = await serve(Metrics(per_route=True))
+    client = await serve(Metrics(per_route=True, heartbeats={"prod-prometheus": 420.0}))
     text, _ = await scrape(client)
     exposed = {s.name for s in samples(text)} | SYNTHETIC
     used: dict[str, set[str]] = {}
