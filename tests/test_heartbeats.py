@@ -112,6 +112,18 @@ def test_one_alert_pings_every_heartbeat_it_matches_and_a_heartbeat_without_matc
     assert all(p["sender"] == "grafana" for p in pings.values())
 
 
+def test_the_index_matches_exactly_what_the_matchers_match() -> None:
+    beats = [hb("eq", ('alertname="Watchdog"', 'prometheus="prod"')), hb("re", ('alertname=~"Watch.*"',)),
+             hb("missing", ('alertname="Watchdog"', 'team=""')), hb("only-empty", ('team=""', 'x!="y"')),
+             hb("neq", ('alertname!="Watchdog"', 'prometheus="prod"')), hb("api-only", ())]
+    label_sets = [{}, {"alertname": "Watchdog"}, {"alertname": "Watchdog", "prometheus": "prod"},
+                  {"alertname": "Watchdog", "team": "a"}, {"alertname": "WatchdogX", "prometheus": "prod"},
+                  {"prometheus": "prod"}, {"alertname": "", "team": ""}, {"x": "y"}]
+    for labels in label_sets:
+        pings, _ = heartbeats.split_pings(beats, [an_alert(labels)], "alertmanager")
+        assert sorted(pings) == sorted(b.name for b in beats if b.matches(labels)), labels
+
+
 def test_a_pings_labels_are_bounded() -> None:
     labels = {f"l{i:03}": "v" * 1000 for i in range(100)}
     kept = heartbeats.bounded_labels(labels)
