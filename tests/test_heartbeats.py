@@ -491,3 +491,15 @@ async def test_the_gauges_are_read_from_the_database_at_scrape_time(env: Any) ->
     assert sum_samples(text, "receiver_heartbeat_up", backup) == 1
     await e.monitor.tick(now - timedelta(minutes=1) + ALLOWED)
     assert sum_samples(await scrape(), "receiver_heartbeat_up", labels) == 0
+
+
+async def test_a_webhook_whose_pings_cannot_be_written_is_answered_503_and_retried_whole(env: Any, db: Any) -> None:
+    e = await env()
+    await db.execute("ALTER TABLE heartbeats RENAME TO heartbeats_away")  # the pings' write fails
+    reply = await e.client.post("/webhook", json=payload(watchdog(), alert(instance="x")))
+    assert reply.status == 503 and "retry" in (await reply.json())["error"]
+    assert await e.incidents() == []  # nothing of it was committed: Alertmanager sends it all again
+    await db.execute("ALTER TABLE heartbeats_away RENAME TO heartbeats")
+    reply = await e.client.post("/webhook", json=payload(watchdog(), alert(instance="x")))
+    assert reply.status == 200 and len(await e.incidents()) == 1
+    assert (await e.heartbeat())["pings"] == 1
