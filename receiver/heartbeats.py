@@ -196,7 +196,8 @@ class HeartbeatMonitor:
                 await self._resumed(hb, state, state.missed_at, state.last_ping_at, now, result)
             elif state.asserted_at is None or now - state.asserted_at >= self._reassert_every(hb):
                 # still silent: the incident's last_seen moves, so the stale timer never resolves it
-                result.plans.append(await self._ingest(hb, self._alert(hb, state.missed_at, state.last_seen), now))
+                silent_since = state.missed_since or state.last_seen
+                result.plans.append(await self._ingest(hb, self._alert(hb, state.missed_at, silent_since), now))
                 await self.store.mark_heartbeat(now, name, state.missed_at)
         return result
 
