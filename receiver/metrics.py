@@ -241,7 +241,7 @@ class Metrics:
             "receiver_reconcile_alerts_total",
             "Alerts changed by reconciliation: resolved (no peer listed them for the grace period) or ingested "
             "(listed firing by a peer, never received as a webhook).",
-            ["action"],
+            ["outcome"],
             registry=r,
         )
         self.reconcile_duration = Histogram(

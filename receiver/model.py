@@ -464,13 +464,10 @@ class HeartbeatState:
 
 @dataclass(frozen=True)
 class ReconcileMember:
-    """A firing member of an active incident, as reconciliation with Alertmanager compares it (receiver/reconcile.py)."""
+    """A firing member of an active incident, as reconciliation compares it (receiver/reconcile.py)."""
 
     incident_id: uuid.UUID
     fingerprint: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    generator_url: str
     starts_at: datetime
     source: str | None  # '<sender>/<receiver>' of the webhooks that carried it; None before it was recorded
     absent_since: datetime | None  # the first check in which no peer listed it

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,11 +129,11 @@ class Reconciler:
         for answer in answers:
             for alert in answer.alerts or ():
                 listed.setdefault(alert.fingerprint, []).append(alert)
+        members = await self.store.reconcile_members()
         # a firing that peers list is evidence even when another peer failed
-        ingested = await self._lost_firings(now, answers, listed)
+        ingested = await self._lost_firings(now, answers, listed, members)
         if any(a.alerts is None for a in answers):
             return ReconcileResult("peer_error", ingested=ingested, peers=peers)
-        members = await self.store.reconcile_members()
         resolved = await self._lost_resolves(now, members, listed, peers)
         suppressed, unsuppressed = await self._suppression(now, members, listed, answers)
         return ReconcileResult("ok", resolved=resolved, ingested=ingested, suppressed=suppressed,
@@ -162,12 +162,16 @@ class Reconciler:
     # --- lost firings -------------------------------------------------------------------------------
 
     async def _lost_firings(self, now: datetime, answers: Sequence[PeerAnswer],
-                            listed: dict[str, list[APIAlert]]) -> int:
+                            listed: dict[str, list[APIAlert]], members: Sequence[ReconcileMember]) -> int:
         """Active alerts older than the grace whose instance no webhook brought: ingested as firing."""
         cutoff = now - self.am.reconcile.grace
+        # the instances firing here need no look-up: usually every alert listed, so usually no query at all
+        firing = {(m.fingerprint, m.starts_at) for m in members}
         latest: dict[str, APIAlert] = {}
         for fingerprint, alerts in listed.items():
             for a in alerts:
+                if (fingerprint, a.starts_at) in firing:
+                    continue
                 # suppressed or not yet processed alerts were rightly not sent to us
                 if a.state == "active" and a.starts_at <= cutoff:
                     cur = latest.get(fingerprint)
@@ -178,20 +182,20 @@ class Reconciler:
         unseen = await self.store.unseen_instances([(a.fingerprint, a.starts_at) for a in latest.values()])
         if not unseen:
             return 0
-        firing: list[Alert] = []
+        lost: list[Alert] = []
         for i, a in enumerate(a for a in latest.values() if (a.fingerprint, a.starts_at) in unseen):
             try:
-                firing.append(parse_alert(i, a.raw()))  # the webhook's own parser: same checks, same cleaning
+                lost.append(parse_alert(i, a.raw()))  # the webhook's own parser: same checks, same cleaning
             except ValueError as e:
                 log.warning("reconcile: alert %s from Alertmanager's API is not valid: %s", a.fingerprint[:64], e)
-        if not firing:
+        if not lost:
             return 0
         detail = {
             "reason": "listed firing by Alertmanager but never received as a webhook",
             "peers": [{"url": ans.peer, "listed": any(x.fingerprint in latest for x in ans.alerts or ())}
                       if ans.alerts is not None else ans.summary() for ans in answers],
         }
-        plan = await self.ingestor.ingest(Notification(sender=RECONCILER, alerts=firing), now, source=self.source,
+        plan = await self.ingestor.ingest(Notification(sender=RECONCILER, alerts=lost), now, source=self.source,
                                           event_detail=detail)
         ingested = sum(1 for _, outcome in plan.alert_outcomes if outcome in ("new", "updated"))
         if ingested:
@@ -213,11 +217,8 @@ class Reconciler:
         due = [m for m in absent if (m.absent_since or now) <= now - grace]
         if not due:
             return 0
-        alerts = [
-            Alert(index=i, fingerprint=m.fingerprint, status=AlertStatus.RESOLVED, labels=m.labels,
-                  annotations=m.annotations, starts_at=m.starts_at, ends_at=now, generator_url=m.generator_url)
-            for i, m in enumerate(due)
-        ]
+        alerts = [replace(a, status=AlertStatus.RESOLVED, ends_at=now)
+                  for a in await self.store.reconcile_member_alerts([(m.incident_id, m.fingerprint) for m in due])]
         detail = {
             "reason": "no Alertmanager peer listed it in any check for the grace period",
             "grace_seconds": int(grace.total_seconds()),

@@ -261,7 +261,7 @@ async def test_a_member_no_peer_lists_for_the_grace_period_is_resolved_with_its_
     assert (inc["status"], inc["resolved_by"]) == ("resolved", "reconciler")
     [resolved] = await events(db, "resolved")
     assert resolved["actor"] == "reconciler"
-    assert counter(env.metrics, "receiver_reconcile_alerts_total", action="resolved") == 2
+    assert counter(env.metrics, "receiver_reconcile_alerts_total", outcome="resolved") == 2
 
 
 async def test_a_member_listed_again_starts_its_grace_over(make_env: Any, db: Any) -> None:
@@ -331,7 +331,7 @@ async def test_an_active_alert_never_received_is_ingested_through_the_webhook_pa
     assert (await r.run(T0 + INTERVAL)).ingested == 0
     plan = await env.post(payload(alert(labels=LABELS, starts_at=old)), T0 + 2 * INTERVAL)
     assert plan.outcomes["duplicate"] == 1
-    assert counter(env.metrics, "receiver_reconcile_alerts_total", action="ingested") == 1
+    assert counter(env.metrics, "receiver_reconcile_alerts_total", outcome="ingested") == 1
 
 
 # --- suppressed in Alertmanager --------------------------------------------------------------------------------

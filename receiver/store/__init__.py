@@ -27,6 +27,7 @@ from ..model import (
     ActiveCount,
     ActiveIncidents,
     Alert,
+    AlertStatus,
     BoundedPage,
     DeliveryOutcome,
     DueIncident,
@@ -475,6 +476,13 @@ class Store:
     async def reconcile_members(self) -> list[ReconcileMember]:
         """Every firing member of every active incident."""
         return [ReconcileMember(**r) for r in await self._fetch("reconcile_members")]
+
+    async def reconcile_member_alerts(self, members: Sequence[tuple[uuid.UUID, str]]) -> list[Alert]:
+        """The stored alerts of members (incident id, fingerprint), as firing alerts of their instance."""
+        rows = await self._fetch("reconcile_member_alerts", [m[0] for m in members], [m[1] for m in members])
+        return [Alert(index=i, fingerprint=r["fingerprint"], status=AlertStatus.FIRING, labels=r["labels"],
+                      annotations=r["annotations"], starts_at=r["starts_at"], ends_at=None,
+                      generator_url=r["generator_url"]) for i, r in enumerate(rows)]
 
     async def mark_absence(self, now: datetime, *, absent: Sequence[tuple[uuid.UUID, str]],
                            present: Sequence[tuple[uuid.UUID, str]]) -> None:

@@ -667,12 +667,18 @@ RETURNING l.started_at;
 UPDATE reconcile_leases SET lease_until = $3 WHERE name = $1 AND holder = $2 AND lease_until > $3;
 
 -- reconcile_members --
--- Every firing member of every active incident, with what reconciliation needs: where its webhooks came from
--- (source), since when no Alertmanager peer listed it (absent_since), and the incident's suppression.
-SELECT a.incident_id, a.fingerprint, a.labels, a.annotations, a.generator_url, a.starts_at, a.source,
-       a.absent_since, i.suppressed
+-- Every firing member of every active incident, with what reconciliation compares: where its webhooks came from
+-- (source), since when no Alertmanager peer listed it (absent_since), and the incident's suppression. No labels:
+-- decoding 10,000 label sets would hold the event loop; `reconcile_member_alerts` reads those it resolves.
+SELECT a.incident_id, a.fingerprint, a.starts_at, a.source, a.absent_since, i.suppressed
 FROM incidents AS i JOIN incident_alerts AS a ON a.incident_id = i.id
 WHERE i.status <> 'resolved' AND a.status = 'firing';
+
+-- reconcile_member_alerts --
+-- The stored alert of members ($1 incident ids, $2 fingerprints) that reconciliation resolves.
+SELECT a.incident_id, a.fingerprint, a.labels, a.annotations, a.generator_url, a.starts_at
+FROM unnest($1::uuid[], $2::text[]) AS x(incident_id, fingerprint)
+JOIN incident_alerts AS a ON a.incident_id = x.incident_id AND a.fingerprint = x.fingerprint;
 
 -- mark_absence --
 -- Members no peer lists ($2 incident ids, $3 fingerprints) become absent since $1, unless already; members
