@@ -28,8 +28,15 @@ AM_BINARY = (
 LOG_NOISE = ("memberlist", "Stream connection", "push/pull", "msg=flushing")
 
 
-def webhook_config(webhook_url: str, token: str, *, group_by: list[str]) -> str:
-    """A config that sends every group to one webhook with a bearer token, grouping and resending every second."""
+def webhook_config(webhook_url: str, token: str | None = None, *, group_by: list[str],
+                   send_resolved: bool = True) -> str:
+    """A config that sends every group to one webhook (with a bearer token when given), grouping and resending
+    every second."""
+    auth = f"""
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {token}""" if token else ""
     return f"""\
 route:
   receiver: incidents
@@ -41,11 +48,7 @@ receivers:
   - name: incidents
     webhook_configs:
       - url: {webhook_url}
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {token}
+        send_resolved: {str(send_resolved).lower()}{auth}
 """
 
 

@@ -19,7 +19,7 @@ import pytest
 from receiver.app import create_app
 from receiver.config import parse_config
 from receiver.keys import METRICS
-from tests.alertmanager import AM_BINARY, Alertmanager, Alertmanagers
+from tests.alertmanager import AM_BINARY, Alertmanager, Alertmanagers, webhook_config
 from tests.fakes import FakeSlack
 from tests.helpers import am_alert, deadline, eventually, free_port, rfc3339
 
@@ -34,19 +34,7 @@ LABELS = {"alertname": "HighLatency", "method": "GET", "path": "/api/items/{id}"
 
 
 def am_config(webhook_url: str, *, send_resolved: bool = True) -> str:
-    return f"""\
-route:
-  receiver: incidents
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: incidents
-    webhook_configs:
-      - url: {webhook_url}
-        send_resolved: {str(send_resolved).lower()}
-"""
+    return webhook_config(webhook_url, group_by=["alertname"], send_resolved=send_resolved)
 
 
 def receiver_config(*peers: Alertmanager, grace: str = "2s", slack_url: str | None = None) -> Any:
