@@ -279,8 +279,7 @@ def _advance(state: State, p: Plan, now: datetime) -> None:
         inc = state.incidents[inc_id]
         inc.severity, inc.status, inc.metadata, inc.flap_count = ch.severity, ch.status, ch.metadata, ch.flap_count
         if ch.status == IncidentStatus.RESOLVED:
-            if inc.resolved_at is None:
-                inc.resolved_at = now
+            inc.resolved_at = now  # only an active incident resolves
             if state.active.get(inc.incident_key) is inc:
                 del state.active[inc.incident_key]
             # the latest resolved incident of its key: the one a new instance of the key reopens
