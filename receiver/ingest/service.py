@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import correlation, heartbeats
+from .. import store as store_module
 from ..config import Config
 from ..model import Notification
 from ..rules import Mapping
-from .. import store as store_module
 from ..store import Store, key_chunks
 from .batcher import Batcher
 from .cache import SizedLRU, str_bytes
