@@ -113,6 +113,19 @@ def markdown(r: dict[str, Any]) -> str:
                            f"{_ratio(ra['candidate/fixed16']) if 'candidate/fixed16' in ra else '–'} | "
                            f"{_ratio(ra['candidate/fixed4']) if 'candidate/fixed4' in ra else '–'} |")
             out.append("")
+        batch_rows = [(size, row, v["runs"]) for size, data in r["ingest"].items() for row, v in data["rows"].items()
+                      if any(run.get("extra", {}).get("ingest_transactions") for run in v["runs"])]
+        if batch_rows:
+            out.append("Group commit: webhooks per ingest transaction (from the receiver's /metrics, whole run, "
+                       "warm-up included; one figure per repeat):\n")
+            out.append("| alerts/payload | row | webhooks / transaction | transactions |")
+            out.append("|---:|---|---|---|")
+            for size, row, runs in batch_rows:
+                ex = [run["extra"] for run in runs if run.get("extra", {}).get("ingest_transactions")]
+                out.append(f"| {size} | {ROW_NAMES.get(row, row)} | "
+                           + ", ".join(f"{e['ingest_webhooks'] / e['ingest_transactions']:.2f}" for e in ex) + " | "
+                           + ", ".join(f"{e['ingest_transactions']:.0f}" for e in ex) + " |")
+            out.append("")
         out.append("CPU time per alert in µs (median over the runs; all requests of a run, warm-up included). "
                    "'process' is the server, or the ceiling's own process; the load generator is the bench's "
                    "aiohttp client. On a shared machine this is steadier than throughput.\n")

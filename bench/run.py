@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,7 @@ class Bench:
                                                         concurrency=concurrency, duration=duration,
                                                         storm_group=storm_group), *started)
                     r.extra["rss_mb"] = sum(s.rss_bytes() for s in started) / 2**20
+                    r.extra.update(_batches([s.base for s in started]))
                 finally:
                     for s in started:
                         s.stop()
@@ -551,6 +553,24 @@ class Bench:
                 for c, t, m, pl, n, q in rows]
         except Exception as e:
             log(f"pg_stat_statements: {e}")
+
+
+def _batches(bases: list[str]) -> dict[str, float]:
+    """Group commit, read from the receivers' /metrics: ingest transactions and the webhooks they wrote (a
+    receiver without these counters, such as an older candidate, gives nothing)."""
+    totals = {"receiver_ingest_transactions_total": 0.0, "receiver_ingest_webhooks_total": 0.0}
+    for base in bases:
+        try:
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in totals:
+                totals[name] += float(value)
+    tx, webhooks = totals.values()
+    return {"ingest_transactions": tx, "ingest_webhooks": webhooks} if tx else {}
 
 
 def _dbname(url: str) -> str:

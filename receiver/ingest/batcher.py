@@ -59,6 +59,8 @@ class Batcher:
         """Queue one webhook (at most MAX_KEYS_PER_TRANSACTION keys) and return its plan once committed."""
         keys = frozenset(webhook.mappings[a.fingerprint].incident_key for a in webhook.alerts)
         waiting = _Waiting(webhook, keys, source, asyncio.get_running_loop().create_future())
+        # its error is read here too: a caller that went away must not leave it "never retrieved"
+        waiting.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(waiting)
         self._dispatch()
         # shielded: a caller that goes away (a client hanging up) leaves its webhook to be written anyway
