@@ -133,10 +133,13 @@ class Batcher:
     async def _commit(self, batch: list[_Waiting]) -> None:
         plans = await self.store.ingest_batch([w.webhook for w in batch], self.resolve_notice_severities(),
                                               [w.source for w in batch])
-        self.on_batch(len(batch), sum(w.alerts for w in batch))
         for w, p in zip(batch, plans, strict=True):
             if not w.future.done():
                 w.future.set_result(p)
+        try:  # committed: nothing after this may count as the batch failing (it would be written again)
+            self.on_batch(len(batch), sum(w.alerts for w in batch))
+        except Exception:
+            log.exception("ingest batch callback failed")
 
     async def _alone(self, batch: list[_Waiting]) -> None:
         """Each webhook of a refused batch in its own transaction, in order (its keys stay taken meanwhile)."""
@@ -150,11 +153,6 @@ class Batcher:
                 return
             except Exception as e:
                 _fail([w], e)
-
-    async def drain(self) -> None:
-        """Wait for the running batches (and what they leave queued) to finish."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
 
 
 def _fail(batch: list[_Waiting], error: BaseException) -> None:
