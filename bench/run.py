@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ ROWS = {
     "sql": "raw SQL ceiling (replay, no HTTP)",
     "ingestor": "Ingestor, no HTTP",
     "http": "HTTP ceiling (parse JSON, 200)",
+    "fixed16": "fixed ceiling (raw asyncpg correlation, 16 in flight)",
+    "fixed4": "fixed ceiling (raw asyncpg correlation, 4 in flight)",
     "alerta": "alerta-server (gunicorn, 2 workers)",
 }
 SECTIONS = ("ingest", "storm", "history", "tick", "pages", "blocking", "memory")
@@ -160,6 +163,18 @@ class Bench:
             raise RuntimeError(f"bench.ceiling {mode} failed ({out.returncode}); see {self.logdir}/ceiling-{mode}.log")
         return Result.from_dict(json.loads(out.stdout))
 
+    def yardstick(self, db: str, w: Workload, *, concurrency: int, duration: float,
+                  storm_group: int | None = None) -> Result:
+        argv = [sys.executable, "-m", "bench.yardstick", "--db", db, "--concurrency", str(concurrency),
+                "--duration", str(duration), "--warmup", str(self.args.warmup), *self._workload_args(w, storm_group)]
+        env = dict(os.environ, PYTHONPATH=str(servers.ROOT))
+        with (self.logdir / "yardstick.log").open("ab") as err:
+            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=servers.ROOT,
+                                 timeout=duration * 20 + 300)
+        if out.returncode != 0:
+            raise RuntimeError(f"bench.yardstick failed ({out.returncode}); see {self.logdir}/yardstick.log")
+        return Result.from_dict(json.loads(out.stdout))
+
     def http(self, url: str | list[str], w: Workload, *, concurrency: int, duration: float,
              storm_group: int | None = None, max_requests: int = 10_000_000, timeout: float = 60.0,
              drain_timeout: float | None = None, bodies: Iterator[tuple[bytes, int]] | None = None) -> Result:
@@ -209,6 +224,7 @@ class Bench:
                                                         concurrency=concurrency, duration=duration,
                                                         storm_group=storm_group), *started)
                     r.extra["rss_mb"] = sum(s.rss_bytes() for s in started) / 2**20
+                    r.extra.update(_batches([s.base for s in started]))
                 finally:
                     for s in started:
                         s.stop()
@@ -233,6 +249,11 @@ class Bench:
             if row == "ingestor":
                 return self._metered(lambda: self.ceiling("ingestor", db, w, concurrency=concurrency,
                                                           duration=duration, storm_group=storm_group))
+            if row in ("fixed16", "fixed4"):
+                # the fixed yardstick: its concurrency is part of the row (16 or 4 transactions in flight)
+                n = 4 if row == "fixed4" else 16
+                return self._metered(lambda: self.yardstick(db, w, concurrency=n, duration=duration,
+                                                            storm_group=storm_group))
             if row == "sql":
                 assert recording is not None
                 return self._metered(lambda: self.ceiling(
@@ -263,7 +284,7 @@ class Bench:
     def ingest(self) -> None:
         a = self.args
         rows = (["receiver"] + (["candidate"] if self.candidate else [])
-                + (["replicas"] if a.replicas > 1 else []) + ["sql", "ingestor", "http"]
+                + (["replicas"] if a.replicas > 1 else []) + ["sql", "fixed16", "fixed4", "ingestor", "http"]
                 + (["alerta"] if a.alerta else []))
         if a.alerta:
             log("installing/checking alerta-server in its own venv")
@@ -300,8 +321,9 @@ class Bench:
     def _with_ratios(self, per_row: dict[str, list[dict[str, Any]]], rows: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": {r: {"summary": summarize(v), "runs": v} for r, v in per_row.items() if v}}
         ratios: dict[str, Any] = {}
-        for one, other in [("receiver", o) for o in ("sql", "ingestor", "http", "alerta")] + [
-                ("candidate", "sql"), ("candidate", "receiver"), ("replicas", "sql"), ("replicas", "receiver")]:
+        for one, other in [("receiver", o) for o in ("sql", "fixed16", "fixed4", "ingestor", "http", "alerta")] + [
+                ("candidate", "sql"), ("candidate", "fixed16"), ("candidate", "fixed4"), ("candidate", "receiver"),
+                ("replicas", "sql"), ("replicas", "receiver")]:
             if other in rows and per_row.get(one) and per_row.get(other):
                 pairs = [(x["alerts_per_s"], y["alerts_per_s"]) for x, y in zip(per_row[one], per_row[other],
                                                                                 strict=False) if y["alerts_per_s"]]
@@ -531,6 +553,24 @@ class Bench:
                 for c, t, m, pl, n, q in rows]
         except Exception as e:
             log(f"pg_stat_statements: {e}")
+
+
+def _batches(bases: list[str]) -> dict[str, float]:
+    """Group commit, read from the receivers' /metrics: ingest transactions and the webhooks they wrote (a
+    receiver without these counters, such as an older candidate, gives nothing)."""
+    totals = {"receiver_ingest_transactions_total": 0.0, "receiver_ingest_webhooks_total": 0.0}
+    for base in bases:
+        try:
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in totals:
+                totals[name] += float(value)
+    tx, webhooks = totals.values()
+    return {"ingest_transactions": tx, "ingest_webhooks": webhooks} if tx else {}
 
 
 def _dbname(url: str) -> str:

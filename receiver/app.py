@@ -72,6 +72,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store = Store(pool, max_ingest_transactions=config.database.max_ingest_transactions)
     app[STORE] = store
     app[INGESTOR] = Ingestor(config, store)
+    app[INGESTOR].batcher.on_batch = app[METRICS].ingest_batch
     app[ESCALATOR] = Escalator(config, store)
     app[HEARTBEATS] = HeartbeatMonitor(config, store, app[INGESTOR].owner_snapshot)
     app[INGESTOR].on_missed_ping = app[HEARTBEATS].wakeup.set  # a ping resolves a missed heartbeat's incident soon

@@ -87,6 +87,9 @@ class DatabaseConfig:
     pool_max: int = 8
     connect_timeout: float = 5.0
     max_ingest_transactions: int = 4
+    # alerts at most in one ingest transaction (group commit, receiver/ingest/batcher.py); a bigger webhook
+    # is written alone
+    max_ingest_batch_alerts: int = 2000
     # how long start-up waits for the database (an embedded server starting, an external one accepting
     # connections) before giving up with one line that says what to check
     startup_wait: float = 60.0
@@ -872,6 +875,7 @@ def _database(doc: _Doc, s: _Section, env: Mapping[str, str]) -> DatabaseConfig:
         pool_max=s.get("pool_max", _positive_int, 8),
         connect_timeout=s.get("connect_timeout", lambda v: _duration(v).total_seconds(), 5.0),
         max_ingest_transactions=s.get("max_ingest_transactions", _positive_int, 4),
+        max_ingest_batch_alerts=s.get("max_ingest_batch_alerts", _positive_int, 2000),
         startup_wait=s.get("startup_wait", lambda v: _duration(v).total_seconds(), 60.0),
     )
     s.finish()

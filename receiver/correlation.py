@@ -230,16 +230,75 @@ def plan(
     `state` is left as it was: the planner works on its own copy of the incidents it may change. `actor`
     (the sender's name) is the actor of every timeline event the plan holds; `event_detail` is added to the
     detail of each alert's event (reconciliation: the peers asked and what they answered)."""
-    planner = _Planner(mappings, state, now, external_url, owner_snapshot, actor, event_detail)
-    # Firing first, so that a payload resolving one member and firing another never flaps the incident.
-    firing, resolved = AlertStatus.FIRING, AlertStatus.RESOLVED  # read once: an Enum attribute is slow on 3.11
-    for alert in sorted(alerts, key=lambda a: a.status == resolved):
-        if alert.status == firing:
-            planner.fire(alert)
+    planner = _Planner(mappings, _working_copy(state), now, external_url, owner_snapshot, actor, event_detail)
+    return planner.run(alerts)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One webhook (or one key chunk of a huge one) of a batch, with what `plan` takes besides the state."""
+
+    alerts: list[Alert]  # deduplicated
+    mappings: dict[str, Mapping]
+    now: datetime
+    reopen_window_start: datetime
+    external_url: str = ""
+    owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name}
+    actor: str = ACTOR
+    event_detail: dict[str, Any] | None = None
+
+
+def plan_batch(webhooks: Iterable[Webhook], state: State) -> list[Plan]:
+    """The plans of several webhooks, in order, each decided against the state the ones before it leave: the
+    plans one-by-one ingest would make, each reading what the previous one committed.
+
+    `state` holds everything any of them reads, with reopenable incidents resolved since the earliest
+    webhook's reopen window start (each webhook looks only at those within its own window). `state` is left as
+    it was: one working copy carries the plans' effects from one webhook to the next."""
+    work = _working_copy(state)
+    work.members = dict(work.members)
+    plans = []
+    for w in webhooks:
+        planner = _Planner(w.mappings, work, w.now, w.external_url, w.owner_snapshot, w.actor, w.event_detail,
+                           reopen_since=w.reopen_window_start)
+        p = planner.run(w.alerts)
+        _advance(work, p, w.now)
+        plans.append(p)
+    return plans
+
+
+def _advance(state: State, p: Plan, now: datetime) -> None:
+    """Carry a plan's writes into the working state, as the next webhook's read would see them after commit.
+    The planner already moved statuses and firing sets as it went; here is what only the written rows say."""
+    for ni in p.new_incidents:
+        inc = IncidentState(ni.id, ni.incident_key, IncidentStatus.OPEN, ni.severity, ni.metadata, set(),
+                            kind=ni.kind, first_seen=now)
+        state.incidents[ni.id] = inc
+        state.active[ni.incident_key] = inc
+    for inc_id, ch in p.changes.items():
+        inc = state.incidents[inc_id]
+        inc.severity, inc.status, inc.metadata, inc.flap_count = ch.severity, ch.status, ch.metadata, ch.flap_count
+        if ch.status == IncidentStatus.RESOLVED:
+            inc.resolved_at = now  # only an active incident resolves
+            if state.active.get(inc.incident_key) is inc:
+                del state.active[inc.incident_key]
+            # the latest resolved incident of its key: the one a new instance of the key reopens
+            state.reopenable[inc.incident_key] = inc
         else:
-            planner.resolve(alert)
-    planner.resolve_quiet_incidents()
-    return planner.plan
+            inc.resolved_at = None
+            state.active[inc.incident_key] = inc
+            if state.reopenable.get(inc.incident_key) is inc:
+                del state.reopenable[inc.incident_key]
+    firing = AlertStatus.FIRING
+    for m in p.members:
+        fp = m.alert.fingerprint
+        state.members[fp] = MemberState(fp, m.incident_id, m.status, m.alert.starts_at, m.resolved_by)
+        target = state.incidents.get(m.incident_id)
+        if target is not None:
+            if m.status == firing:
+                target.firing.add(fp)
+            else:
+                target.firing.discard(fp)
 
 
 class _Planner:
@@ -248,10 +307,11 @@ class _Planner:
 
     def __init__(self, mappings: dict[str, Mapping], state: State, now: datetime, external_url: str,
                  owner_snapshot: Callable[[str], dict[str, Any]], actor: str = ACTOR,
-                 event_detail: dict[str, Any] | None = None):
+                 event_detail: dict[str, Any] | None = None, reopen_since: datetime | None = None):
         self.plan = Plan()
         self.mappings = mappings
-        self.state = _working_copy(state)
+        self.state = state  # a working copy: the rules change its incidents' statuses and firing members
+        self.reopen_since = reopen_since  # with a batch's state: reopenable only if resolved since then
         self.now = now
         self.external_url = external_url
         self.owner_snapshot = owner_snapshot
@@ -261,6 +321,17 @@ class _Planner:
         self.opened: dict[str, NewIncident] = {}  # the incidents this webhook opens, by key
 
     # --- the passes -------------------------------------------------------------------------------
+
+    def run(self, alerts: list[Alert]) -> Plan:
+        # Firing first, so that a payload resolving one member and firing another never flaps the incident.
+        firing, resolved = AlertStatus.FIRING, AlertStatus.RESOLVED  # read once: an Enum attribute is slow on 3.11
+        for alert in sorted(alerts, key=lambda a: a.status == resolved):
+            if alert.status == firing:
+                self.fire(alert)
+            else:
+                self.resolve(alert)
+        self.resolve_quiet_incidents()
+        return self.plan
 
     def fire(self, alert: Alert) -> None:
         known = self.state.members.get(alert.fingerprint)
@@ -273,12 +344,16 @@ class _Planner:
         mapping = self.mappings[alert.fingerprint]
         key = mapping.incident_key
         active = self.state.active.get(key)
+        reopenable: IncidentState | None = self.state.reopenable.get(key) if active is None else None
+        if reopenable is not None and self.reopen_since is not None and (
+                reopenable.resolved_at is None or reopenable.resolved_at < self.reopen_since):
+            reopenable = None
         if active is None and key in self.opened:
             self._join_opened(self.opened[key], alert, mapping)
-        elif active is None and key not in self.state.reopenable:
+        elif active is None and reopenable is None:
             self._open(alert, mapping)
         else:
-            self._join_active(active or self._reopen(self.state.reopenable[key]), alert, mapping)
+            self._join_active(active or self._reopen(reopenable), alert, mapping)  # type: ignore[arg-type]
         self._outcome(alert, Outcome.NEW if known is None else Outcome.UPDATED)
 
     def resolve(self, alert: Alert) -> None:

@@ -148,6 +148,17 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # group commit: webhooks / transactions is the mean batch size
+        self.ingest_transactions = Counter(
+            "receiver_ingest_transactions_total",
+            "Ingest transactions committed (each writes a batch of webhooks, see receiver_ingest_webhooks_total).",
+            registry=r,
+        )
+        self.ingest_webhooks = Counter(
+            "receiver_ingest_webhooks_total",
+            "Webhooks (or key chunks of huge ones) committed by ingest transactions.",
+            registry=r,
+        )
         self.alert_status = Counter(
             "receiver_alerts_received_by_status_total",
             "Alerts received in webhooks, by the alert's own status (firing or resolved).",
@@ -382,6 +393,11 @@ class Metrics:
             self.alert_status.labels(AlertStatus.FIRING).inc(firing)
         if resolved > 0:
             self.alert_status.labels(AlertStatus.RESOLVED).inc(resolved)
+
+    def ingest_batch(self, webhooks: int, _alerts: int) -> None:
+        """One ingest transaction committed `webhooks` webhooks (the batcher's on_batch)."""
+        self.ingest_transactions.inc()
+        self.ingest_webhooks.inc(webhooks)
 
     def incident_transition(self, transition: str, kind: str, severity: str) -> None:
         _check(transition, TRANSITIONS, "incident transition")

@@ -12,10 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from .. import correlation, heartbeats
+from .. import store as store_module
 from ..config import Config
 from ..model import Notification
 from ..rules import Mapping
-from ..store import Store
+from ..store import Store, key_chunks
+from .batcher import Batcher
 from .cache import SizedLRU, str_bytes
 
 # Bytes, measured per entry (key, mapping and the cache's own overhead): about 10,000 label sets of the
@@ -39,6 +41,10 @@ class Ingestor:
         self.map_cache: SizedLRU[str, Mapping] = SizedLRU(MAP_CACHE_BYTES, _mapping_entry_size)
         # called when a ping reached a missed heartbeat: the app wakes the check that resolves its incident
         self.on_missed_ping: Callable[[], None] = lambda: None
+        # webhooks wait here for a writer and are committed together (group commit)
+        self.batcher = Batcher(store, writers=config.database.max_ingest_transactions,
+                               max_alerts=config.database.max_ingest_batch_alerts,
+                               resolve_notice_severities=lambda: self.config.escalation.resolve_notice_severities)
 
     def map(self, labels: dict[str, str]) -> Mapping:
         # The key is one string, names then values, NUL-separated: a few bytes a label where a tuple of pairs
@@ -81,15 +87,17 @@ class Ingestor:
                 await asyncio.sleep(0)
             for a in alerts[start:start + MAP_SLICE]:
                 mappings[a.fingerprint] = self.map(a.labels)
-        return await self.store.ingest(
-            alerts,
-            mappings,
-            now,
-            reopen_window_start=now - self.config.correlation.reopen_window,
-            external_url=notification.external_url,
-            owner_snapshot=self.owner_snapshot,
-            resolve_notice_severities=self.config.escalation.resolve_notice_severities,
-            actor=notification.sender,  # the timeline says which sender's alert did it
-            source=source,
-            event_detail=event_detail,
-        )
+        plan = correlation.Plan()
+        # a webhook of very many keys goes in chunks, each committed before the next is queued (see key_chunks)
+        for chunk, _keys in key_chunks(alerts, mappings, store_module.MAX_KEYS_PER_TRANSACTION):
+            plan.merge(await self.batcher.submit(correlation.Webhook(
+                chunk,
+                mappings,
+                now,
+                reopen_window_start=now - self.config.correlation.reopen_window,
+                external_url=notification.external_url,
+                owner_snapshot=self.owner_snapshot,
+                actor=notification.sender,  # the timeline says which sender's alert did it
+                event_detail=event_detail,
+            ), source=source))
+        return plan

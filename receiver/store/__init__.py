@@ -61,6 +61,11 @@ class StoreUnavailable(StoreError):
     """The database is unavailable or the transaction failed; the work can be retried."""
 
 
+class StoreRejected(StoreUnavailable):
+    """The database refused the transaction for a reason that is not transient (a constraint, a trigger): the
+    same write would fail again. Still answered 503; the batcher retries a refused batch's webhooks alone."""
+
+
 class LinkAlreadyUsed(StoreError):
     """The signed link was used before."""
 
@@ -103,7 +108,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 # Each incident key costs its transaction one advisory lock, and PostgreSQL's lock table is shared and small
 # (max_locks_per_transaction x connections: 64 x ~120 by default). A webhook with more keys than this is
-# written in several transactions, each committed before the next begins (see _key_chunks), so whatever
+# written in several transactions, each committed before the next begins (see key_chunks), so whatever
 # the webhook, one ingest transaction holds at most this many advisory locks.
 MAX_KEYS_PER_TRANSACTION = 256
 
@@ -138,7 +143,7 @@ class Store:
         receiver); `event_detail` goes into each alert's timeline event."""
         alerts = correlation.dedupe(alerts)
         plan = correlation.Plan()
-        for chunk, keys in _key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
+        for chunk, keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
             # the slot is taken per chunk, so other webhooks go in between the chunks of a huge one
             async with self._ingest_slots or contextlib.nullcontext():
                 plan.merge(await self._ingest(chunk, mappings, keys, [a.fingerprint for a in chunk], now,
@@ -180,6 +185,43 @@ class Store:
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
         return plan
+
+    async def ingest_batch(self, webhooks: Sequence[correlation.Webhook],
+                           resolve_notice_severities: frozenset[str] = frozenset(),
+                           sources: Sequence[str | None] = ()) -> list[correlation.Plan]:
+        """Correlate several webhooks (each at most MAX_KEYS_PER_TRANSACTION keys; together, see the batcher)
+        in one transaction: lock the union of their keys, read the state once, plan each in order against the
+        state the ones before it leave (correlation.plan_batch), write each plan with its own statement (one
+        pipelined round trip), commit once. Writes exactly what ingesting them one by one in this order would.
+        Raises StoreUnavailable for a transient error, StoreRejected for one that would happen again."""
+        keys = sorted({mappings_key for w in webhooks for mappings_key in _keys_of(w)})
+        fingerprints = sorted({a.fingerprint for w in webhooks for a in w.alerts})
+        since = min(w.reopen_window_start for w in webhooks)
+        sources = list(sources) or [None] * len(webhooks)
+        try:
+            async with self._ingest_slots or contextlib.nullcontext(), self.pool.acquire() as conn, \
+                    conn.transaction():
+                rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, since)
+
+                def plan_and_encode() -> tuple[list[correlation.Plan], list[_PlanRecords]]:
+                    plans = correlation.plan_batch(webhooks, _state(rows))
+                    return plans, [_plan_records(p, resolve_notice_severities, src)
+                                   for p, src in zip(plans, sources, strict=True)]
+
+                if sum(len(w.alerts) for w in webhooks) > OFF_LOOP_ALERTS:
+                    plans, records = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
+                else:
+                    plans, records = plan_and_encode()
+                # one statement per webhook, sent together: each sees what the ones before it wrote
+                await conn.executemany(QUERIES["apply_ingest"], [
+                    (w.now, r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)
+                    for w, r in zip(webhooks, records, strict=True)
+                ])
+        except TRANSIENT_ERRORS as e:
+            raise StoreUnavailable(type(e).__name__) from e
+        except asyncpg.PostgresError as e:
+            raise StoreRejected(type(e).__name__) from e
+        return plans
 
     # --- escalation ----------------------------------------------------------------------------
 
@@ -523,7 +565,11 @@ class Store:
             raise StoreUnavailable(type(e).__name__) from e
 
 
-def _key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
+def _keys_of(w: correlation.Webhook) -> set[str]:
+    return {w.mappings[a.fingerprint].incident_key for a in w.alerts}
+
+
+def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
                 size: int) -> list[tuple[list[Alert], list[str]]]:
     """The alerts cut into chunks of at most `size` incident keys (sorted, as the locks are taken), every
     alert of a key in the same chunk.
