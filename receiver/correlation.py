@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -75,6 +75,16 @@ _HIGHEST_SEVERITY = max(Severity, key=lambda s: s.rank)
 
 def _rank(severity: str) -> int:
     return _SEVERITY_RANK.get(severity, 0)
+
+
+# The members the planner's rules use, read once: an Enum class attribute costs a descriptor call on 3.11, several
+# per alert in the rules below. They are the same members, so the plan holds exactly what it held.
+_FIRING, _RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
+_OPEN, _ACKNOWLEDGED, _INCIDENT_RESOLVED = IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED
+_NEW, _UPDATED, _STALE, _DUPLICATE = Outcome.NEW, Outcome.UPDATED, Outcome.STALE, Outcome.DUPLICATE
+_UNCHANGED, _ACTION_UPDATED, _ACTION_RESOLVED = Action.UNCHANGED, Action.UPDATED, Action.RESOLVED
+_ACTION_REOPENED, _ACTION_OPENED = Action.REOPENED, Action.OPENED
+_OUTCOMES = tuple(Outcome)  # iterating the Enum class itself costs ~3 us, once per plan
 
 
 @dataclass
@@ -163,7 +173,7 @@ class Plan:
     changes: dict[uuid.UUID, IncidentChange] = field(default_factory=dict)
     members: list[MemberWrite] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOMES, 0))
     alert_outcomes: list[tuple[Alert, str]] = field(default_factory=list)
     actions: dict[uuid.UUID, str] = field(default_factory=dict)  # Action values
     keys: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -324,9 +334,8 @@ class _Planner:
 
     def run(self, alerts: list[Alert]) -> Plan:
         # Firing first, so that a payload resolving one member and firing another never flaps the incident.
-        firing, resolved = AlertStatus.FIRING, AlertStatus.RESOLVED  # read once: an Enum attribute is slow on 3.11
-        for alert in sorted(alerts, key=lambda a: a.status == resolved):
-            if alert.status == firing:
+        for alert in sorted(alerts, key=lambda a: a.status == _RESOLVED):
+            if alert.status == _FIRING:
                 self.fire(alert)
             else:
                 self.resolve(alert)
@@ -354,14 +363,14 @@ class _Planner:
             self._open(alert, mapping)
         else:
             self._join_active(active or self._reopen(reopenable), alert, mapping)  # type: ignore[arg-type]
-        self._outcome(alert, Outcome.NEW if known is None else Outcome.UPDATED)
+        self._outcome(alert, _NEW if known is None else _UPDATED)
 
     def resolve(self, alert: Alert) -> None:
         known = self.state.members.get(alert.fingerprint)
         inc = self.state.incidents.get(known.incident_id) if known is not None else None
         if known is None or alert.starts_at < known.starts_at or inc is None:
-            self._outcome(alert, Outcome.STALE)  # never seen firing, or an older instance: nothing to resolve
-        elif known.status == AlertStatus.RESOLVED and alert.starts_at == known.starts_at:
+            self._outcome(alert, _STALE)  # never seen firing, or an older instance: nothing to resolve
+        elif known.status == _RESOLVED and alert.starts_at == known.starts_at:
             self._known_resolve(inc, alert)
         else:
             self._resolve(inc, alert)
@@ -370,19 +379,19 @@ class _Planner:
         """No firing member left: the incident resolves (incidents opened by this webhook always fire)."""
         for inc_id in list(self.plan.keys):
             inc = self.state.incidents.get(inc_id)
-            if inc is None or inc.status == IncidentStatus.RESOLVED or inc.firing:
+            if inc is None or inc.status == _INCIDENT_RESOLVED or inc.firing:
                 continue
             ch = self._change(inc)
-            ch.status, ch.resolved, ch.resolved_by = IncidentStatus.RESOLVED, True, self.actor
+            ch.status, ch.resolved, ch.resolved_by = _INCIDENT_RESOLVED, True, self.actor
             self._event(inc_id, "resolved", {"reason": "all alerts resolved"})
-            self._touch(inc.id, inc.incident_key, Action.RESOLVED)
+            self._touch(inc.id, inc.incident_key, _ACTION_RESOLVED)
 
     # --- firing -----------------------------------------------------------------------------------
 
     def _refires(self, alert: Alert, known: MemberState) -> bool:
         """The instance we know, reported firing after a resolve we only inferred: it fires again, as a new
         instance would (the stale timer or reconciliation guessed; the sender still has it)."""
-        return (alert.starts_at == known.starts_at and known.status == AlertStatus.RESOLVED
+        return (alert.starts_at == known.starts_at and known.status == _RESOLVED
                 and known.resolved_by in INFERRED_RESOLVERS)
 
     def _known_firing(self, alert: Alert, known: MemberState) -> None:
@@ -393,45 +402,45 @@ class _Planner:
         inc = self.state.incidents.get(known.incident_id)
         if (
             alert.starts_at != known.starts_at
-            or known.status != AlertStatus.FIRING
+            or known.status != _FIRING
             or inc is None
-            or inc.status == IncidentStatus.RESOLVED
+            or inc.status == _INCIDENT_RESOLVED
         ):
-            self._outcome(alert, Outcome.STALE)
+            self._outcome(alert, _STALE)
             return
-        self._outcome(alert, Outcome.DUPLICATE)
-        self._member(inc.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self._outcome(alert, _DUPLICATE)
+        self._member(inc.id, alert, _FIRING, alert.ends_at)
         self._evidence(self._change(inc).metadata, alert)
-        self._touch(inc.id, inc.incident_key, Action.UNCHANGED)
+        self._touch(inc.id, inc.incident_key, _UNCHANGED)
 
     def _join_active(self, target: IncidentState, alert: Alert, mapping: Mapping) -> None:
         ch = self._change(target)
         self._evidence(ch.metadata, alert)
         self._raise_severity(target, ch, mapping.severity)
         target.firing.add(alert.fingerprint)
-        self._member(target.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self._member(target.id, alert, _FIRING, alert.ends_at)
         self._event(target.id, "alert_fired", _alert_detail(alert))
-        self._touch(target.id, target.incident_key, Action.UPDATED)
+        self._touch(target.id, target.incident_key, _ACTION_UPDATED)
 
     def _join_opened(self, ni: NewIncident, alert: Alert, mapping: Mapping) -> None:
         """Another alert of a key this webhook opens: no severity event, the incident opens at the highest."""
         if _rank(mapping.severity) > _rank(ni.severity):
             ni.severity = mapping.severity
         self._evidence(ni.metadata, alert)
-        self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self._member(ni.id, alert, _FIRING, alert.ends_at)
         self._event(ni.id, "alert_fired", _alert_detail(alert))
 
     def _reopen(self, inc: IncidentState) -> IncidentState:
         """A new instance of a key whose incident resolved within the reopen window: the incident opens again,
         one more flap, its escalation restarts and any acknowledgement is cleared."""
         ch = self._change(inc)
-        ch.status, ch.reopened, ch.resolved = IncidentStatus.OPEN, True, False
+        ch.status, ch.reopened, ch.resolved = _OPEN, True, False
         ch.rearm = ch.clear_ack = True
         ch.flap_count += 1
-        inc.status = IncidentStatus.OPEN
+        inc.status = _OPEN
         self.state.active[inc.incident_key] = inc
         self._event(inc.id, "reopened", {"flap_count": ch.flap_count})
-        self._touch(inc.id, inc.incident_key, Action.REOPENED)
+        self._touch(inc.id, inc.incident_key, _ACTION_REOPENED)
         return inc
 
     def _open(self, alert: Alert, mapping: Mapping) -> None:
@@ -448,11 +457,11 @@ class _Planner:
         self._evidence(ni.metadata, alert)
         self.opened[ni.incident_key] = ni
         self.plan.new_incidents.append(ni)
-        self._member(ni.id, alert, AlertStatus.FIRING, alert.ends_at)
+        self._member(ni.id, alert, _FIRING, alert.ends_at)
         self._event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
                                       "rule": ni.mapping_rule, "owner": mapping.owner})
         self._event(ni.id, "alert_fired", _alert_detail(alert))
-        self._touch(ni.id, ni.incident_key, Action.OPENED)
+        self._touch(ni.id, ni.incident_key, _ACTION_OPENED)
 
     def _raise_severity(self, target: IncidentState, ch: IncidentChange, severity: str) -> None:
         """Severity only rises while an incident is active. Rising to the highest re-arms escalation on its
@@ -465,34 +474,34 @@ class _Planner:
         if ch.severity != _HIGHEST_SEVERITY or ch.rearm:
             return
         ch.rearm = True
-        if ch.status == IncidentStatus.ACKNOWLEDGED:
-            ch.status, ch.clear_ack = IncidentStatus.OPEN, True
-            target.status = IncidentStatus.OPEN
+        if ch.status == _ACKNOWLEDGED:
+            ch.status, ch.clear_ack = _OPEN, True
+            target.status = _OPEN
             self._event(target.id, "unacknowledged", {"reason": f"severity raised to {_HIGHEST_SEVERITY}"})
 
     # --- resolved ---------------------------------------------------------------------------------
 
     def _known_resolve(self, inc: IncidentState, alert: Alert) -> None:
         """The resolve of a member already resolved (an HA copy, a retry): only its receive count changes."""
-        self._outcome(alert, Outcome.DUPLICATE)
+        self._outcome(alert, _DUPLICATE)
         # a sender's resolve turns an inferred one into a fact; an inferred one never overwrites a fact
         known = self.state.members[alert.fingerprint]
         resolver = known.resolved_by if self.actor in INFERRED_RESOLVERS and known.resolved_by else self.actor
-        self._member(inc.id, alert, AlertStatus.RESOLVED, alert.ends_at or self.now, resolver)
-        if inc.status != IncidentStatus.RESOLVED:
-            self._touch(inc.id, inc.incident_key, Action.UNCHANGED)
+        self._member(inc.id, alert, _RESOLVED, alert.ends_at or self.now, resolver)
+        if inc.status != _INCIDENT_RESOLVED:
+            self._touch(inc.id, inc.incident_key, _UNCHANGED)
 
     def _resolve(self, inc: IncidentState, alert: Alert) -> None:
         """A resolve marks its member resolved, on the timeline too; whether the incident follows is decided
         once every alert is planned (`resolve_quiet_incidents`)."""
         ends_at = alert.ends_at or self.now
-        self._member(inc.id, alert, AlertStatus.RESOLVED, ends_at, self.actor)
+        self._member(inc.id, alert, _RESOLVED, ends_at, self.actor)
         self._event(inc.id, "alert_resolved", _alert_detail(alert, ends_at=ends_at))
         inc.firing.discard(alert.fingerprint)
-        self._outcome(alert, Outcome.UPDATED)
-        if inc.status != IncidentStatus.RESOLVED:
+        self._outcome(alert, _UPDATED)
+        if inc.status != _INCIDENT_RESOLVED:
             self._change(inc)
-            self._touch(inc.id, inc.incident_key, Action.UPDATED)
+            self._touch(inc.id, inc.incident_key, _ACTION_UPDATED)
 
     # --- what every rule records ------------------------------------------------------------------
 
@@ -514,7 +523,7 @@ class _Planner:
 
     def _touch(self, inc_id: uuid.UUID, key: str, action: Action) -> None:
         self.plan.keys[inc_id] = key
-        if action is not Action.UNCHANGED:  # the weakest never replaces anything: skip the lookups
+        if action is not _UNCHANGED:  # the weakest never replaces anything: skip the lookups
             self.plan.act(inc_id, action)
 
     def _member(self, incident_id: uuid.UUID, alert: Alert, status: AlertStatus, ends_at: datetime | None,
@@ -546,7 +555,10 @@ def _working_copy(state: State) -> State:
     def own(inc: IncidentState) -> IncidentState:
         copy = copies.get(inc.id)
         if copy is None:
-            copy = copies[inc.id] = replace(inc, firing=set(inc.firing))
+            # the constructor, not dataclasses.replace (which looks the fields up on every call: ~5 us an incident)
+            copy = copies[inc.id] = IncidentState(inc.id, inc.incident_key, inc.status, inc.severity, inc.metadata,
+                                                  set(inc.firing), inc.flap_count, inc.resolved_at, inc.kind,
+                                                  inc.first_seen)
         return copy
 
     return State(
