@@ -1,7 +1,8 @@
 """In-process CPU per alert of ingest's Python work, without a database: parse, dedupe, map, plan, encode.
 
 Each payload of bench/payloads.py goes through `parse_body`, `correlation.dedupe`, the Ingestor's cached
-mapping, `correlation.plan` against the state the store would read for it (kept here in memory: the incidents
+mapping, `correlation.plan_batch` (a batch of one; `correlation.plan` in trees before group commit, or with
+PROFILE_INGEST_PLAN=1) against the state the store would read for it (kept here in memory: the incidents
 of its keys and the members of its fingerprints, as the previous payloads left them), and the encoding of the
 plan as the store's record sets. The same script runs against any tree of the receiver, so two commits compare
 on the same workload:
@@ -12,13 +13,13 @@ on the same workload:
 
 Run it from outside the checkout (or with --tree) so that the tree asked for is the one imported. Figures are
 the best of --repeat runs of --payloads payloads (after a warm-up that fills the mapping cache), in us per alert.
-Not timed: building the state from the previous plans (the store reads it from the database).
+Not timed: building the state from the previous plans (the store reads it from the database). No heartbeats are
+configured. The split printed is parse+dedupe+map, plan, encode.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import dataclasses
 import importlib.util
@@ -119,7 +120,6 @@ class _Pipeline:
         self.parse_body = alertmanager.parse_body
         config = parse_config("")
         self.ingestor = Ingestor.__new__(Ingestor)  # no store, no batcher: only map() and owner_snapshot()
-        Ingestor.__init__.__globals__  # noqa: B018 (the module is imported)
         self.ingestor.config = config
         self.ingestor.map_cache = _new_cache(Ingestor)
         self.plan_kwargs = set(inspect.signature(correlation.plan).parameters)
@@ -232,7 +232,6 @@ def main() -> None:
     import receiver
 
     print(f"receiver from {Path(receiver.__file__).parent}")
-    asyncio.get_event_loop_policy()  # imported for take_pings' module; no loop is run
     for n in opts.alerts or [1, 10, 100]:
         payloads = opts.payloads or max(10_000 // n, 50)
         us, (parse, plan, encode) = measure(n, payloads, opts.repeat, opts.profile)
