@@ -208,7 +208,7 @@ class Plan:
     def act(self, inc_id: uuid.UUID, action: Action) -> None:
         """Record what happened to an incident, keeping the strongest of what this webhook did to it."""
         # ranked through the dict (a member hashes as its string): Action(value) costs a microsecond per alert
-        if _ACTION_RANK[action] > _ACTION_RANK[self.actions.get(inc_id, Action.UNCHANGED)]:
+        if _ACTION_RANK[action] > _ACTION_RANK[self.actions.get(inc_id, _UNCHANGED)]:
             self.actions[inc_id] = action
 
 
@@ -535,9 +535,12 @@ class _Planner:
 
     def _evidence(self, metadata: dict[str, Any], alert: Alert) -> None:
         """What the page and the messages show of the latest alert, and the receive count."""
-        for ann, name in EVIDENCE_ANNOTATIONS.items():
-            if alert.annotations.get(ann):
-                metadata[name] = alert.annotations[ann]
+        annotations = alert.annotations
+        if annotations:
+            for ann, name in EVIDENCE_ANNOTATIONS.items():
+                value = annotations.get(ann)  # one look-up a name, not two: this runs for every alert
+                if value:
+                    metadata[name] = value
         if alert.generator_url:
             metadata["generator_url"] = alert.generator_url
         if self.external_url:
