@@ -207,6 +207,9 @@ def parse_incident_id(request: web.Request) -> uuid.UUID:
         raise web.HTTPNotFound(text="no such incident") from None
 
 
+AM_SILENCES_LISTED = 20  # an incident's Alertmanager silences in its JSON detail, newest first
+
+
 async def get_incident(request: web.Request) -> web.Response:
     """One incident with one page of its member alerts (firing first) and one of its timeline (oldest first,
     or newest first with `events_order=desc`): `?alerts_limit=&alerts_cursor=&events_limit=&events_cursor=`,
@@ -233,6 +236,10 @@ async def get_incident(request: web.Request) -> web.Response:
     data = incident_json(row)
     data.update(event_count=page.event_count, alerts=page.alerts, events=page.events,
                 alerts_next_cursor=page.alerts_next, events_next_cursor=page.events_next)
+    config = request.app[CONFIG]
+    if config.alertmanager is not None and config.alertmanager.silences:
+        mirrored, _ = await store.incident_alertmanager_silences(incident_id, limit=AM_SILENCES_LISTED)
+        data["alertmanager_silences"] = [as_dict(s) for s in mirrored]
     return detail.json_text_response(await detail.off_loop_if(page.large, dumps, data))
 
 

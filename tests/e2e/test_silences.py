@@ -140,6 +140,11 @@ async def test_a_silence_from_our_api_is_alertmanagers_until_unsilenced(
     # the labels both of its alerts share; /api/other's alert differs in path
     assert matcher_pairs(found[ours]) == {("alertname", "HighLatency"), ("method", "GET"),
                                           ("path", "/api/items/{id}"), ("severity", "critical")}
+    # the JSON detail lists ours (never bob's), with the matchers Alertmanager took
+    detail = await (await client.get(f"/api/incidents/{incident_id}", headers=API)).json()
+    [listed] = detail["alertmanager_silences"]
+    assert listed["silence_id"] == ours and listed["created_by"] == "alice" and listed["expired_at"] is None
+    assert {tuple(m) for m in listed["matchers"]} == matcher_pairs(found[ours])
     states = await alert_states(am, session)
     assert states["/api/items/{id}", "i1"] == {"state": "suppressed", "silencedBy": [ours], "inhibitedBy": []}
     assert sorted(states["/api/items/{id}", "i2"]["silencedBy"]) == sorted([ours, bobs])
