@@ -112,9 +112,17 @@ class _OneByOne:
 
     async def submit(self, w: Any, *, source: str | None = None) -> Any:
         return await self.store.ingest(
-            w.alerts, w.mappings, w.now, reopen_window_start=w.reopen_window_start, external_url=w.external_url,
-            owner_snapshot=w.owner_snapshot, actor=w.actor, event_detail=w.event_detail, source=source,
-            resolve_notice_severities=self.config.escalation.resolve_notice_severities)
+            w.alerts,
+            w.mappings,
+            w.now,
+            reopen_window_start=w.reopen_window_start,
+            external_url=w.external_url,
+            owner_snapshot=w.owner_snapshot,
+            actor=w.actor,
+            event_detail=w.event_detail,
+            source=source,
+            resolve_notice_severities=self.config.escalation.resolve_notice_severities,
+        )
 
 
 def _store_options(config: Any) -> dict[str, Any]:
@@ -126,8 +134,14 @@ def _store_options(config: Any) -> dict[str, Any]:
 
 
 def _workload(args: argparse.Namespace) -> Workload:
-    return Workload(alerts_per_payload=args.alerts_per_payload, routes=args.routes, kinds=args.kinds,
-                    instances=args.instances, resolved_share=args.resolved_share, seed=args.seed)
+    return Workload(
+        alerts_per_payload=args.alerts_per_payload,
+        routes=args.routes,
+        kinds=args.kinds,
+        instances=args.instances,
+        resolved_share=args.resolved_share,
+        seed=args.seed,
+    )
 
 
 def _stream(args: argparse.Namespace) -> Iterator[tuple[bytes, int]]:
@@ -159,8 +173,14 @@ async def _ingestor_work(args: argparse.Namespace, capture: bool) -> tuple[Resul
 
     cpu = time.process_time()
     try:
-        result = await drive(work, _stream(args), concurrency=args.concurrency, duration=args.duration,
-                             max_requests=args.max_requests, warmup=args.warmup)
+        result = await drive(
+            work,
+            _stream(args),
+            concurrency=args.concurrency,
+            duration=args.duration,
+            max_requests=args.max_requests,
+            warmup=args.warmup,
+        )
     finally:
         await pool.close()
     result.extra["cpu_s"] = time.process_time() - cpu
@@ -203,8 +223,9 @@ async def _replay(args: argparse.Namespace) -> Result:
     items = ((i, int(e["alerts"])) for i, e in enumerate(entries))
     cpu = time.process_time()
     try:
-        result = await drive(work, items, concurrency=args.concurrency, duration=args.duration,
-                             max_requests=n, warmup=args.warmup)
+        result = await drive(
+            work, items, concurrency=args.concurrency, duration=args.duration, max_requests=n, warmup=args.warmup
+        )
     finally:
         await pool.close()
     result.extra["cpu_s"] = time.process_time() - cpu

@@ -190,8 +190,15 @@ async def run_http(
                 await resp.read()
                 return resp.status
 
-        return await drive(post, bodies, concurrency=concurrency, duration=duration, max_requests=max_requests,
-                           warmup=warmup, drain_timeout=drain_timeout)
+        return await drive(
+            post,
+            bodies,
+            concurrency=concurrency,
+            duration=duration,
+            max_requests=max_requests,
+            warmup=warmup,
+            drain_timeout=drain_timeout,
+        )
 
 
 async def time_gets(url: str, n: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -212,12 +219,26 @@ async def time_gets(url: str, n: int, headers: dict[str, str] | None = None) -> 
             statuses[str(status)] = statuses.get(str(status), 0) + 1
             size = len(body)
     lat.sort()
-    return {"n": n, "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000,
-            "p99_ms": percentile(lat, 99) * 1000, "max_ms": lat[-1] * 1000, "statuses": statuses, "bytes": size}
+    return {
+        "n": n,
+        "p50_ms": percentile(lat, 50) * 1000,
+        "p95_ms": percentile(lat, 95) * 1000,
+        "p99_ms": percentile(lat, 99) * 1000,
+        "max_ms": lat[-1] * 1000,
+        "statuses": statuses,
+        "bytes": size,
+    }
 
 
-async def probe_during(base: str, big_bodies: list[bytes], probe: Callable[[int], bytes], *,
-                       settle: float = 0.5, gap: float = 0.005, timeout: float = 300.0) -> dict[str, Any]:
+async def probe_during(
+    base: str,
+    big_bodies: list[bytes],
+    probe: Callable[[int], bytes],
+    *,
+    settle: float = 0.5,
+    gap: float = 0.005,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
     """POST the big webhook bodies one after another while two probes run back to back, each on its own
     connection: a tiny webhook (`probe(n)`) and GET /healthz. Only probes whose time in flight overlaps a big
     webhook's count: their latency is what a bystander sees while a big body is parsed, mapped and written.
@@ -266,11 +287,19 @@ async def probe_during(base: str, big_bodies: list[bytes], probe: Callable[[int]
 
     def stats(values: list[float]) -> dict[str, float]:
         values = sorted(values)
-        return {"n": len(values), "p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
-                "max_ms": (values[-1] * 1000) if values else 0.0}
+        return {
+            "n": len(values),
+            "p50_ms": percentile(values, 50) * 1000,
+            "p99_ms": percentile(values, 99) * 1000,
+            "max_ms": (values[-1] * 1000) if values else 0.0,
+        }
 
     def during(kind: str) -> list[float]:
         return [e - s for s, e in samples[kind] if any(s < we and e > ws for ws, we in windows)]
 
-    return {"big": stats([e - s for s, e in windows]), "webhook": stats(during("webhook")),
-            "healthz": stats(during("healthz")), "statuses": statuses}
+    return {
+        "big": stats([e - s for s, e in windows]),
+        "webhook": stats(during("webhook")),
+        "healthz": stats(during("healthz")),
+        "statuses": statuses,
+    }

@@ -31,8 +31,23 @@ KINDS = (
     ("PodCrashLooping", "critical", "container restarting"),
 )
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
-SERVICES = ("orders", "users", "payments", "inventory", "search", "catalog", "carts", "shipping", "auth",
-            "notifications", "reviews", "pricing", "billing", "reports", "media")
+SERVICES = (
+    "orders",
+    "users",
+    "payments",
+    "inventory",
+    "search",
+    "catalog",
+    "carts",
+    "shipping",
+    "auth",
+    "notifications",
+    "reviews",
+    "pricing",
+    "billing",
+    "reports",
+    "media",
+)
 RESOURCES = ("items", "recent", "{id}", "{id}/history", "export", "batch", "summary")
 
 
@@ -88,8 +103,18 @@ class _Alert:
         self.group = 0
 
     def render(self) -> str:
-        return ('{"status":"' + self.status + '"' + self.prefix + ',"startsAt":"' + self.starts
-                + '","endsAt":"' + self.ends + '"' + self.suffix)
+        return (
+            '{"status":"'
+            + self.status
+            + '"'
+            + self.prefix
+            + ',"startsAt":"'
+            + self.starts
+            + '","endsAt":"'
+            + self.ends
+            + '"'
+            + self.suffix
+        )
 
 
 def _rfc3339(t: datetime) -> str:
@@ -132,8 +157,10 @@ class PayloadStream:
                         "runbook_url": f"https://runbooks.example.com/{alertname.lower()}",
                         "dashboard_url": f"https://grafana.example.com/d/api?var-path={path}",
                     }
-                    gen = ("http://prometheus.example.com:9090/graph?g0.expr="
-                           f"{alertname}%7Bpath%3D%22{path}%22%7D&g0.tab=1")
+                    gen = (
+                        "http://prometheus.example.com:9090/graph?g0.expr="
+                        f"{alertname}%7Bpath%3D%22{path}%22%7D&g0.tab=1"
+                    )
                     starts = self.base - timedelta(seconds=self.rng.randrange(60, 3600))
                     self.alerts.append(_Alert(labels, annotations, gen, starts))
         size = max(1, workload.alerts_per_payload)
@@ -147,21 +174,28 @@ class PayloadStream:
         self.group_json: list[tuple[str, str]] = []
         for g in self.groups:
             members = [self.alerts[i] for i in g]
-            common = {k: v for k, v in members[0].labels.items()
-                      if all(m.labels.get(k) == v for m in members)}
+            common = {k: v for k, v in members[0].labels.items() if all(m.labels.get(k) == v for m in members)}
             group_labels = {"alertname": members[0].labels["alertname"]}
             if size <= workload.instances:
                 group_labels.update({"method": members[0].labels["method"], "path": members[0].labels["path"]})
             gk = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in group_labels.items()) + "}"
-            head = ('{"receiver":"receiver","groupLabels":' + json.dumps(group_labels)
-                    + ',"commonLabels":' + json.dumps(common) + ',"commonAnnotations":{}'
-                    + ',"externalURL":"http://alertmanager.example.com:9093","version":"4","groupKey":'
-                    + json.dumps(gk) + ',"truncatedAlerts":0')
+            head = (
+                '{"receiver":"receiver","groupLabels":'
+                + json.dumps(group_labels)
+                + ',"commonLabels":'
+                + json.dumps(common)
+                + ',"commonAnnotations":{}'
+                + ',"externalURL":"http://alertmanager.example.com:9093","version":"4","groupKey":'
+                + json.dumps(gk)
+                + ',"truncatedAlerts":0'
+            )
             self.group_json.append((head, gk))
 
     def keys_of(self, group_index: int) -> set[tuple[str, str, str]]:
-        return {(self.alerts[i].labels["alertname"], self.alerts[i].labels["method"], self.alerts[i].labels["path"])
-                for i in self.groups[group_index]}
+        return {
+            (self.alerts[i].labels["alertname"], self.alerts[i].labels["method"], self.alerts[i].labels["path"])
+            for i in self.groups[group_index]
+        }
 
     def next(self) -> tuple[bytes, int]:
         self.tick += 1
@@ -180,8 +214,7 @@ class PayloadStream:
                 a.status, a.starts, a.ends = "firing", now, ZERO
             firing = firing or a.status == "firing"
             parts.append(a.render())
-        body = (head + ',"status":"' + ("firing" if firing else "resolved") + '","alerts":['
-                + ",".join(parts) + "]}")
+        body = head + ',"status":"' + ("firing" if firing else "resolved") + '","alerts":[' + ",".join(parts) + "]}"
         return body.encode(), len(parts)
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
@@ -192,12 +225,34 @@ class PayloadStream:
 def probe_body(n: int) -> bytes:
     """A one-alert webhook on a key of its own (no other workload uses it), so that it never waits on another
     webhook's key lock: what it waits for is the receiver itself. Repeats of one firing alert after the first."""
-    labels = {"alertname": "ProbeLatency", "method": "GET", "path": "/bench/probe", "instance": "probe-0",
-              "severity": "warning"}
+    labels = {
+        "alertname": "ProbeLatency",
+        "method": "GET",
+        "path": "/bench/probe",
+        "instance": "probe-0",
+        "severity": "warning",
+    }
     starts = "2026-01-01T00:00:00.000000000Z"
-    body = {"receiver": "receiver", "status": "firing", "groupLabels": {"alertname": "ProbeLatency"},
-            "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager.example.com:9093",
-            "version": "4", "groupKey": '{}:{alertname="ProbeLatency"}', "truncatedAlerts": 0,
-            "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": f"probe {n}"},
-                        "startsAt": starts, "endsAt": ZERO, "generatorURL": "", "fingerprint": fingerprint(labels)}]}
+    body = {
+        "receiver": "receiver",
+        "status": "firing",
+        "groupLabels": {"alertname": "ProbeLatency"},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example.com:9093",
+        "version": "4",
+        "groupKey": '{}:{alertname="ProbeLatency"}',
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"probe {n}"},
+                "startsAt": starts,
+                "endsAt": ZERO,
+                "generatorURL": "",
+                "fingerprint": fingerprint(labels),
+            }
+        ],
+    }
     return json.dumps(body).encode()

@@ -47,8 +47,17 @@ class Postgres:
             row = conn.execute("SHOW server_version").fetchone()
             return str(row[0]) if row else "?"
 
-    def settings(self, names: tuple[str, ...] = ("shared_buffers", "synchronous_commit", "fsync", "max_connections",
-                                                 "wal_level", "max_wal_size")) -> dict[str, str]:
+    def settings(
+        self,
+        names: tuple[str, ...] = (
+            "shared_buffers",
+            "synchronous_commit",
+            "fsync",
+            "max_connections",
+            "wal_level",
+            "max_wal_size",
+        ),
+    ) -> dict[str, str]:
         with self.connect() as conn:
             return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}  # type: ignore[index]
 

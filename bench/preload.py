@@ -25,9 +25,18 @@ def _key_table(conn: psycopg.Connection, workload: Workload) -> int:
     keys: dict[str, dict[str, Any]] = {}
     for a in stream.alerts:
         m = config.map(a.labels)
-        entry = keys.setdefault(m.incident_key, {"route": m.route, "kind": m.kind, "severity": m.severity,
-                                                 "alertname": a.labels["alertname"], "fps": [], "labels": [],
-                                                 "annotations": []})
+        entry = keys.setdefault(
+            m.incident_key,
+            {
+                "route": m.route,
+                "kind": m.kind,
+                "severity": m.severity,
+                "alertname": a.labels["alertname"],
+                "fps": [],
+                "labels": [],
+                "annotations": [],
+            },
+        )
         entry["fps"].append(a.fp)
         entry["labels"].append(json.dumps(a.labels))
         ann = json.loads(a.prefix.split(',"annotations":', 1)[1])
@@ -37,8 +46,10 @@ def _key_table(conn: psycopg.Connection, workload: Workload) -> int:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO bk VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb[], %s::jsonb[])",
-            [(i, key, e["route"], e["kind"], e["severity"], e["alertname"], e["fps"], e["labels"], e["annotations"])
-             for i, (key, e) in enumerate(sorted(keys.items()))],
+            [
+                (i, key, e["route"], e["kind"], e["severity"], e["alertname"], e["fps"], e["labels"], e["annotations"])
+                for i, (key, e) in enumerate(sorted(keys.items()))
+            ],
         )
     return len(keys)
 
@@ -48,11 +59,13 @@ def _drop_indexes(conn: psycopg.Connection, tables: tuple[str, ...]) -> list[str
     which is much faster than maintaining them row by row). Returns the CREATE INDEX statements."""
     conn.execute("SET session_replication_role = replica")
     conn.execute("SET maintenance_work_mem = '256MB'")
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT i.indexname, i.indexdef FROM pg_indexes AS i
         WHERE i.schemaname = 'public' AND i.tablename = any(%s)
           AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conname = i.indexname)""",
-                        (list(tables),)).fetchall()
+        (list(tables),),
+    ).fetchall()
     for name, _ in rows:
         conn.execute(f'DROP INDEX "{name}"')
     return [d for _, d in rows]
@@ -79,7 +92,8 @@ def history(url: str, workload: Workload, incidents: int, *, log: Any = print) -
                    now() - interval '1 day' - ({incidents} - g) * interval '30 seconds' AS t0,
                    1 + (g / {nkeys}) % {inst} AS members
             FROM generate_series(0, {incidents} - 1) AS g""")
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
                                    resolved_at, resolved_by, owner, metadata, mapping_rule, escalation_cycle,
                                    escalation_level, escalation_anchor_at, next_escalation_at)
@@ -89,7 +103,9 @@ def history(url: str, workload: Workload, incidents: int, *, log: Any = print) -
                                       'last_alertname', bk.alertname),
                    'default', 1, 1, h.t0, NULL
             FROM h JOIN bk USING (k)
-            ORDER BY h.n""", (OWNER,))
+            ORDER BY h.n""",
+            (OWNER,),
+        )
         log(f"history: {incidents} incidents ({time.perf_counter() - started:.0f}s)")
         conn.execute("""
             INSERT INTO incident_alerts (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
@@ -124,16 +140,26 @@ def history(url: str, workload: Workload, incidents: int, *, log: Any = print) -
         _restore_indexes(conn, indexes)
         log(f"history: indexes ({time.perf_counter() - started:.0f}s)")
         conn.execute("VACUUM ANALYZE")
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-                  for t in ("incidents", "incident_alerts", "incident_events")}
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("incidents", "incident_alerts", "incident_events")
+        }
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]  # type: ignore[index]
     seconds = time.perf_counter() - started
     log(f"history: done, {counts}, {size}, {seconds:.0f}s")
     return {"rows": counts, "size": size, "seconds": seconds}
 
 
-def active(url: str, incidents: int, *, members: int = 2, events: int = 3, acknowledged: float = 0.1,
-           silenced: float = 0.1, log: Any = print) -> dict[str, Any]:
+def active(
+    url: str,
+    incidents: int,
+    *,
+    members: int = 2,
+    events: int = 3,
+    acknowledged: float = 0.1,
+    silenced: float = 0.1,
+    log: Any = print,
+) -> dict[str, Any]:
     """`incidents` active incidents on distinct keys, none due for escalation, none stale: most open (next level
     due tomorrow), some acknowledged, some silenced until tomorrow; each with firing members and a short timeline."""
     started = time.perf_counter()
@@ -152,7 +178,8 @@ def active(url: str, incidents: int, *, members: int = 2, events: int = 3, ackno
                         ELSE 'open' END AS status,
                    now() - interval '6 hours' + g * interval '100 ms' AS t0
             FROM generate_series(0, {incidents} - 1) AS g""")
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
                                    acknowledged_by, acknowledged_at, silenced_until, silenced_at, silenced_by,
                                    status_before_silence, owner, metadata, mapping_rule, escalation_cycle,
@@ -167,7 +194,9 @@ def active(url: str, incidents: int, *, members: int = 2, events: int = 3, ackno
                    %s::jsonb,
                    jsonb_build_object('summary', route || ': ' || kind, 'alerts_received', 3),
                    'default', 1, 1, t0, t0, now() + interval '1 day'
-            FROM a ORDER BY n""", (OWNER,))
+            FROM a ORDER BY n""",
+            (OWNER,),
+        )
         conn.execute(f"""
             INSERT INTO incident_alerts (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                          generator_url, first_received_at, last_received_at, receive_count)
@@ -192,11 +221,13 @@ def grow(url: str, members: int, events: int) -> str:
     """Make the oldest active incident an alert storm on one key: `members` more member alerts (a third of
     them resolved, ~700 bytes of labels and annotations each) and `events` more timeline events. Its id."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT id FROM incidents WHERE status <> 'resolved' ORDER BY first_seen, id LIMIT 1"
-                           ).fetchone()
+        row = conn.execute(
+            "SELECT id FROM incidents WHERE status <> 'resolved' ORDER BY first_seen, id LIMIT 1"
+        ).fetchone()
         assert row is not None, "no active incident to grow"
         incident_id = row[0]
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO incident_alerts (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                          generator_url, first_received_at, last_received_at, receive_count)
             SELECT %(id)s, 'storm-' || g, CASE WHEN g %% 3 = 0 THEN 'resolved' ELSE 'firing' END,
@@ -208,10 +239,15 @@ def grow(url: str, members: int, events: int) -> str:
                                       'runbook_url', 'https://runbooks.example.com/high-latency'),
                    now() - (g %% 700) * interval '1 second', CASE WHEN g %% 3 = 0 THEN now() END,
                    'http://prometheus.example.com:9090/graph?g0.expr=up', now(), now(), 1
-            FROM generate_series(1, %(n)s) AS g""", {"id": incident_id, "n": members})
-        conn.execute("""
+            FROM generate_series(1, %(n)s) AS g""",
+            {"id": incident_id, "n": members},
+        )
+        conn.execute(
+            """
             INSERT INTO incident_events (incident_id, at, type, actor, detail)
             SELECT %(id)s, now(), 'alert_fired', 'alertmanager', jsonb_build_object('fingerprint', 'storm-' || g)
-            FROM generate_series(1, %(n)s) AS g""", {"id": incident_id, "n": events})
+            FROM generate_series(1, %(n)s) AS g""",
+            {"id": incident_id, "n": events},
+        )
         conn.execute("VACUUM ANALYZE incident_alerts, incident_events")
     return str(incident_id)

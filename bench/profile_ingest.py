@@ -81,14 +81,19 @@ class _Sim:
     def advance(self, plan: Any, now: datetime) -> None:
         c = self.c
         for ni in plan.new_incidents:
-            inc = c.IncidentState(ni.id, ni.incident_key, "open", ni.severity, dict(ni.metadata), set(),
-                                  kind=ni.kind, first_seen=now)
+            inc = c.IncidentState(
+                ni.id, ni.incident_key, "open", ni.severity, dict(ni.metadata), set(), kind=ni.kind, first_seen=now
+            )
             self.incidents[ni.id] = inc
             self.active[ni.incident_key] = inc
         for inc_id, ch in plan.changes.items():
             inc = self.incidents[inc_id]
-            inc.severity, inc.status, inc.metadata, inc.flap_count = (ch.severity, str(ch.status), dict(ch.metadata),
-                                                                      ch.flap_count)
+            inc.severity, inc.status, inc.metadata, inc.flap_count = (
+                ch.severity,
+                str(ch.status),
+                dict(ch.metadata),
+                ch.flap_count,
+            )
             if inc.status == "resolved":
                 inc.resolved_at = now
                 if self.active.get(inc.incident_key) is inc:
@@ -132,6 +137,7 @@ class _Pipeline:
         self.heartbeats: Any = None
         try:
             from receiver import heartbeats
+
             self.heartbeats = heartbeats
         except ImportError:
             pass
@@ -146,19 +152,25 @@ class _Pipeline:
         notification = self.parse_body(body)
         alerts = self.correlation.dedupe(notification.alerts)
         if self.heartbeats is not None:  # as Ingestor.ingest does; no heartbeats configured, no store reached
-            alerts, _ = _run_sync(self.heartbeats.take_pings(None, self.config.heartbeats, alerts,
-                                                             getattr(notification, "sender", "alertmanager"), now))
+            alerts, _ = _run_sync(
+                self.heartbeats.take_pings(
+                    None, self.config.heartbeats, alerts, getattr(notification, "sender", "alertmanager"), now
+                )
+            )
         mappings = {a.fingerprint: self.ingestor.map(a.labels) for a in alerts}
         t1 = time.perf_counter()
         state = self.sim.state(alerts, mappings)  # the database read: not timed
         t2 = time.perf_counter()
-        kwargs: dict[str, Any] = {"external_url": notification.external_url,
-                                  "owner_snapshot": self.ingestor.owner_snapshot}
+        kwargs: dict[str, Any] = {
+            "external_url": notification.external_url,
+            "owner_snapshot": self.ingestor.owner_snapshot,
+        }
         if "actor" in self.plan_kwargs:
             kwargs["actor"] = "alertmanager"
         if self.batch:  # what the batcher calls, here with a batch of one webhook
-            plan = self.correlation.plan_batch([self.correlation.Webhook(
-                alerts, mappings, now, now - timedelta(hours=1), **kwargs)], state)[0]
+            plan = self.correlation.plan_batch(
+                [self.correlation.Webhook(alerts, mappings, now, now - timedelta(hours=1), **kwargs)], state
+            )[0]
         else:
             plan = self.correlation.plan(alerts, mappings, state, now, **kwargs)
         t3 = time.perf_counter()
@@ -201,7 +213,7 @@ def measure(alerts_per_payload: int, payloads: int, repeat: int, profile: int) -
     profiler = cProfile.Profile() if profile else None
     split: list[float] = []
     for r in range(repeat):
-        chunk = bodies[warm + r * payloads: warm + (r + 1) * payloads]
+        chunk = bodies[warm + r * payloads : warm + (r + 1) * payloads]
         n = sum(count for _, count in chunk)
         pipeline.split = [0.0, 0.0, 0.0]
         if profiler:
@@ -235,8 +247,10 @@ def main() -> None:
     for n in opts.alerts or [1, 10, 100]:
         payloads = opts.payloads or max(10_000 // n, 50)
         us, (parse, plan, encode) = measure(n, payloads, opts.repeat, opts.profile)
-        print(f"{n:>4} alerts/payload: {us:7.1f} us per alert (parse+map {parse:.1f}, plan {plan:.1f}, "
-              f"encode {encode:.1f}; best of {opts.repeat} x {payloads} payloads)")
+        print(
+            f"{n:>4} alerts/payload: {us:7.1f} us per alert (parse+map {parse:.1f}, plan {plan:.1f}, "
+            f"encode {encode:.1f}; best of {opts.repeat} x {payloads} payloads)"
+        )
 
 
 if __name__ == "__main__":

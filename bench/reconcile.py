@@ -48,26 +48,59 @@ T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 def labels(i: int, prefix: str = "r") -> dict[str, str]:
-    return {"alertname": "HighLatency", "method": "GET", "path": f"/{prefix}/{i // 20}", "instance": f"i-{i}",
-            "severity": "warning"}
+    return {
+        "alertname": "HighLatency",
+        "method": "GET",
+        "path": f"/{prefix}/{i // 20}",
+        "instance": f"i-{i}",
+        "severity": "warning",
+    }
 
 
 def webhook(alerts: list[dict[str, str]], starts: str) -> dict[str, Any]:
-    return {"version": "4", "status": "firing", "receiver": "incidents", "groupLabels": {}, "commonLabels": {},
-            "commonAnnotations": {}, "externalURL": "http://am:9093", "groupKey": "{}", "truncatedAlerts": 0,
-            "alerts": [{"status": "firing", "labels": lb, "annotations": {"summary": "p99 is high"},
-                        "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph",
-                        "fingerprint": label_fingerprint(lb)} for lb in alerts]}
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "incidents",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am:9093",
+        "groupKey": "{}",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": lb,
+                "annotations": {"summary": "p99 is high"},
+                "startsAt": starts,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prom/graph",
+                "fingerprint": label_fingerprint(lb),
+            }
+            for lb in alerts
+        ],
+    }
 
 
 def listing(n: int) -> bytes:
     """GET /api/v2/alerts as Alertmanager 0.25 answers it, every preloaded alert active."""
-    return json.dumps([
-        {"labels": lb, "annotations": {"summary": "p99 is high"}, "startsAt": "2026-11-27T10:00:00Z",
-         "endsAt": "2026-11-27T10:05:00Z", "updatedAt": "2026-11-27T10:00:00Z", "generatorURL": "http://prom/graph",
-         "fingerprint": label_fingerprint(lb), "receivers": [{"name": "incidents"}],
-         "status": {"state": "active", "silencedBy": [], "inhibitedBy": []}}
-        for lb in (labels(i) for i in range(n))]).encode()
+    return json.dumps(
+        [
+            {
+                "labels": lb,
+                "annotations": {"summary": "p99 is high"},
+                "startsAt": "2026-11-27T10:00:00Z",
+                "endsAt": "2026-11-27T10:05:00Z",
+                "updatedAt": "2026-11-27T10:00:00Z",
+                "generatorURL": "http://prom/graph",
+                "fingerprint": label_fingerprint(lb),
+                "receivers": [{"name": "incidents"}],
+                "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+            }
+            for lb in (labels(i) for i in range(n))
+        ]
+    ).encode()
 
 
 # A fake peer in a process of its own, as Alertmanager is: serving 4.5 MB must not use the receiver's CPU time.
@@ -101,8 +134,10 @@ async def fake_peer(body_file: str, session: aiohttp.ClientSession) -> tuple[sub
 
 
 def summary(values: list[float], scale: float = 1.0, fmt: str = "{:.0f}") -> str:
-    return f"{fmt.format(statistics.median(values) * scale)} ({fmt.format(min(values) * scale)}–" \
-           f"{fmt.format(max(values) * scale)})"
+    return (
+        f"{fmt.format(statistics.median(values) * scale)} ({fmt.format(min(values) * scale)}–"
+        f"{fmt.format(max(values) * scale)})"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -137,17 +172,21 @@ async def main(args: argparse.Namespace) -> None:
             await pool.close()
 
 
-async def measure(args: argparse.Namespace, pool: asyncpg.Pool, peer_urls: list[str], body_size: int,
-                  statements: Callable[[], int]) -> None:
+async def measure(
+    args: argparse.Namespace, pool: asyncpg.Pool, peer_urls: list[str], body_size: int, statements: Callable[[], int]
+) -> None:
     """The reconcile runs, then ingest alone and beside reconciliations (see the module docstring)."""
     urls = ", ".join(peer_urls)
-    config: Config = parse_config(f"alertmanager: {{urls: [{urls}], receiver: incidents, timeout: 30s, "
-                                  "reconcile: {interval: 1m, grace: 10m}}", env={})
+    config: Config = parse_config(
+        f"alertmanager: {{urls: [{urls}], receiver: incidents, timeout: 30s, reconcile: {{interval: 1m, grace: 10m}}}}",
+        env={},
+    )
     store = Store(pool, max_ingest_transactions=4)
     ingestor = Ingestor(config, store)
     for start in range(0, args.alerts, 100):
-        await ingestor.ingest(parse_notification(webhook([labels(i) for i in range(start, start + 100)],
-                                                         "2026-11-27T10:00:00Z")), T0)
+        await ingestor.ingest(
+            parse_notification(webhook([labels(i) for i in range(start, start + 100)], "2026-11-27T10:00:00Z")), T0
+        )
     async with aiohttp.ClientSession() as session:
         reconciler = Reconciler(config, store, ingestor, AlertmanagerAPI(config.alertmanager, session))  # type: ignore[arg-type]
         now = T0
@@ -159,8 +198,10 @@ async def measure(args: argparse.Namespace, pool: asyncpg.Pool, peer_urls: list[
             times.append(time.perf_counter() - started)
             counts.append(statements() - before)
             assert result.result == "ok" and not (result.resolved or result.ingested), result
-        print(f"Reconcile run over {args.alerts:,} active alerts, {args.peers} peers "
-              f"({body_size / 1e6:.1f} MB each): {summary(times, 1000)} ms, {summary(counts)} statements")
+        print(
+            f"Reconcile run over {args.alerts:,} active alerts, {args.peers} peers "
+            f"({body_size / 1e6:.1f} MB each): {summary(times, 1000)} ms, {summary(counts)} statements"
+        )
 
         async def ingest_load(seconds: float, with_reconcile: float | None) -> tuple[float, list[float]]:
             stop = time.perf_counter() + seconds
@@ -193,12 +234,15 @@ async def measure(args: argparse.Namespace, pool: asyncpg.Pool, peer_urls: list[
             return n / seconds, latencies
 
         # None: ingest alone; a number: reconciliations with that pause between them (0: back to back)
-        names = {None: "alone", 1.0: "with a reconciliation every second (60x the default)",
-                 0.0: "with reconciliations back to back"}
+        names = {
+            None: "alone",
+            1.0: "with a reconciliation every second (60x the default)",
+            0.0: "with reconciliations back to back",
+        }
         rows: dict[float | None, list[tuple[float, float, float]]] = {k: [] for k in names}
         order = list(names)
         for r in range(args.repeats):
-            for with_reconcile in order[r % len(order):] + order[:r % len(order)]:  # rotated
+            for with_reconcile in order[r % len(order) :] + order[: r % len(order)]:  # rotated
                 rate, lat = await ingest_load(args.seconds, with_reconcile)
                 lat.sort()
                 rows[with_reconcile].append((rate, lat[len(lat) // 2], lat[int(len(lat) * 0.99)]))
@@ -206,13 +250,16 @@ async def measure(args: argparse.Namespace, pool: asyncpg.Pool, peer_urls: list[
         print("|---|---|---|---|")
         for with_reconcile, name in names.items():
             got = rows[with_reconcile]
-            print(f"| {name} | {summary([g[0] for g in got])} | {summary([g[1] for g in got], 1000, '{:.1f}')} "
-                  f"| {summary([g[2] for g in got], 1000, '{:.1f}')} |")
+            print(
+                f"| {name} | {summary([g[0] for g in got])} | {summary([g[1] for g in got], 1000, '{:.1f}')} "
+                f"| {summary([g[2] for g in got], 1000, '{:.1f}')} |"
+            )
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.reconcile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--alerts", type=int, default=10_000)
     p.add_argument("--peers", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)

@@ -57,8 +57,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for k in ("alerts_per_s", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
         out[k] = median_min_max([r[k] for r in runs])
     for k in ("cpu_s", "pg_cpu_s", "client_cpu_s"):  # CPU microseconds per alert, each side
-        per = [r["extra"][k] * 1e6 / r["extra"]["alerts_total"] for r in runs
-               if r["extra"].get(k) is not None and r["extra"].get("alerts_total")]
+        per = [
+            r["extra"][k] * 1e6 / r["extra"]["alerts_total"]
+            for r in runs
+            if r["extra"].get(k) is not None and r["extra"].get("alerts_total")
+        ]
         if per:
             out[f"{k}_us_per_alert"] = median_min_max(per)
     out["non2xx"] = sum(r["non2xx"] for r in runs)
@@ -96,10 +99,13 @@ class Bench:
         except BaseException:
             self.close(failed=True)
             raise
-        self.results: dict[str, Any] = {"machine": machine(self.pg), "options": vars(args).copy(),
-                                        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                                        "code": source_digest(servers.ROOT),
-                                        "source": os.environ.get(SNAPSHOT_ENV) or str(servers.ROOT)}
+        self.results: dict[str, Any] = {
+            "machine": machine(self.pg),
+            "options": vars(args).copy(),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "code": source_digest(servers.ROOT),
+            "source": os.environ.get(SNAPSHOT_ENV) or str(servers.ROOT),
+        }
         self._alerta_venv: Path | None = None
         self.candidate = Path(args.candidate).resolve() if args.candidate else None
         self._candidate_template: str | None = None
@@ -125,13 +131,32 @@ class Bench:
 
     def workload(self, size: int, **over: Any) -> Workload:
         a = self.args
-        params = {"alerts_per_payload": size, "routes": a.routes, "kinds": a.kinds, "instances": a.instances,
-                  "resolved_share": a.resolved_share, "seed": a.seed, **over}
+        params = {
+            "alerts_per_payload": size,
+            "routes": a.routes,
+            "kinds": a.kinds,
+            "instances": a.instances,
+            "resolved_share": a.resolved_share,
+            "seed": a.seed,
+            **over,
+        }
         return Workload(**params)
 
     def _workload_args(self, w: Workload, storm_group: int | None) -> list[str]:
-        out = ["--alerts-per-payload", str(w.alerts_per_payload), "--routes", str(w.routes), "--kinds", str(w.kinds),
-               "--instances", str(w.instances), "--resolved-share", str(w.resolved_share), "--seed", str(w.seed)]
+        out = [
+            "--alerts-per-payload",
+            str(w.alerts_per_payload),
+            "--routes",
+            str(w.routes),
+            "--kinds",
+            str(w.kinds),
+            "--instances",
+            str(w.instances),
+            "--resolved-share",
+            str(w.resolved_share),
+            "--seed",
+            str(w.seed),
+        ]
         if storm_group is not None:
             out += ["--storm-group", str(storm_group)]
         return out
@@ -150,46 +175,120 @@ class Bench:
             return self.pg.create(template=self._candidate_template)
         return self.pg.fresh_receiver_db()
 
-    def ceiling(self, mode: str, db: str, w: Workload, *, concurrency: int, duration: float,
-                storm_group: int | None = None, extra: list[str] | None = None) -> Result:
-        argv = [sys.executable, "-m", "bench.ceiling", mode, "--db", db, "--concurrency", str(concurrency),
-                "--duration", str(duration), "--warmup", str(self.args.warmup),
-                *self._workload_args(w, storm_group), *(extra or [])]
+    def ceiling(
+        self,
+        mode: str,
+        db: str,
+        w: Workload,
+        *,
+        concurrency: int,
+        duration: float,
+        storm_group: int | None = None,
+        extra: list[str] | None = None,
+    ) -> Result:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            mode,
+            "--db",
+            db,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(self.args.warmup),
+            *self._workload_args(w, storm_group),
+            *(extra or []),
+        ]
         env = dict(os.environ, PYTHONPATH=str(servers.ROOT))
         with (self.logdir / f"ceiling-{mode}.log").open("ab") as err:
-            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=servers.ROOT,
-                                 timeout=duration * 20 + 300)
+            out = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=servers.ROOT, timeout=duration * 20 + 300
+            )
         if out.returncode != 0:
             raise RuntimeError(f"bench.ceiling {mode} failed ({out.returncode}); see {self.logdir}/ceiling-{mode}.log")
         return Result.from_dict(json.loads(out.stdout))
 
-    def yardstick(self, db: str, w: Workload, *, concurrency: int, duration: float,
-                  storm_group: int | None = None) -> Result:
-        argv = [sys.executable, "-m", "bench.yardstick", "--db", db, "--concurrency", str(concurrency),
-                "--duration", str(duration), "--warmup", str(self.args.warmup), *self._workload_args(w, storm_group)]
+    def yardstick(
+        self, db: str, w: Workload, *, concurrency: int, duration: float, storm_group: int | None = None
+    ) -> Result:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.yardstick",
+            "--db",
+            db,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(self.args.warmup),
+            *self._workload_args(w, storm_group),
+        ]
         env = dict(os.environ, PYTHONPATH=str(servers.ROOT))
         with (self.logdir / "yardstick.log").open("ab") as err:
-            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=servers.ROOT,
-                                 timeout=duration * 20 + 300)
+            out = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=servers.ROOT, timeout=duration * 20 + 300
+            )
         if out.returncode != 0:
             raise RuntimeError(f"bench.yardstick failed ({out.returncode}); see {self.logdir}/yardstick.log")
         return Result.from_dict(json.loads(out.stdout))
 
-    def http(self, url: str | list[str], w: Workload, *, concurrency: int, duration: float,
-             storm_group: int | None = None, max_requests: int = 10_000_000, timeout: float = 60.0,
-             drain_timeout: float | None = None, bodies: Iterator[tuple[bytes, int]] | None = None) -> Result:
+    def http(
+        self,
+        url: str | list[str],
+        w: Workload,
+        *,
+        concurrency: int,
+        duration: float,
+        storm_group: int | None = None,
+        max_requests: int = 10_000_000,
+        timeout: float = 60.0,
+        drain_timeout: float | None = None,
+        bodies: Iterator[tuple[bytes, int]] | None = None,
+    ) -> Result:
         if bodies is None:
             bodies = iter(PayloadStream(w, group=storm_group))
-        return asyncio.run(loadgen.run_http(url, bodies, concurrency=concurrency, duration=duration,
-                                            warmup=self.args.warmup, max_requests=max_requests, timeout=timeout,
-                                            drain_timeout=drain_timeout))
+        return asyncio.run(
+            loadgen.run_http(
+                url,
+                bodies,
+                concurrency=concurrency,
+                duration=duration,
+                warmup=self.args.warmup,
+                max_requests=max_requests,
+                timeout=timeout,
+                drain_timeout=drain_timeout,
+            )
+        )
 
-    def run_row(self, row: str, w: Workload, *, concurrency: int, duration: float, storm_group: int | None = None,
-                recording: Path | None = None, free: bool = False, db: str | None = None) -> Result:
+    def run_row(
+        self,
+        row: str,
+        w: Workload,
+        *,
+        concurrency: int,
+        duration: float,
+        storm_group: int | None = None,
+        recording: Path | None = None,
+        free: bool = False,
+        db: str | None = None,
+    ) -> Result:
         """One measured run of one row on a fresh database (or `db`), with the CPU seconds each side used:
         the server (or the ceiling's process), PostgreSQL (all its processes) and the load generator."""
-        r = self._run_row(row, w, concurrency=concurrency, duration=duration, storm_group=storm_group,
-                          recording=recording, free=free, db=db)
+        r = self._run_row(
+            row,
+            w,
+            concurrency=concurrency,
+            duration=duration,
+            storm_group=storm_group,
+            recording=recording,
+            free=free,
+            db=db,
+        )
         if r.requests == 0 and row != "alerta":
             raise RuntimeError(f"{row}: no request succeeded ({r.statuses}); logs in {self.logdir}")
         return r
@@ -206,8 +305,18 @@ class Bench:
             r.extra["client_cpu_s"] = servers.own_cpu_seconds() - own0
         return r
 
-    def _run_row(self, row: str, w: Workload, *, concurrency: int, duration: float, storm_group: int | None = None,
-                 recording: Path | None = None, free: bool = False, db: str | None = None) -> Result:
+    def _run_row(
+        self,
+        row: str,
+        w: Workload,
+        *,
+        concurrency: int,
+        duration: float,
+        storm_group: int | None = None,
+        recording: Path | None = None,
+        free: bool = False,
+        db: str | None = None,
+    ) -> Result:
         fresh = db is None
         if fresh:
             db = self.fresh_db(row)
@@ -220,9 +329,16 @@ class Bench:
                 try:
                     for _ in range(n):
                         started.append(servers.start_receiver(db, self.logdir, root=root))
-                    r = self._metered(lambda: self.http([s.base + "/webhook" for s in started], w,
-                                                        concurrency=concurrency, duration=duration,
-                                                        storm_group=storm_group), *started)
+                    r = self._metered(
+                        lambda: self.http(
+                            [s.base + "/webhook" for s in started],
+                            w,
+                            concurrency=concurrency,
+                            duration=duration,
+                            storm_group=storm_group,
+                        ),
+                        *started,
+                    )
                     r.extra["rss_mb"] = sum(s.rss_bytes() for s in started) / 2**20
                     r.extra.update(_batches([s.base for s in started]))
                 finally:
@@ -232,46 +348,81 @@ class Bench:
             if row == "http":
                 server = servers.start_http_ceiling(self.logdir)
                 try:
-                    return self._metered(lambda: self.http(server.base + "/webhook", w, concurrency=concurrency,
-                                                           duration=duration, storm_group=storm_group), server)
+                    return self._metered(
+                        lambda: self.http(
+                            server.base + "/webhook",
+                            w,
+                            concurrency=concurrency,
+                            duration=duration,
+                            storm_group=storm_group,
+                        ),
+                        server,
+                    )
                 finally:
                     server.stop()
             if row == "alerta":
                 assert self._alerta_venv is not None
                 server = servers.start_alerta(self._alerta_venv, db, self.logdir)
                 try:
-                    return self._metered(lambda: self.http(
-                        server.base + "/webhooks/prometheus", w, concurrency=concurrency,
-                        duration=self.args.alerta_duration or duration, storm_group=storm_group, timeout=600,
-                        drain_timeout=2.0), server)
+                    return self._metered(
+                        lambda: self.http(
+                            server.base + "/webhooks/prometheus",
+                            w,
+                            concurrency=concurrency,
+                            duration=self.args.alerta_duration or duration,
+                            storm_group=storm_group,
+                            timeout=600,
+                            drain_timeout=2.0,
+                        ),
+                        server,
+                    )
                 finally:
                     server.stop()
             if row == "ingestor":
-                return self._metered(lambda: self.ceiling("ingestor", db, w, concurrency=concurrency,
-                                                          duration=duration, storm_group=storm_group))
+                return self._metered(
+                    lambda: self.ceiling(
+                        "ingestor", db, w, concurrency=concurrency, duration=duration, storm_group=storm_group
+                    )
+                )
             if row in ("fixed16", "fixed4"):
                 # the fixed yardstick: its concurrency is part of the row (16 or 4 transactions in flight)
                 n = 4 if row == "fixed4" else 16
-                return self._metered(lambda: self.yardstick(db, w, concurrency=n, duration=duration,
-                                                            storm_group=storm_group))
+                return self._metered(
+                    lambda: self.yardstick(db, w, concurrency=n, duration=duration, storm_group=storm_group)
+                )
             if row == "sql":
                 assert recording is not None
-                return self._metered(lambda: self.ceiling(
-                    "replay", db, w, concurrency=concurrency, duration=duration,
-                    extra=["--recording", str(recording), *(["--free"] if free else [])]))
+                return self._metered(
+                    lambda: self.ceiling(
+                        "replay",
+                        db,
+                        w,
+                        concurrency=concurrency,
+                        duration=duration,
+                        extra=["--recording", str(recording), *(["--free"] if free else [])],
+                    )
+                )
             raise ValueError(row)
         finally:
             if fresh:
                 self.pg.drop(db)
 
-    def record(self, w: Workload, name: str, *, concurrency: int, duration: float,
-               storm_group: int | None = None) -> Path:
+    def record(
+        self, w: Workload, name: str, *, concurrency: int, duration: float, storm_group: int | None = None
+    ) -> Path:
         """Capture the receiver's statements for the workload (untimed), for the raw SQL replay."""
         path = self.work / f"{name}.pickle"
         db = self.pg.fresh_receiver_db()
         try:
-            r = self.ceiling("record", db, w, concurrency=concurrency, duration=duration, storm_group=storm_group,
-                             extra=["--recording", str(path)])
+            r = self.ceiling(
+                "record",
+                db,
+                w,
+                concurrency=concurrency,
+                duration=duration,
+                storm_group=storm_group,
+                extra=["--recording", str(path)],
+            )
         finally:
             self.pg.drop(db)
         log(f"recorded {r.extra.get('recorded_payloads')} payloads for {name} ({r.alerts_per_s:.0f} alerts/s)")
@@ -283,9 +434,13 @@ class Bench:
 
     def ingest(self) -> None:
         a = self.args
-        rows = (["receiver"] + (["candidate"] if self.candidate else [])
-                + (["replicas"] if a.replicas > 1 else []) + ["sql", "fixed16", "fixed4", "ingestor", "http"]
-                + (["alerta"] if a.alerta else []))
+        rows = (
+            ["receiver"]
+            + (["candidate"] if self.candidate else [])
+            + (["replicas"] if a.replicas > 1 else [])
+            + ["sql", "fixed16", "fixed4", "ingestor", "http"]
+            + (["alerta"] if a.alerta else [])
+        )
         if a.alerta:
             log("installing/checking alerta-server in its own venv")
             try:
@@ -297,15 +452,21 @@ class Bench:
         recordings = {}
         for size in a.sizes:
             # long enough that the faster replay still fills its window
-            recordings[size] = self.record(self.workload(size), f"ingest-{size}", concurrency=a.concurrency,
-                                           duration=a.duration * a.record_factor)
+            recordings[size] = self.record(
+                self.workload(size), f"ingest-{size}", concurrency=a.concurrency, duration=a.duration * a.record_factor
+            )
         raw: dict[str, dict[str, list[dict[str, Any]]]] = {str(s): {r: [] for r in rows} for s in a.sizes}
         for rep in range(a.repeats):
             for size in a.sizes:
                 for row in rotate(rows, rep):
                     try:
-                        r = self.run_row(row, self.workload(size), concurrency=a.concurrency, duration=a.duration,
-                                         recording=recordings[size])
+                        r = self.run_row(
+                            row,
+                            self.workload(size),
+                            concurrency=a.concurrency,
+                            duration=a.duration,
+                            recording=recordings[size],
+                        )
                     except Exception as e:
                         if row != "alerta":
                             raise
@@ -313,20 +474,30 @@ class Bench:
                         self.results["alerta_error"] = str(e)[-2000:]
                         continue
                     raw[str(size)][row].append(r.as_dict())
-                    log(f"ingest rep {rep + 1}/{a.repeats} size {size:>3} {row:<9} {r.alerts_per_s:9.0f} alerts/s "
+                    log(
+                        f"ingest rep {rep + 1}/{a.repeats} size {size:>3} {row:<9} {r.alerts_per_s:9.0f} alerts/s "
                         f"{r.requests_per_s:8.1f} req/s p50 {r.p50_ms:7.1f} p99 {r.p99_ms:7.1f} ms "
-                        f"non2xx {r.non2xx} err {r.errors}")
+                        f"non2xx {r.non2xx} err {r.errors}"
+                    )
         self.results["ingest"] = {size: self._with_ratios(per_row, rows) for size, per_row in raw.items()}
 
     def _with_ratios(self, per_row: dict[str, list[dict[str, Any]]], rows: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": {r: {"summary": summarize(v), "runs": v} for r, v in per_row.items() if v}}
         ratios: dict[str, Any] = {}
         for one, other in [("receiver", o) for o in ("sql", "fixed16", "fixed4", "ingestor", "http", "alerta")] + [
-                ("candidate", "sql"), ("candidate", "fixed16"), ("candidate", "fixed4"), ("candidate", "receiver"),
-                ("replicas", "sql"), ("replicas", "receiver")]:
+            ("candidate", "sql"),
+            ("candidate", "fixed16"),
+            ("candidate", "fixed4"),
+            ("candidate", "receiver"),
+            ("replicas", "sql"),
+            ("replicas", "receiver"),
+        ]:
             if other in rows and per_row.get(one) and per_row.get(other):
-                pairs = [(x["alerts_per_s"], y["alerts_per_s"]) for x, y in zip(per_row[one], per_row[other],
-                                                                                strict=False) if y["alerts_per_s"]]
+                pairs = [
+                    (x["alerts_per_s"], y["alerts_per_s"])
+                    for x, y in zip(per_row[one], per_row[other], strict=False)
+                    if y["alerts_per_s"]
+                ]
                 ratios[f"{one}/{other}"] = median_min_max([x / y for x, y in pairs])
         out["ratios"] = ratios
         return out
@@ -340,8 +511,11 @@ class Bench:
         variants: dict[str, dict[str, Any]] = {
             "receiver c16": {"row": "receiver", "concurrency": a.concurrency},
             **({"candidate c16": {"row": "candidate", "concurrency": a.concurrency}} if self.candidate else {}),
-            **({f"receiver x{a.replicas} c16": {"row": "replicas", "concurrency": a.concurrency}}
-               if a.replicas > 1 else {}),
+            **(
+                {f"receiver x{a.replicas} c16": {"row": "replicas", "concurrency": a.concurrency}}
+                if a.replicas > 1
+                else {}
+            ),
             "raw SQL c16": {"row": "sql", "concurrency": a.concurrency, "free": True},
             "raw SQL c4": {"row": "sql", "concurrency": 4, "free": True},
             "Ingestor c16": {"row": "ingestor", "concurrency": a.concurrency},
@@ -351,13 +525,25 @@ class Bench:
         for rep in range(a.repeats):
             for name in rotate(list(variants), rep):
                 v = variants[name]
-                r = self.run_row(v["row"], w, concurrency=v["concurrency"], duration=a.storm_duration,
-                                 storm_group=group, recording=rec, free=v.get("free", False))
+                r = self.run_row(
+                    v["row"],
+                    w,
+                    concurrency=v["concurrency"],
+                    duration=a.storm_duration,
+                    storm_group=group,
+                    recording=rec,
+                    free=v.get("free", False),
+                )
                 raw[name].append(r.as_dict())
-                log(f"storm rep {rep + 1} {name:<13} {r.alerts_per_s:8.0f} alerts/s p50 {r.p50_ms:7.1f} "
-                    f"p99 {r.p99_ms:7.1f} ms non2xx {r.non2xx}")
-        self.results["storm"] = {"alerts_per_payload": size, "keys": len(PayloadStream(w).keys_of(group)),
-                                 "variants": {k: {"summary": summarize(v), "runs": v} for k, v in raw.items()}}
+                log(
+                    f"storm rep {rep + 1} {name:<13} {r.alerts_per_s:8.0f} alerts/s p50 {r.p50_ms:7.1f} "
+                    f"p99 {r.p99_ms:7.1f} ms non2xx {r.non2xx}"
+                )
+        self.results["storm"] = {
+            "alerts_per_payload": size,
+            "keys": len(PayloadStream(w).keys_of(group)),
+            "variants": {k: {"summary": summarize(v), "runs": v} for k, v in raw.items()},
+        }
 
     def history(self) -> None:
         a = self.args
@@ -377,17 +563,29 @@ class Bench:
                     r = self.run_row(row, w, concurrency=a.concurrency, duration=a.duration, db=db)
                     self._reset(db, marks[db])
                     raw[name].append(r.as_dict())
-                    log(f"history rep {rep + 1} {name:<8} {r.alerts_per_s:8.0f} alerts/s p50 {r.p50_ms:7.1f} "
-                        f"p99 {r.p99_ms:7.1f} ms non2xx {r.non2xx}")
-            ratios = [h["alerts_per_s"] / e["alerts_per_s"] for h, e in zip(raw["history"], raw["empty"], strict=True)
-                      if e["alerts_per_s"]]
+                    log(
+                        f"history rep {rep + 1} {name:<8} {r.alerts_per_s:8.0f} alerts/s p50 {r.p50_ms:7.1f} "
+                        f"p99 {r.p99_ms:7.1f} ms non2xx {r.non2xx}"
+                    )
+            ratios = [
+                h["alerts_per_s"] / e["alerts_per_s"]
+                for h, e in zip(raw["history"], raw["empty"], strict=True)
+                if e["alerts_per_s"]
+            ]
             if self.candidate:
-                cand = [h["alerts_per_s"] / e["alerts_per_s"] for h, e in
-                        zip(raw["history (candidate)"], raw["empty (candidate)"], strict=True) if e["alerts_per_s"]]
+                cand = [
+                    h["alerts_per_s"] / e["alerts_per_s"]
+                    for h, e in zip(raw["history (candidate)"], raw["empty (candidate)"], strict=True)
+                    if e["alerts_per_s"]
+                ]
                 self.results["history_candidate_ratio"] = median_min_max(cand)
-            self.results["history"] = {"incidents": a.history_incidents, "alerts_per_payload": a.history_size,
-                                       "preload": info, "ratio": median_min_max(ratios),
-                                       "variants": {k: {"summary": summarize(v), "runs": v} for k, v in raw.items()}}
+            self.results["history"] = {
+                "incidents": a.history_incidents,
+                "alerts_per_payload": a.history_size,
+                "preload": info,
+                "ratio": median_min_max(ratios),
+                "variants": {k: {"summary": summarize(v), "runs": v} for k, v in raw.items()},
+            }
         finally:
             self.pg.drop(hist_db)
             self.pg.drop(empty_db)
@@ -416,8 +614,10 @@ class Bench:
             out = {"incidents": a.tick_incidents, "preload": info}
             for label, ack in (("default config", None), ("ack_timeout 1h", "1h")):
                 out[label] = asyncio.run(_time_ticks(db, a.ticks, ack))
-                log(f"tick ({label}): median {out[label]['median_ms']:.2f} ms p95 {out[label]['p95_ms']:.2f} ms "
-                    f"escalated {out[label]['escalated']}")
+                log(
+                    f"tick ({label}): median {out[label]['median_ms']:.2f} ms p95 {out[label]['p95_ms']:.2f} ms "
+                    f"escalated {out[label]['escalated']}"
+                )
             self.results["tick"] = out
         finally:
             self.pg.drop(db)
@@ -437,8 +637,10 @@ class Bench:
                 paths[f"/api/incidents/{{id}} ({a.page_members:,} members)"] = f"/api/incidents/{big}"
                 for label, path in paths.items():
                     out[label] = asyncio.run(loadgen.time_gets(server.base + path, a.page_requests))
-                    log(f"pages {label}: p50 {out[label]['p50_ms']:.1f} ms p95 {out[label]['p95_ms']:.1f} ms "
-                        f"{out[label]['statuses']} {out[label]['bytes']} bytes")
+                    log(
+                        f"pages {label}: p50 {out[label]['p50_ms']:.1f} ms p95 {out[label]['p95_ms']:.1f} ms "
+                        f"{out[label]['statuses']} {out[label]['bytes']} bytes"
+                    )
             finally:
                 server.stop()
             self.results["pages"] = out
@@ -471,17 +673,32 @@ class Bench:
                     finally:
                         self.pg.drop(db)
                     raw[n][row].append(r)
-                    log(f"blocking rep {rep + 1} {n:>6} alerts {row:<9} big {r['big']['p50_ms']:7.0f} ms; "
+                    log(
+                        f"blocking rep {rep + 1} {n:>6} alerts {row:<9} big {r['big']['p50_ms']:7.0f} ms; "
                         f"tiny webhook p99 {r['webhook']['p99_ms']:7.1f} max {r['webhook']['max_ms']:7.1f} ms; "
                         f"healthz p99 {r['healthz']['p99_ms']:7.1f} max {r['healthz']['max_ms']:7.1f} ms; "
-                        f"{r['statuses']}")
+                        f"{r['statuses']}"
+                    )
         self.results["blocking"] = {
-            n: {"alerts": int(n), "bytes": max(len(b) for b in bodies[n]), "bodies": a.blocking_bodies,
-                "rows": {row: {"runs": runs, "summary": {
-                    f"{kind}_{k}": (max if k == "max_ms" else statistics.median)([x[kind][k] for x in runs])
-                    for kind in ("big", "webhook", "healthz") for k in ("p50_ms", "p99_ms", "max_ms", "n")}}
-                    for row, runs in per_row.items() if runs}}
-            for n, per_row in raw.items()}
+            n: {
+                "alerts": int(n),
+                "bytes": max(len(b) for b in bodies[n]),
+                "bodies": a.blocking_bodies,
+                "rows": {
+                    row: {
+                        "runs": runs,
+                        "summary": {
+                            f"{kind}_{k}": (max if k == "max_ms" else statistics.median)([x[kind][k] for x in runs])
+                            for kind in ("big", "webhook", "healthz")
+                            for k in ("p50_ms", "p99_ms", "max_ms", "n")
+                        },
+                    }
+                    for row, runs in per_row.items()
+                    if runs
+                },
+            }
+            for n, per_row in raw.items()
+        }
 
     def memory(self) -> None:
         """Resident memory of one receiver process while it ingests --memory-alerts alerts (or runs for
@@ -513,8 +730,14 @@ class Bench:
             th.start()
             try:
                 requests = max(1, a.memory_alerts // w.alerts_per_payload)
-                r = self.http(server.base + "/webhook", w, concurrency=a.concurrency, duration=a.memory_max_seconds,
-                              max_requests=requests, bodies=counted())
+                r = self.http(
+                    server.base + "/webhook",
+                    w,
+                    concurrency=a.concurrency,
+                    duration=a.memory_max_seconds,
+                    max_requests=requests,
+                    bodies=counted(),
+                )
                 stop.set()
                 th.join()
                 end_rss = server.rss_bytes() / 2**20
@@ -526,16 +749,27 @@ class Bench:
             half = [x for x in samples if x[0] >= seconds / 2]
             at_million = next((x for x in samples if x[1] >= 1_000_000), None)
             self.results["memory"] = {
-                "alerts_target": a.memory_alerts, "alerts_ok": r.extra.get("alerts_total", 0), "alerts_sent": sent[0],
-                "alerts_per_payload": w.alerts_per_payload, "distinct_alerts": w.distinct_alerts,
-                "seconds": seconds, "rss_start_mb": start_rss, "rss_end_mb": end_rss,
+                "alerts_target": a.memory_alerts,
+                "alerts_ok": r.extra.get("alerts_total", 0),
+                "alerts_sent": sent[0],
+                "alerts_per_payload": w.alerts_per_payload,
+                "distinct_alerts": w.distinct_alerts,
+                "seconds": seconds,
+                "rss_start_mb": start_rss,
+                "rss_end_mb": end_rss,
                 "rss_peak_mb": max(x[2] for x in samples),
                 "rss_at_1m_alerts_mb": at_million[2] if at_million else None,
-                "rss_second_half_min_mb": min(x[2] for x in half), "rss_second_half_max_mb": max(x[2] for x in half),
-                "samples": samples, "non2xx": r.non2xx, "errors": r.errors, "alerts_per_s": r.alerts_per_s,
+                "rss_second_half_min_mb": min(x[2] for x in half),
+                "rss_second_half_max_mb": max(x[2] for x in half),
+                "samples": samples,
+                "non2xx": r.non2xx,
+                "errors": r.errors,
+                "alerts_per_s": r.alerts_per_s,
             }
-            log(f"memory: {start_rss:.0f} MB -> {end_rss:.0f} MB after {sent[0]} alerts "
-                f"({seconds:.0f}s, non2xx {r.non2xx})")
+            log(
+                f"memory: {start_rss:.0f} MB -> {end_rss:.0f} MB after {sent[0]} alerts "
+                f"({seconds:.0f}s, non2xx {r.non2xx})"
+            )
         finally:
             self.pg.drop(db)
 
@@ -550,7 +784,8 @@ class Bench:
                     FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15""").fetchall()
             self.results["pg_stat_statements"] = [
                 {"calls": c, "total_ms": t, "mean_ms": m, "plan_ms": pl, "rows": n, "query": q}
-                for c, t, m, pl, n, q in rows]
+                for c, t, m, pl, n, q in rows
+            ]
         except Exception as e:
             log(f"pg_stat_statements: {e}")
 
@@ -601,8 +836,13 @@ async def _time_ticks(db: str, n: int, ack_timeout: str | None) -> dict[str, Any
     finally:
         await pool.close()
     times.sort()
-    return {"n": n, "median_ms": statistics.median(times) * 1000, "p95_ms": loadgen.percentile(times, 95) * 1000,
-            "max_ms": times[-1] * 1000, "escalated": escalated}
+    return {
+        "n": n,
+        "median_ms": statistics.median(times) * 1000,
+        "p95_ms": loadgen.percentile(times, 95) * 1000,
+        "max_ms": times[-1] * 1000,
+        "escalated": escalated,
+    }
 
 
 def machine(pg: Postgres) -> dict[str, Any]:
@@ -627,16 +867,21 @@ def machine(pg: Postgres) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("sections", nargs="*", default=["all"], help=f"all, or some of: {', '.join(SECTIONS)}")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (a few seconds per row)")
     p.add_argument("--sizes", default="1,10,100", help="alerts per payload")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every row")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (after warm-up)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds per run before measuring")
-    p.add_argument("--record-factor", type=float, default=1.5,
-                   help="the capture for the SQL replay runs this many times --duration")
+    p.add_argument(
+        "--record-factor",
+        type=float,
+        default=1.5,
+        help="the capture for the SQL replay runs this many times --duration",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="requests (transactions) in flight")
     p.add_argument("--routes", type=int, default=50)
     p.add_argument("--kinds", type=int, default=3)
@@ -644,8 +889,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolved-share", type=float, default=0.2, help="share of resolved alerts in the stream")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--alerta", action="store_true", help="also measure alerta-server (installs its own venv)")
-    p.add_argument("--alerta-duration", type=float, default=12.0,
-                   help="measured seconds per alerta run (it answers a 100-alert payload in seconds)")
+    p.add_argument(
+        "--alerta-duration",
+        type=float,
+        default=12.0,
+        help="measured seconds per alerta run (it answers a 100-alert payload in seconds)",
+    )
     p.add_argument("--storm-size", type=int, default=100)
     p.add_argument("--storm-duration", type=float, default=5.0)
     p.add_argument("--history-incidents", type=int, default=1_000_000)
@@ -654,30 +903,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ticks", type=int, default=200)
     p.add_argument("--page-incidents", type=int, default=10_000)
     p.add_argument("--page-requests", type=int, default=30)
-    p.add_argument("--page-members", type=int, default=20_000,
-                   help="member alerts and timeline events added to one incident of the pages section")
-    p.add_argument("--blocking-sizes", default="1000,20000",
-                   help="alerts per big webhook in the blocking section (rounded up to whole routes x kinds)")
+    p.add_argument(
+        "--page-members",
+        type=int,
+        default=20_000,
+        help="member alerts and timeline events added to one incident of the pages section",
+    )
+    p.add_argument(
+        "--blocking-sizes",
+        default="1000,20000",
+        help="alerts per big webhook in the blocking section (rounded up to whole routes x kinds)",
+    )
     p.add_argument("--blocking-bodies", type=int, default=3, help="big webhooks sent one after another per run")
-    p.add_argument("--memory-alerts", type=int, default=250_000,
-                   help="alerts to send in the memory run (the target speaks of 1,000,000)")
+    p.add_argument(
+        "--memory-alerts",
+        type=int,
+        default=250_000,
+        help="alerts to send in the memory run (the target speaks of 1,000,000)",
+    )
     p.add_argument("--memory-size", type=int, default=100, help="alerts per payload in the memory run")
     p.add_argument("--memory-routes", type=int, default=500, help="routes in the memory run (x kinds x instances)")
     p.add_argument("--memory-max-seconds", type=float, default=900.0)
     p.add_argument("--memory-sample-every", type=float, default=2.0)
-    p.add_argument("--candidate", metavar="DIR",
-                   help="also measure the receiver from another source tree (a checkout with receiver/, migrations/,"
-                        " templates/) side by side: ingest, storm and history rows; history uses the same schema")
-    p.add_argument("--replicas", type=int, default=1,
-                   help="when > 1, also measure that many receiver processes on one database (requests take turns)")
-    p.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a PostgreSQL setting for the bench server (ALTER SYSTEM, restart)")
+    p.add_argument(
+        "--candidate",
+        metavar="DIR",
+        help="also measure the receiver from another source tree (a checkout with receiver/, migrations/,"
+        " templates/) side by side: ingest, storm and history rows; history uses the same schema",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="when > 1, also measure that many receiver processes on one database (requests take turns)",
+    )
+    p.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for the bench server (ALTER SYSTEM, restart)",
+    )
     p.add_argument("--pg-stat-statements", action="store_true", help="collect and report pg_stat_statements")
     p.add_argument("--out", help="write all results as JSON here")
     p.add_argument("--markdown", help="write the report (markdown) here as well as to stdout")
     p.add_argument("--logdir", help="server and subprocess logs (default: a temporary directory, kept on failure)")
-    p.add_argument("--no-snapshot", action="store_true",
-                   help="run the working tree's code directly instead of a private copy taken at the start")
+    p.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run the working tree's code directly instead of a private copy taken at the start",
+    )
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
     args.blocking_sizes = [int(s) for s in str(args.blocking_sizes).split(",") if s]

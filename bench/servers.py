@@ -36,16 +36,18 @@ def _env(extra: dict[str, str], root: Path = ROOT) -> dict[str, str]:
 class Server:
     """A subprocess serving HTTP on 127.0.0.1:port."""
 
-    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str], log: Path, ready_path: str,
-                 cwd: Path = ROOT):
+    def __init__(
+        self, name: str, argv: list[str], port: int, env: dict[str, str], log: Path, ready_path: str, cwd: Path = ROOT
+    ):
         self.name = name
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = log.open("ab")
-        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.ready_path = ready_path
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -99,16 +101,35 @@ class Server:
         self.stop()
 
 
-def start_receiver(database_url: str, logdir: Path, *, config: Path | None = None,
-                   env: dict[str, str] | None = None, root: Path = ROOT) -> Server:
+def start_receiver(
+    database_url: str, logdir: Path, *, config: Path | None = None, env: dict[str, str] | None = None, root: Path = ROOT
+) -> Server:
     """`python -m receiver serve` from the source tree `root` (default: the one this bench runs from)."""
     port = free_port()
-    argv = [sys.executable, "-m", "receiver", "--log-level", "WARNING", "serve", "--no-migrate",
-            "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "receiver",
+        "--log-level",
+        "WARNING",
+        "serve",
+        "--no-migrate",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     if config is not None:
         argv += ["--config", str(config)]
-    server = Server("receiver", argv, port, _env({"DATABASE_URL": database_url, **(env or {})}, root),
-                    logdir / f"receiver-{port}.log", "/healthz", cwd=root)
+    server = Server(
+        "receiver",
+        argv,
+        port,
+        _env({"DATABASE_URL": database_url, **(env or {})}, root),
+        logdir / f"receiver-{port}.log",
+        "/healthz",
+        cwd=root,
+    )
     server.wait_ready()
     return server
 
@@ -116,9 +137,15 @@ def start_receiver(database_url: str, logdir: Path, *, config: Path | None = Non
 def migrate_with(root: Path, database_url: str, log: Path) -> None:
     """Apply the migrations of the source tree `root` (`python -m receiver migrate`)."""
     with log.open("ab") as out:
-        subprocess.run([sys.executable, "-m", "receiver", "--log-level", "WARNING", "migrate"], cwd=root,
-                       env=_env({"DATABASE_URL": database_url}, root), stdout=out, stderr=out, check=True,
-                       timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "receiver", "--log-level", "WARNING", "migrate"],
+            cwd=root,
+            env=_env({"DATABASE_URL": database_url}, root),
+            stdout=out,
+            stderr=out,
+            check=True,
+            timeout=300,
+        )
 
 
 def start_http_ceiling(logdir: Path) -> Server:
@@ -147,8 +174,9 @@ def alerta_venv(log: Path) -> Path:
     with log.open("ab") as out:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=out, stderr=out)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *ALERTA_PACKAGES], check=True,
-                       stdout=out, stderr=out)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", *ALERTA_PACKAGES], check=True, stdout=out, stderr=out
+        )
     marker.write_text(" ".join(ALERTA_PACKAGES))
     return venv
 
@@ -175,10 +203,27 @@ def start_alerta(venv: Path, database_url: str, logdir: Path, workers: int = 2) 
     log = logdir / f"alerta-{port}.log"
     # Create the schema once, so that the workers do not race to create it.
     with log.open("ab") as out:
-        subprocess.run([str(venv / "bin" / "python"), "-c", "from alerta.app import create_app; create_app()"],
-                       env=env, check=True, stdout=out, stderr=out, cwd=logdir, timeout=120)
-    argv = [str(venv / "bin" / "gunicorn"), "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning", "--timeout", "60", "alerta:create_app()"]
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "from alerta.app import create_app; create_app()"],
+            env=env,
+            check=True,
+            stdout=out,
+            stderr=out,
+            cwd=logdir,
+            timeout=120,
+        )
+    argv = [
+        str(venv / "bin" / "gunicorn"),
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "--timeout",
+        "60",
+        "alerta:create_app()",
+    ]
     server = Server("alerta", argv, port, env, log, "/management/healthcheck", cwd=logdir)
     server.wait_ready()
     return server

@@ -115,11 +115,16 @@ def decode(body: bytes) -> tuple[list[Any], ...]:
     for a in json.loads(body)["alerts"]:
         labels = a["labels"]
         key = f"{labels.get('method', '')} {labels.get('path', '')}::{labels.get('alertname', '')}"
-        rows.append((key, a["fingerprint"], a["status"], json.dumps(labels), _time(a["startsAt"]),
-                     _time(a["endsAt"])))
+        rows.append((key, a["fingerprint"], a["status"], json.dumps(labels), _time(a["startsAt"]), _time(a["endsAt"])))
     rows.sort(key=lambda r: (r[0], r[1]))
-    return ([r[1] for r in rows], [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-            [r[4] for r in rows], [r[5] for r in rows])
+    return (
+        [r[1] for r in rows],
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+    )
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,17 +147,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if touched:
                         await conn.execute(RESOLVE_QUIET, touched)
                 return 200
-            except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError,
-                    asyncpg.SerializationError):  # two payloads racing for one new incident: again
+            except (
+                asyncpg.DeadlockDetectedError,
+                asyncpg.UniqueViolationError,
+                asyncpg.SerializationError,
+            ):  # two payloads racing for one new incident: again
                 retries += 1
         return 503
 
-    w = Workload(alerts_per_payload=args.alerts_per_payload, routes=args.routes, kinds=args.kinds,
-                 instances=args.instances, resolved_share=args.resolved_share, seed=args.seed)
+    w = Workload(
+        alerts_per_payload=args.alerts_per_payload,
+        routes=args.routes,
+        kinds=args.kinds,
+        instances=args.instances,
+        resolved_share=args.resolved_share,
+        seed=args.seed,
+    )
     cpu = time.process_time()
     try:
-        result = await drive(work, iter(PayloadStream(w, group=args.storm_group)), concurrency=args.concurrency,
-                             duration=args.duration, max_requests=args.max_requests, warmup=args.warmup)
+        result = await drive(
+            work,
+            iter(PayloadStream(w, group=args.storm_group)),
+            concurrency=args.concurrency,
+            duration=args.duration,
+            max_requests=args.max_requests,
+            warmup=args.warmup,
+        )
     finally:
         await pool.close()
     result.extra["cpu_s"] = time.process_time() - cpu

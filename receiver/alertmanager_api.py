@@ -134,8 +134,13 @@ class AlertmanagerAPI:
     async def alerts(self, peer: str, *, receiver: str | None = None) -> list[APIAlert]:
         """Every alert the peer holds for `receiver` (the configured one by default): active, silenced,
         inhibited and unprocessed alike, so that absence from the list means Alertmanager no longer has it."""
-        params = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true",
-                  "receiver": _regex_quote(receiver or self.config.receiver)}  # AM anchors it: ^(?:...)$
+        params = {
+            "active": "true",
+            "silenced": "true",
+            "inhibited": "true",
+            "unprocessed": "true",
+            "receiver": _regex_quote(receiver or self.config.receiver),
+        }  # AM anchors it: ^(?:...)$
         data = await self._request("GET", peer, "/api/v2/alerts", params=params, limit=MAX_ALERTS_BYTES)
         if not isinstance(data, list):
             raise AlertmanagerError(peer, "the alert list is not a JSON list")
@@ -145,7 +150,7 @@ class AlertmanagerAPI:
                 # on the loop, in slices (~5 ms each): in a thread the conversion would take the GIL from the
                 # loop in 5 ms turns for as long as it runs, and ingest would wait behind it
                 await asyncio.sleep(0)
-            alerts.extend(a for a in (_alert(raw) for raw in data[start:start + _CONVERT_SLICE]) if a is not None)
+            alerts.extend(a for a in (_alert(raw) for raw in data[start : start + _CONVERT_SLICE]) if a is not None)
         return alerts
 
     # --- silences --------------------------------------------------------------------------------
@@ -168,8 +173,16 @@ class AlertmanagerAPI:
             raise
         return _silence(data)
 
-    async def create_silence(self, peer: str, *, matchers: Sequence[Matcher], starts_at: datetime,
-                             ends_at: datetime, created_by: str, comment: str) -> str:
+    async def create_silence(
+        self,
+        peer: str,
+        *,
+        matchers: Sequence[Matcher],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
         """POST a silence; its id. Silences gossip, so one peer is enough."""
         body = {
             "matchers": [m.json() for m in matchers],
@@ -196,8 +209,9 @@ class AlertmanagerAPI:
 
     # --- transport -------------------------------------------------------------------------------
 
-    async def _request(self, method: str, peer: str, path: str, *, params: Any = None, body: Any = None,
-                       limit: int = MAX_SMALL_BYTES) -> Any:
+    async def _request(
+        self, method: str, peer: str, path: str, *, params: Any = None, body: Any = None, limit: int = MAX_SMALL_BYTES
+    ) -> Any:
         """The answer's JSON; a large answer is decoded in a thread (10,000 alerts: ~45 ms of CPU)."""
         headers = dict(self._headers)
         data = None
@@ -208,9 +222,18 @@ class AlertmanagerAPI:
         try:
             limits = aiohttp.ClientTimeout(total=self.timeout)
             # asyncio.timeout as well as aiohttp's: a peer trickling bytes must not hold a reconcile run
-            async with asyncio.timeout(self.timeout), self.session.request(
-                    method, peer + path, params=params, data=data, headers=headers, timeout=limits,
-                    allow_redirects=False) as resp:
+            async with (
+                asyncio.timeout(self.timeout),
+                self.session.request(
+                    method,
+                    peer + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                ) as resp,
+            ):
                 status = resp.status
                 raw = await _read_bounded(resp, limit)
         except _TooLarge:
@@ -315,8 +338,9 @@ def _alert(raw: Any) -> APIAlert | None:
         state=str(status.get("state") or "unprocessed"),
         silenced_by=_ids(status.get("silencedBy")),
         inhibited_by=_ids(status.get("inhibitedBy")),
-        receivers=tuple(clean_text(r["name"]) for r in receivers
-                        if isinstance(r, dict) and isinstance(r.get("name"), str)),
+        receivers=tuple(
+            clean_text(r["name"]) for r in receivers if isinstance(r, dict) and isinstance(r.get("name"), str)
+        ),
     )
 
 
@@ -328,8 +352,14 @@ def _silence(raw: Any) -> Silence | None:
     raw_matchers = raw.get("matchers")
     for m in raw_matchers if isinstance(raw_matchers, list) else []:
         if isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("value"), str):
-            matchers.append(Matcher(clean_text(m["name"]), clean_text(m["value"]), bool(m.get("isRegex")),
-                                    m.get("isEqual", True) is not False))
+            matchers.append(
+                Matcher(
+                    clean_text(m["name"]),
+                    clean_text(m["value"]),
+                    bool(m.get("isRegex")),
+                    m.get("isEqual", True) is not False,
+                )
+            )
     return Silence(
         id=clean_text(raw["id"])[:128],
         state=str(status.get("state") or ""),

@@ -112,13 +112,19 @@ def _silences(loops: bool) -> Callable[[web.Application], AsyncIterator[None]]:
         if am is None or not am.silences:
             yield
             return
-        silencer = Silencer(AlertmanagerAPI(am, app[HTTP_SESSION]), app[STORE], app[METRICS],
-                            external_url=config.external_url)
+        silencer = Silencer(
+            AlertmanagerAPI(am, app[HTTP_SESSION]), app[STORE], app[METRICS], external_url=config.external_url
+        )
         app[SILENCER] = silencer
         stop = asyncio.Event()
-        task = (asyncio.create_task(run_loop("alertmanager-silences", silencer.sweep,
-                                             am.reconcile.interval.total_seconds(), stop),
-                                    name="receiver-alertmanager-silences") if loops else None)
+        task = (
+            asyncio.create_task(
+                run_loop("alertmanager-silences", silencer.sweep, am.reconcile.interval.total_seconds(), stop),
+                name="receiver-alertmanager-silences",
+            )
+            if loops
+            else None
+        )
         try:
             yield
         finally:
@@ -168,25 +174,49 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
             app[DELIVERY_WAKEUP].set()
 
     tasks = [
-        asyncio.create_task(run_loop("escalation", tick, interval, stop, app[ESCALATION_WAKEUP],
-                                     on_error=lambda e: _db_error(metrics, e, "tick")),
-                            name="receiver-escalation"),
+        asyncio.create_task(
+            run_loop(
+                "escalation",
+                tick,
+                interval,
+                stop,
+                app[ESCALATION_WAKEUP],
+                on_error=lambda e: _db_error(metrics, e, "tick"),
+            ),
+            name="receiver-escalation",
+        ),
         # the tick says when rows are due (new, or a retry's time has come) and wakes delivery; its own
         # timer is only a safety net, so an idle replica costs one query per tick
-        asyncio.create_task(run_loop("delivery", deliverer.deliver, max(interval * 10, 30.0), stop,
-                                     app[DELIVERY_WAKEUP],
-                                     on_error=lambda e: _db_error(metrics, e, "deliver")),
-                            name="receiver-delivery"),
+        asyncio.create_task(
+            run_loop(
+                "delivery",
+                deliverer.deliver,
+                max(interval * 10, 30.0),
+                stop,
+                app[DELIVERY_WAKEUP],
+                on_error=lambda e: _db_error(metrics, e, "deliver"),
+            ),
+            name="receiver-delivery",
+        ),
     ]
     if config.heartbeats:
         tasks.append(await _heartbeat_loop(app, stop, interval))
     if config.alertmanager is not None:  # without the section nothing asks Alertmanager anything
-        reconciler = Reconciler(config, app[STORE], app[INGESTOR], app[ALERTMANAGER_API], metrics=metrics,
-                                on_unsuppressed=app[ESCALATION_WAKEUP].set)
+        reconciler = Reconciler(
+            config,
+            app[STORE],
+            app[INGESTOR],
+            app[ALERTMANAGER_API],
+            metrics=metrics,
+            on_unsuppressed=app[ESCALATION_WAKEUP].set,
+        )
         # its own task: a slow peer (each request bounded by alertmanager.timeout) delays only this loop
-        tasks.append(asyncio.create_task(
-            run_loop("reconcile", reconciler.run, config.alertmanager.reconcile.interval.total_seconds(), stop),
-            name="receiver-reconcile"))
+        tasks.append(
+            asyncio.create_task(
+                run_loop("reconcile", reconciler.run, config.alertmanager.reconcile.interval.total_seconds(), stop),
+                name="receiver-reconcile",
+            )
+        )
     app[LOOPS] = tasks
     try:
         yield
@@ -213,9 +243,10 @@ async def _heartbeat_loop(app: web.Application, stop: asyncio.Event, interval: f
         if result.missed or result.resumed:
             app[ESCALATION_WAKEUP].set()
 
-    return asyncio.create_task(run_loop("heartbeats", check, interval, stop, monitor.wakeup,
-                                        on_error=lambda e: _db_error(metrics, e, "tick")),
-                               name="receiver-heartbeats")
+    return asyncio.create_task(
+        run_loop("heartbeats", check, interval, stop, monitor.wakeup, on_error=lambda e: _db_error(metrics, e, "tick")),
+        name="receiver-heartbeats",
+    )
 
 
 def _db_error(metrics: Metrics, error: BaseException, operation: str) -> None:
@@ -250,9 +281,12 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
         log.warning("%s", NOBODY_PAGED)
     app[TEMPLATES].globals["nobody_paged"] = NOBODY_PAGED if nobody_paged(config) else None
     app[TEMPLATES].globals["heartbeats_configured"] = bool(config.heartbeats)  # the page's link in the header
-    metrics = Metrics(per_route=config.metrics.per_route, route_cap=config.metrics.route_cap,
-                      kinds=[r.kind for r in config.rules if r.kind] + ([HEARTBEAT_KIND] if config.heartbeats else []),
-                      heartbeats={hb.name: hb.allowed.total_seconds() for hb in config.heartbeats})
+    metrics = Metrics(
+        per_route=config.metrics.per_route,
+        route_cap=config.metrics.route_cap,
+        kinds=[r.kind for r in config.rules if r.kind] + ([HEARTBEAT_KIND] if config.heartbeats else []),
+        heartbeats={hb.name: hb.allowed.total_seconds() for hb in config.heartbeats},
+    )
     app[METRICS] = metrics
     app[ESCALATION_WAKEUP] = asyncio.Event()
     app[DELIVERY_WAKEUP] = asyncio.Event()
@@ -266,8 +300,11 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
         app.router.add_post(sender.path, handlers.webhook_handler(sender), expect_handler=limits.expect)
     app.router.add_get("/api/incidents", handlers.list_incidents)
     app.router.add_get("/api/incidents/{id}", handlers.get_incident)
-    app.router.add_post("/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}", actions.api_action,
-                        expect_handler=limits.expect)
+    app.router.add_post(
+        "/api/incidents/{id}/{action:ack|unack|resolve|silence|unsilence}",
+        actions.api_action,
+        expect_handler=limits.expect,
+    )
     app.router.add_get("/incidents/{id}/{action:ack}-link", actions.link_page)
     app.router.add_post("/incidents/{id}/{action:ack}-link", actions.link_action, expect_handler=limits.expect)
     app.router.add_get("/api/heartbeats", heartbeats.list_heartbeats)
@@ -276,10 +313,14 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
     app.router.add_get("/", pages.index)
     app.router.add_get("/signin", pages.signin)
     app.router.add_get("/incidents/{id}", pages.incident)
-    app.router.add_post("/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
-                        pages.incident_action, expect_handler=limits.expect)
-    app.router.add_post("/incidents/{id}/alertmanager-silence", pages.alertmanager_silence,
-                        expect_handler=limits.expect)
+    app.router.add_post(
+        "/incidents/{id}/actions/{action:ack|unack|resolve|silence|unsilence}",
+        pages.incident_action,
+        expect_handler=limits.expect,
+    )
+    app.router.add_post(
+        "/incidents/{id}/alertmanager-silence", pages.alertmanager_silence, expect_handler=limits.expect
+    )
     token = config.metrics.token.value if config.metrics.token else None
     app.router.add_get("/metrics", make_metrics_handler(metrics, lambda: app.get(STORE), token))
     app.router.add_get("/healthz", handlers.healthz)

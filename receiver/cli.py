@@ -87,10 +87,15 @@ def _with_database(url: str, config: Config, action: Callable[[], T]) -> T:
                 waited = f" after {wait:.0f} s" if wait >= 1 else ""
                 raise DatabaseUnavailable(
                     f"cannot connect to the database at {redact(url)}{waited}: {e.reason}; check {e.check}"
-                    " (database.startup_wait sets how long to wait)") from None
+                    " (database.startup_wait sets how long to wait)"
+                ) from None
             if said is None or said[0] != e.reason or now - said[1] >= RETRY_LOG_EVERY:
-                log.warning("database at %s not reachable: %s; retrying for up to %.0f s more", redact(url), e.reason,
-                            wait - (now - began))
+                log.warning(
+                    "database at %s not reachable: %s; retrying for up to %.0f s more",
+                    redact(url),
+                    e.reason,
+                    wait - (now - began),
+                )
                 said = (e.reason, now)
             time.sleep(min(1.0, max(0.0, wait - (now - began))))
 
@@ -163,8 +168,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for labels in label_sets:
         m = config.map(labels)
-        results.append({"labels": labels, "rule": m.rule, "route": m.route, "kind": m.kind,
-                        "severity": m.severity, "incident_key": m.incident_key, "owner": m.owner})
+        results.append(
+            {
+                "labels": labels,
+                "rule": m.rule,
+                "route": m.route,
+                "kind": m.kind,
+                "severity": m.severity,
+                "incident_key": m.incident_key,
+                "owner": m.owner,
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
@@ -185,8 +199,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         # would read past its end.
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            print("receiver: no password on standard input (pipe one line, or run in a terminal to be asked)",
-                  file=sys.stderr)
+            print(
+                "receiver: no password on standard input (pipe one line, or run in a terminal to be asked)",
+                file=sys.stderr,
+            )
             return 1
     else:
         try:
@@ -217,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default 9095)")
     serve.add_argument("--data-dir", help="embedded PostgreSQL data directory (default: $RECEIVER_DATA_DIR)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
-    serve.add_argument("--shutdown-timeout", type=float, default=10.0,
-                       help="seconds to let requests in flight finish on SIGTERM")
+    serve.add_argument(
+        "--shutdown-timeout", type=float, default=10.0, help="seconds to let requests in flight finish on SIGTERM"
+    )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
@@ -236,8 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
     hp = sub.add_parser("hash-password", help="print an scrypt hash for ui.users[].password_hash")
-    hp.add_argument("--stdin", action="store_true",
-                    help="read the password from standard input (the default when it is not a terminal)")
+    hp.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the password from standard input (the default when it is not a terminal)",
+    )
     hp.set_defaults(func=cmd_hash_password)
     return parser
 

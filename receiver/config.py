@@ -313,8 +313,12 @@ class _Doc:
                 key = str(self._scalar(key_node, path))
                 child = f"{path}.{key}" if path else key
                 if key in out:
-                    self.errors.append((key_node.start_mark.line + 1,
-                                        f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key"))
+                    self.errors.append(
+                        (
+                            key_node.start_mark.line + 1,
+                            f"{self.source}:{key_node.start_mark.line + 1}: {child}: duplicate key",
+                        )
+                    )
                     continue
                 self.lines[child] = key_node.start_mark.line + 1
                 out[key] = self._convert(value_node, child)
@@ -499,8 +503,15 @@ def _byte_size(value: Any) -> int:
         return value
     if isinstance(value, str):
         text = value.strip().upper().replace(" ", "")
-        for suffix, factor in (("KIB", 1024), ("MIB", 1024**2), ("GIB", 1024**3), ("KB", 1000), ("MB", 1000**2),
-                               ("GB", 1000**3), ("B", 1)):
+        for suffix, factor in (
+            ("KIB", 1024),
+            ("MIB", 1024**2),
+            ("GIB", 1024**3),
+            ("KB", 1000),
+            ("MB", 1000**2),
+            ("GB", 1000**3),
+            ("B", 1),
+        ):
             if text.endswith(suffix) and text[: -len(suffix)].isdigit():
                 size = int(text[: -len(suffix)]) * factor
                 if size > 0:
@@ -615,9 +626,11 @@ def _email(doc: _Doc, m: _Section, env: Mapping[str, str], owner: str) -> list[T
     starttls = smtp.get("starttls", _bool, True)
     username = smtp.get("username", _string, None)
     password = smtp.secret("password", env)
-    for ok, key, reason in ((to or "to" in m.value, m.key("to"), "email needs to: a list of addresses"),
-                            (sender or "from" in m.value, m.key("from"), "email needs from: the sender's address"),
-                            (host or "host" in smtp.value, smtp.key("host"), "email needs the SMTP server's host")):
+    for ok, key, reason in (
+        (to or "to" in m.value, m.key("to"), "email needs to: a list of addresses"),
+        (sender or "from" in m.value, m.key("from"), "email needs from: the sender's address"),
+        (host or "host" in smtp.value, smtp.key("host"), "email needs the SMTP server's host"),
+    ):
         if not ok:
             doc.report(key, reason)
     if username is not None and not smtp.names_secret("password"):
@@ -628,8 +641,15 @@ def _email(doc: _Doc, m: _Section, env: Mapping[str, str], owner: str) -> list[T
     m.finish()
     if not (to and sender and host) or (username is None) != (password is None):
         return []
-    where = mail.destination(host=host, port=port, starttls=starttls, username=username,
-                             password=password.value if password else None, sender=sender, to=to)
+    where = mail.destination(
+        host=host,
+        port=port,
+        starttls=starttls,
+        username=username,
+        password=password.value if password else None,
+        sender=sender,
+        to=to,
+    )
     return [Target(f"{owner}/email", TargetType.EMAIL, Secret(where))]
 
 
@@ -784,8 +804,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     return parse_config(text, source=source, env=env, base_dir=Path(path).parent if path is not None else None)
 
 
-def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None,
-                 base_dir: Path | None = None) -> Config:
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
     """Validate a whole config text; a ConfigError lists every error found, sorted by line.
 
     `base_dir` is where relative `*_file` names are found (the config file's directory); None: the
@@ -1040,8 +1061,15 @@ def _alertmanager(doc: _Doc, s: _Section, env: Mapping[str, str]) -> Alertmanage
         doc.report(s.key("receiver"), "name the Alertmanager receiver whose webhook points at this receiver")
     if not urls or not receiver:
         return None
-    return AlertmanagerConfig(urls=urls, receiver=receiver, token=token, basic_auth=basic_auth, timeout=timeout,
-                              reconcile=reconcile, silences=silences)
+    return AlertmanagerConfig(
+        urls=urls,
+        receiver=receiver,
+        token=token,
+        basic_auth=basic_auth,
+        timeout=timeout,
+        reconcile=reconcile,
+        silences=silences,
+    )
 
 
 def _peer_urls(value: Any) -> tuple[str, ...]:

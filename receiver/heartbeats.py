@@ -88,8 +88,9 @@ def bounded_labels(labels: dict[str, str]) -> dict[str, str]:
     return {k[:MAX_LABEL_CHARS]: v[:MAX_LABEL_CHARS] for k, v in list(labels.items())[:MAX_LABELS]}
 
 
-def split_pings(heartbeats: Sequence[Heartbeat], alerts: Iterable[Alert],
-                sender: str) -> tuple[dict[str, dict[str, Any]], list[Alert]]:
+def split_pings(
+    heartbeats: Sequence[Heartbeat], alerts: Iterable[Alert], sender: str
+) -> tuple[dict[str, dict[str, Any]], list[Alert]]:
     """The alerts that are pings, as one ping record per heartbeat ({name, sender, labels}), and the alerts
     that go on to correlation. A resolved alert matching a heartbeat is neither a ping nor an incident, nor is
     one that reconciliation read (NOT_PINGS)."""
@@ -132,8 +133,9 @@ class _Index:
         return found
 
 
-async def take_pings(store: Store, heartbeats: Sequence[Heartbeat], alerts: list[Alert], sender: str,
-                     now: datetime) -> tuple[list[Alert], bool]:
+async def take_pings(
+    store: Store, heartbeats: Sequence[Heartbeat], alerts: list[Alert], sender: str, now: datetime
+) -> tuple[list[Alert], bool]:
     """Record the pings among `alerts` (committed before this returns) and return the others, and whether a
     ping reached a missed heartbeat (its check should run soon, to resolve the incident)."""
     if not heartbeats:
@@ -201,8 +203,9 @@ class HeartbeatMonitor:
                 await self.store.mark_heartbeat(now, name, state.missed_at)
         return result
 
-    async def _missed(self, hb: Heartbeat, state: HeartbeatState, due: datetime, now: datetime,
-                      result: CheckResult) -> None:
+    async def _missed(
+        self, hb: Heartbeat, state: HeartbeatState, due: datetime, now: datetime, result: CheckResult
+    ) -> None:
         # Ingest first, then mark: a crash in between leaves it unmarked, and the next check ingests the
         # same instance again (a duplicate). A ping in between is seen by the next check, which resolves.
         plan = await self._ingest(hb, self._alert(hb, due, state.last_seen), now)
@@ -211,8 +214,15 @@ class HeartbeatMonitor:
         result.missed.append(hb.name)
         log.warning("heartbeat %s missed: no ping for %s", hb.name, format_duration(now - state.last_seen))
 
-    async def _resumed(self, hb: Heartbeat, state: HeartbeatState, missed_at: datetime, pinged_at: datetime,
-                       now: datetime, result: CheckResult) -> None:
+    async def _resumed(
+        self,
+        hb: Heartbeat,
+        state: HeartbeatState,
+        missed_at: datetime,
+        pinged_at: datetime,
+        now: datetime,
+        result: CheckResult,
+    ) -> None:
         silent_since = state.missed_since or state.last_seen
         alert = self._alert(hb, missed_at, silent_since, resolved_at=pinged_at)
         plan = await self._ingest(hb, alert, now)
@@ -220,14 +230,20 @@ class HeartbeatMonitor:
         resolved = [e.incident_id for e in plan.events if e.type == "alert_resolved"]
         if resolved:
             gap = pinged_at - silent_since
-            await self.store.append_event(resolved[0], now, RESUMED, ACTOR, {
-                "heartbeat": hb.name,
-                "gap": format_duration(gap),
-                "gap_seconds": round(gap.total_seconds()),
-                "silent_since": silent_since.isoformat(),
-                "pinged_at": pinged_at.isoformat(),
-                "sender": state.last_sender or "",
-            })
+            await self.store.append_event(
+                resolved[0],
+                now,
+                RESUMED,
+                ACTOR,
+                {
+                    "heartbeat": hb.name,
+                    "gap": format_duration(gap),
+                    "gap_seconds": round(gap.total_seconds()),
+                    "silent_since": silent_since.isoformat(),
+                    "pinged_at": pinged_at.isoformat(),
+                    "sender": state.last_sender or "",
+                },
+            )
             log.info("heartbeat %s resumed after %s", hb.name, format_duration(gap))
         await self.store.mark_heartbeat(now, hb.name, missed_at, clear=True)
         result.plans.append(plan)
@@ -236,8 +252,9 @@ class HeartbeatMonitor:
     def _reassert_every(self, hb: Heartbeat) -> timedelta:
         return min(hb.every, self.config.correlation.stale_after / 4)
 
-    def _alert(self, hb: Heartbeat, missed_at: datetime, silent_since: datetime,
-               resolved_at: datetime | None = None) -> Alert:
+    def _alert(
+        self, hb: Heartbeat, missed_at: datetime, silent_since: datetime, resolved_at: datetime | None = None
+    ) -> Alert:
         allowed = format_duration(hb.allowed)
         return Alert(
             index=0,
@@ -246,10 +263,10 @@ class HeartbeatMonitor:
             labels={"alertname": ALERTNAME, "heartbeat": hb.name, "severity": hb.severity},
             annotations={
                 "summary": f"No ping from heartbeat {hb.name} for {allowed} "
-                           f"(every {format_duration(hb.every)} + grace {format_duration(hb.grace)})",
+                f"(every {format_duration(hb.every)} + grace {format_duration(hb.grace)})",
                 "description": f"Its last sign of life was at {silent_since.isoformat()}. Whatever sends it "
-                               "(a Prometheus and Alertmanager pipeline, a cron job) may be down: alerts may "
-                               "not be reaching this receiver.",
+                "(a Prometheus and Alertmanager pipeline, a cron job) may be down: alerts may "
+                "not be reaching this receiver.",
             },
             starts_at=missed_at,
             ends_at=resolved_at,

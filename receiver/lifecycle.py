@@ -81,8 +81,11 @@ def _resumed(state: Lifecycle, paused_at: datetime | None, now: datetime) -> Lif
         return state
     pause = max(now - paused_at, timedelta(0))
     anchor, next_at = state.escalation_anchor_at, state.next_escalation_at
-    return replace(state, escalation_anchor_at=anchor + pause if anchor is not None else None,
-                   next_escalation_at=next_at + pause if next_at is not None else None)
+    return replace(
+        state,
+        escalation_anchor_at=anchor + pause if anchor is not None else None,
+        next_escalation_at=next_at + pause if next_at is not None else None,
+    )
 
 
 def acknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
@@ -104,8 +107,9 @@ def acknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
 def unacknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
     status = incident.status
     if status == IncidentStatus.SILENCED and incident.status_before_silence == IncidentStatus.ACKNOWLEDGED:
-        state = replace(incident.lifecycle, status_before_silence=IncidentStatus.OPEN, acknowledged_by=None,
-                        acknowledged_at=None)
+        state = replace(
+            incident.lifecycle, status_before_silence=IncidentStatus.OPEN, acknowledged_by=None, acknowledged_at=None
+        )
         return Transition(state, "unacknowledged", {})
     if status != IncidentStatus.ACKNOWLEDGED:
         raise InvalidTransition(f"the incident is {status}, not acknowledged")
@@ -117,9 +121,18 @@ def unacknowledge(incident: Incident, actor: str, now: datetime) -> Transition:
 def resolve(incident: Incident, actor: str, now: datetime) -> Transition:
     if incident.status == IncidentStatus.RESOLVED:
         raise InvalidTransition("the incident is already resolved")
-    state = replace(incident.lifecycle, status=IncidentStatus.RESOLVED, resolved_at=now, resolved_by=actor,
-                    next_escalation_at=None, silenced_until=None, silenced_at=None, silenced_by=None,
-                    silence_reason=None, status_before_silence=None)
+    state = replace(
+        incident.lifecycle,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now,
+        resolved_by=actor,
+        next_escalation_at=None,
+        silenced_until=None,
+        silenced_at=None,
+        silenced_by=None,
+        silence_reason=None,
+        status_before_silence=None,
+    )
     return Transition(state, "resolved", {"reason": "resolved by hand"})
 
 
@@ -135,16 +148,29 @@ def silence(incident: Incident, actor: str, now: datetime, until: datetime, reas
     if status == IncidentStatus.SILENCED:  # extend or shorten: the pause began when the silence did
         state = replace(incident.lifecycle, silenced_until=until, silenced_by=actor, silence_reason=reason)
         return Transition(state, "silenced", detail)
-    state = replace(incident.lifecycle, status=IncidentStatus.SILENCED, status_before_silence=status,
-                    silenced_at=now, silenced_until=until, silenced_by=actor, silence_reason=reason)
+    state = replace(
+        incident.lifecycle,
+        status=IncidentStatus.SILENCED,
+        status_before_silence=status,
+        silenced_at=now,
+        silenced_until=until,
+        silenced_by=actor,
+        silence_reason=reason,
+    )
     return Transition(state, "silenced", detail)
 
 
 def unsilence(incident: Incident, actor: str, now: datetime) -> Transition:
     if incident.status != IncidentStatus.SILENCED:
         raise InvalidTransition(f"the incident is {incident.status}, not silenced")
-    state = replace(incident.lifecycle, status=incident.status_before_silence or IncidentStatus.OPEN,
-                    silenced_until=None, silenced_at=None, silenced_by=None, silence_reason=None,
-                    status_before_silence=None)
+    state = replace(
+        incident.lifecycle,
+        status=incident.status_before_silence or IncidentStatus.OPEN,
+        silenced_until=None,
+        silenced_at=None,
+        silenced_by=None,
+        silence_reason=None,
+        status_before_silence=None,
+    )
     state = _resumed(state, incident.silenced_at, now)
     return Transition(state, "unsilenced", {})

@@ -77,9 +77,17 @@ class ReconcileResult:
 
 
 class Reconciler:
-    def __init__(self, config: Config, store: Store, ingestor: Ingestor, api: AlertmanagerAPI, *,
-                 metrics: Metrics | None = None, holder: str | None = None,
-                 on_unsuppressed: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        ingestor: Ingestor,
+        api: AlertmanagerAPI,
+        *,
+        metrics: Metrics | None = None,
+        holder: str | None = None,
+        on_unsuppressed: Callable[[], None] | None = None,
+    ):
         assert config.alertmanager is not None
         self.am: AlertmanagerConfig = config.alertmanager
         self.store = store
@@ -99,8 +107,9 @@ class Reconciler:
         started = time.perf_counter()
         try:
             # 0.9: a run that started a little early on another replica's clock still leaves this one its turn
-            if not await self.store.claim_reconcile_lease(LEASE, self.holder, now, lease=lease,
-                                                          interval=interval * 0.9):
+            if not await self.store.claim_reconcile_lease(
+                LEASE, self.holder, now, lease=lease, interval=interval * 0.9
+            ):
                 self._count(ReconcileResult("skipped"))
                 return ReconcileResult("skipped")
             try:
@@ -136,8 +145,9 @@ class Reconciler:
             return ReconcileResult("peer_error", ingested=ingested, peers=peers)
         resolved = await self._lost_resolves(now, members, listed, peers)
         suppressed, unsuppressed = await self._suppression(now, members, listed, answers)
-        return ReconcileResult("ok", resolved=resolved, ingested=ingested, suppressed=suppressed,
-                               unsuppressed=unsuppressed, peers=peers)
+        return ReconcileResult(
+            "ok", resolved=resolved, ingested=ingested, suppressed=suppressed, unsuppressed=unsuppressed, peers=peers
+        )
 
     async def _ask(self, peer: str) -> PeerAnswer:
         started = time.perf_counter()
@@ -153,16 +163,23 @@ class Reconciler:
         if failing == self._failing:
             return
         if failing:
-            log.warning("reconcile: nothing is resolved while an Alertmanager peer fails: %s",
-                        "; ".join(f"{peer}: {why}" for peer, why in failing.items()))
+            log.warning(
+                "reconcile: nothing is resolved while an Alertmanager peer fails: %s",
+                "; ".join(f"{peer}: {why}" for peer, why in failing.items()),
+            )
         else:
             log.info("reconcile: every Alertmanager peer answers again")
         self._failing = failing
 
     # --- lost firings -------------------------------------------------------------------------------
 
-    async def _lost_firings(self, now: datetime, answers: Sequence[PeerAnswer],
-                            listed: dict[str, list[APIAlert]], members: Sequence[ReconcileMember]) -> int:
+    async def _lost_firings(
+        self,
+        now: datetime,
+        answers: Sequence[PeerAnswer],
+        listed: dict[str, list[APIAlert]],
+        members: Sequence[ReconcileMember],
+    ) -> int:
         """Active alerts older than the grace whose instance no webhook brought: ingested as firing."""
         cutoff = now - self.am.reconcile.grace
         # the instances firing here need no look-up: usually every alert listed, so usually no query at all
@@ -192,11 +209,16 @@ class Reconciler:
             return 0
         detail = {
             "reason": "listed firing by Alertmanager but never received as a webhook",
-            "peers": [{"url": ans.peer, "listed": any(x.fingerprint in latest for x in ans.alerts or ())}
-                      if ans.alerts is not None else ans.summary() for ans in answers],
+            "peers": [
+                {"url": ans.peer, "listed": any(x.fingerprint in latest for x in ans.alerts or ())}
+                if ans.alerts is not None
+                else ans.summary()
+                for ans in answers
+            ],
         }
-        plan = await self.ingestor.ingest(Notification(sender=RECONCILER, alerts=lost), now, source=self.source,
-                                          event_detail=detail)
+        plan = await self.ingestor.ingest(
+            Notification(sender=RECONCILER, alerts=lost), now, source=self.source, event_detail=detail
+        )
         ingested = sum(1 for _, outcome in plan.alert_outcomes if outcome in ("new", "updated"))
         if ingested:
             log.info("reconcile: %d firing alert(s) Alertmanager never delivered were ingested", ingested)
@@ -204,29 +226,40 @@ class Reconciler:
 
     # --- lost resolves ------------------------------------------------------------------------------
 
-    async def _lost_resolves(self, now: datetime, members: Sequence[ReconcileMember],
-                             listed: dict[str, list[APIAlert]], peers: list[dict[str, Any]]) -> int:
+    async def _lost_resolves(
+        self,
+        now: datetime,
+        members: Sequence[ReconcileMember],
+        listed: dict[str, list[APIAlert]],
+        peers: list[dict[str, Any]],
+    ) -> int:
         grace = self.am.reconcile.grace
         ours = [m for m in members if m.source == self.source]
         absent = [m for m in ours if m.fingerprint not in listed]
         back = [m for m in ours if m.fingerprint in listed and m.absent_since is not None]
         newly_absent = [m for m in absent if m.absent_since is None]
         if newly_absent or back:
-            await self.store.mark_absence(now, absent=[(m.incident_id, m.fingerprint) for m in newly_absent],
-                                          present=[(m.incident_id, m.fingerprint) for m in back])
+            await self.store.mark_absence(
+                now,
+                absent=[(m.incident_id, m.fingerprint) for m in newly_absent],
+                present=[(m.incident_id, m.fingerprint) for m in back],
+            )
         due = [m for m in absent if (m.absent_since or now) <= now - grace]
         if not due:
             return 0
-        alerts = [replace(a, status=AlertStatus.RESOLVED, ends_at=now)
-                  for a in await self.store.reconcile_member_alerts([(m.incident_id, m.fingerprint) for m in due])]
+        alerts = [
+            replace(a, status=AlertStatus.RESOLVED, ends_at=now)
+            for a in await self.store.reconcile_member_alerts([(m.incident_id, m.fingerprint) for m in due])
+        ]
         detail = {
             "reason": "no Alertmanager peer listed it in any check for the grace period",
             "grace_seconds": int(grace.total_seconds()),
             "absent_since": min(m.absent_since or now for m in due).isoformat(),
             "peers": peers,
         }
-        plan = await self.ingestor.ingest(Notification(sender=RECONCILER, alerts=alerts), now, source=self.source,
-                                          event_detail=detail)
+        plan = await self.ingestor.ingest(
+            Notification(sender=RECONCILER, alerts=alerts), now, source=self.source, event_detail=detail
+        )
         resolved = sum(1 for _, outcome in plan.alert_outcomes if outcome == "updated")
         if resolved:
             log.info("reconcile: %d alert(s) no Alertmanager peer lists any more were resolved", resolved)
@@ -234,8 +267,13 @@ class Reconciler:
 
     # --- suppression ----------------------------------------------------------------------------------
 
-    async def _suppression(self, now: datetime, members: Sequence[ReconcileMember],
-                           listed: dict[str, list[APIAlert]], answers: Sequence[PeerAnswer]) -> tuple[int, int]:
+    async def _suppression(
+        self,
+        now: datetime,
+        members: Sequence[ReconcileMember],
+        listed: dict[str, list[APIAlert]],
+        answers: Sequence[PeerAnswer],
+    ) -> tuple[int, int]:
         """Incidents whose firing members every peer listing them says are suppressed; written where changed."""
         by_incident: dict[uuid.UUID, list[ReconcileMember]] = {}
         for m in members:
@@ -244,15 +282,20 @@ class Reconciler:
         for incident_id, ms in by_incident.items():
             silences: set[str] = set()
             inhibitors: set[str] = set()
-            if all(m.source == self.source and m.fingerprint in listed
-                   and all(a.state == "suppressed" for a in listed[m.fingerprint]) for m in ms):
+            if all(
+                m.source == self.source
+                and m.fingerprint in listed
+                and all(a.state == "suppressed" for a in listed[m.fingerprint])
+                for m in ms
+            ):
                 for m in ms:
                     for a in listed[m.fingerprint]:
                         silences.update(a.silenced_by)
                         inhibitors.update(a.inhibited_by)
                 found[incident_id] = (silences, inhibitors, len(ms))
-        lookups = await self._silences(sorted({s for sil, _, _ in found.values() for s in sil})[:MAX_SILENCE_LOOKUPS],
-                                       answers)
+        lookups = await self._silences(
+            sorted({s for sil, _, _ in found.values() for s in sil})[:MAX_SILENCE_LOOKUPS], answers
+        )
         changes: list[tuple[uuid.UUID, dict[str, Any] | None]] = []
         for incident_id, ms in by_incident.items():
             current = ms[0].suppressed
@@ -287,10 +330,13 @@ class Reconciler:
                 return silence_id, None  # shown by id; the next run asks again
             if silence is None:
                 return silence_id, None
-            return silence_id, {"id": silence.id, "created_by": silence.created_by, "comment": silence.comment,
-                                "ends_at": silence.ends_at.isoformat() if silence.ends_at else None,
-                                "state": silence.state}
+            return silence_id, {
+                "id": silence.id,
+                "created_by": silence.created_by,
+                "comment": silence.comment,
+                "ends_at": silence.ends_at.isoformat() if silence.ends_at else None,
+                "state": silence.state,
+            }
 
         found = await asyncio.gather(*(one(i) for i in ids))
         return {i: s for i, s in found if s is not None}
-

@@ -22,7 +22,7 @@ _ROUTE_LABELS = ("route", "handler", "endpoint", "path", "service", "job")
 # A btree index entry must stay well under PostgreSQL's ~2.7 kB limit; label values are untrusted.
 MAX_KEY_PART = 400
 
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
+_MATCHER = re.compile(r"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
 _TEMPLATE_FIELD = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 # "SLO" as a word of the alertname (HighSLOBurn, SloViolation, slo_breach), never the "slo" inside "Slow" or "Slots".

@@ -92,8 +92,7 @@ def main() -> int:
     if url:
         text = snapshot(url)
     else:
-        with tempfile.TemporaryDirectory(prefix="receiver-schema-") as tmp, \
-                embedded_postgres(Path(tmp)) as server_url:
+        with tempfile.TemporaryDirectory(prefix="receiver-schema-") as tmp, embedded_postgres(Path(tmp)) as server_url:
             text = snapshot(server_url)
     sys.stdout.write(text)
     return 0

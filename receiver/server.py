@@ -94,9 +94,11 @@ class Drain:
 # File descriptors kept free beyond max_connections: the database pool, outgoing HTTP, logs, the listener.
 FD_RESERVE = 128
 # A connection beyond the cap gets this and is closed: Alertmanager retries a 503.
-REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n"
-           b"Retry-After: 1\r\nConnection: close\r\n\r\n"
-           b'{"error": "too many connections; retry shortly"}\r\n')
+REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+    b'{"error": "too many connections; retry shortly"}\r\n'
+)
 
 
 class LogLimiter:
@@ -152,8 +154,13 @@ class Connection(RequestHandler):
 
     def __init__(self, manager: web.Server, edge: Edge, **kwargs: Any) -> None:
         quiet: dict[str, Any] = {"access_log": None}  # no access log, as before (typed as a Logger)
-        super().__init__(manager, loop=asyncio.get_running_loop(),
-                         keepalive_timeout=edge.limits.idle_timeout.total_seconds(), **quiet, **kwargs)
+        super().__init__(
+            manager,
+            loop=asyncio.get_running_loop(),
+            keepalive_timeout=edge.limits.idle_timeout.total_seconds(),
+            **quiet,
+            **kwargs,
+        )
         self._edge = edge
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -182,8 +189,7 @@ class Connection(RequestHandler):
             self._disarm()
             payload = self._messages[-1][1] if self._messages else None
             if isinstance(payload, StreamReader) and not payload.is_eof():
-                handle = self._arm(self._edge.limits.body_timeout.total_seconds(),
-                                   lambda: self._body_overdue(payload))
+                handle = self._arm(self._edge.limits.body_timeout.total_seconds(), lambda: self._body_overdue(payload))
                 payload.on_eof(lambda: self._disarm(handle))
         elif data and self._deadline is None and self._waiter is not None:
             # the first bytes of the next request on a kept-alive connection
@@ -194,8 +200,11 @@ class Connection(RequestHandler):
         if self.transport is None or self._request_in_progress:
             return
         self._edge.metrics.http_connection_closed("header_timeout")
-        log.debug("closed a connection from %s: no complete request head within %s", self._peer(),
-                  self._edge.limits.header_timeout)
+        log.debug(
+            "closed a connection from %s: no complete request head within %s",
+            self._peer(),
+            self._edge.limits.header_timeout,
+        )
         self.force_close()
 
     def _body_overdue(self, payload: StreamReader) -> None:
@@ -203,8 +212,11 @@ class Connection(RequestHandler):
         if self.transport is None or payload.is_eof():
             return
         self._edge.metrics.http_connection_closed("body_timeout")
-        log.debug("closed a connection from %s: request body not complete within %s", self._peer(),
-                  self._edge.limits.body_timeout)
+        log.debug(
+            "closed a connection from %s: request body not complete within %s",
+            self._peer(),
+            self._edge.limits.body_timeout,
+        )
         if self._request_in_progress:  # the handler's read ends now, and says why
             payload.set_exception(BodyTimeout(f"request body not complete within {self._edge.limits.body_timeout}"))
         self.force_close()
@@ -213,8 +225,9 @@ class Connection(RequestHandler):
         peer = self.peername
         return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         if not isinstance(exc, HttpProcessingError):  # a handler's failure: aiohttp logs it as before
             return super().handle_error(request, status, exc, message)
         # Unparseable input. aiohttp's own line is a traceback quoting the offending bytes (which can be a
@@ -222,8 +235,13 @@ class Connection(RequestHandler):
         self._edge.metrics.http_connection_closed("malformed")
         held = self._edge.malformed_log.allow(self._peer())
         if held is not None:
-            log.info("malformed request from %s answered %d (%s)%s", self._peer(), status, type(exc).__name__,
-                     held_back(held))
+            log.info(
+                "malformed request from %s answered %d (%s)%s",
+                self._peer(),
+                status,
+                type(exc).__name__,
+                held_back(held),
+            )
         if request.writer.output_size > 0:
             raise ConnectionError("a response was already sent")
         try:
@@ -252,8 +270,11 @@ def _connection_factory(runner: web.AppRunner, edge: Edge) -> Callable[[], async
             edge.metrics.http_connection_closed("connection_limit")
             held = edge.refused_log.allow("cap")
             if held is not None:
-                log.warning("%d connections open (listen.max_connections): refusing new ones with 503%s",
-                            edge.max_connections, held_back(held))
+                log.warning(
+                    "%d connections open (listen.max_connections): refusing new ones with 503%s",
+                    edge.max_connections,
+                    held_back(held),
+                )
             return _Refused()
         return Connection(server, edge)
 
@@ -274,8 +295,13 @@ def connection_cap(wanted: int) -> int:
             pass
     if soft != resource.RLIM_INFINITY and soft - FD_RESERVE < wanted:
         cap = max(1, soft - FD_RESERVE)
-        log.warning("listen.max_connections %d needs %d open files but the limit is %d: at most %d connections",
-                    wanted, need, soft, cap)
+        log.warning(
+            "listen.max_connections %d needs %d open files but the limit is %d: at most %d connections",
+            wanted,
+            need,
+            soft,
+            cap,
+        )
         return cap
     return wanted
 
@@ -287,8 +313,11 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, limiter: LogLimiter) -
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
-        if (isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-                and "accept" in str(context.get("message", ""))):
+        if (
+            isinstance(error, OSError)
+            and error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+            and "accept" in str(context.get("message", ""))
+        ):
             held = limiter.allow("accept")
             if held is not None:
                 log.warning("cannot accept connections: %s (open-file limit?)%s", error.strerror, held_back(held))
@@ -314,8 +343,12 @@ async def serve(app: web.Application, drain: Drain, host: str, port: int, shutdo
         listener = await loop.create_server(_connection_factory(runner, edge), host, port, start_serving=False)
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
-        log.error("cannot listen on %s:%d: %s (another process has it? choose another with --port or listen.port)",
-                  host, port, reason)
+        log.error(
+            "cannot listen on %s:%d: %s (another process has it? choose another with --port or listen.port)",
+            host,
+            port,
+            reason,
+        )
         raise SystemExit(1) from None
     _quiet_accept_errors(loop, edge.refused_log)
     await runner.setup()  # runs cleanup_ctx: the pool, the HTTP session, the loops
@@ -343,11 +376,18 @@ async def serve(app: web.Application, drain: Drain, host: str, port: int, shutdo
         began = time.monotonic()
         drain.draining = True
         listener.close()
-        log.info("%s: stopped listening; letting %d request(s) in flight finish (up to %.0f s)",
-                 received[0], drain.in_flight, shutdown_timeout)
+        log.info(
+            "%s: stopped listening; letting %d request(s) in flight finish (up to %.0f s)",
+            received[0],
+            drain.in_flight,
+            shutdown_timeout,
+        )
         if not await drain.wait_idle(shutdown_timeout):
-            log.warning("%d request(s) still running after %.0f s are cancelled (unanswered, so the sender "
-                        "retries them)", drain.in_flight, shutdown_timeout)
+            log.warning(
+                "%d request(s) still running after %.0f s are cancelled (unanswered, so the sender retries them)",
+                drain.in_flight,
+                shutdown_timeout,
+            )
         else:
             log.info("requests drained in %.2f s", time.monotonic() - began)
     finally:

@@ -94,8 +94,13 @@ def _shared(group: Sequence[Labels], base: Mapping[str, str]) -> dict[str, str]:
     return shared
 
 
-def _cover(group: Sequence[Labels], base: Mapping[str, str], conflicts: list[dict[str, str]],
-           sets: list[MatcherSet], unsafe: list[Labels]) -> None:
+def _cover(
+    group: Sequence[Labels],
+    base: Mapping[str, str],
+    conflicts: list[dict[str, str]],
+    sets: list[MatcherSet],
+    unsafe: list[Labels],
+) -> None:
     """Append matcher sets covering `group` (whose members all satisfy `base`) that match none of `conflicts`
     (the other alerts `base` matches); members that cannot be separated go to `unsafe`."""
     chosen = _shared(group, base)
@@ -206,8 +211,9 @@ class Silencer:
         return peers[start:] + peers[:start]
 
     def comment(self, incident: Incident) -> str:
-        link = (f"{self.external_url}/incidents/{incident.id}" if self.external_url
-                else f"receiver incident {incident.id}")
+        link = (
+            f"{self.external_url}/incidents/{incident.id}" if self.external_url else f"receiver incident {incident.id}"
+        )
         return f"{incident.silence_reason or 'silenced'} (silenced in receiver: {link})"
 
     async def after_action(self, action: str, after: Incident, actor: str, now: datetime) -> None:
@@ -220,8 +226,12 @@ class Silencer:
             elif action in ("unsilence", "resolve"):
                 await self.expire(now, incident_id=after.id, actor=actor)
         except StoreUnavailable as e:
-            log.warning("Alertmanager silences of incident %s after %s: database unavailable (%s); the sweep "
-                        "retries", after.id, action, e)
+            log.warning(
+                "Alertmanager silences of incident %s after %s: database unavailable (%s); the sweep retries",
+                after.id,
+                action,
+                e,
+            )
         except Exception:  # the action is committed: answering 500 for it would say it failed
             log.exception("Alertmanager silences of incident %s after %s failed", after.id, action)
 
@@ -234,8 +244,9 @@ class Silencer:
             return
         until = incident.silenced_until
         try:
-            firing, others = await self.store.silence_label_sets(incident.id, max_firing=MAX_FIRING,
-                                                                 max_others=MAX_OTHERS)
+            firing, others = await self.store.silence_label_sets(
+                incident.id, max_firing=MAX_FIRING, max_others=MAX_OTHERS
+            )
         except StoreUnavailable as e:
             log.warning("Alertmanager silence for incident %s: database unavailable (%s)", incident.id, e)
             self.metrics.alertmanager_silences("create_failed")
@@ -245,8 +256,10 @@ class Silencer:
         if not firing:
             failure = "no alert of the incident fires now: nothing to silence in Alertmanager"
         elif len(others) > MAX_OTHERS:
-            failure = (f"more than {MAX_OTHERS:,} alerts of other incidents share its alert names: too many to "
-                       "prove a silence would not match them")
+            failure = (
+                f"more than {MAX_OTHERS:,} alerts of other incidents share its alert names: too many to "
+                "prove a silence would not match them"
+            )
         else:
             if len(firing) * max(len(others), 1) > _OFF_LOOP_WORK:
                 plan = await asyncio.to_thread(matcher_sets, firing, others)
@@ -255,8 +268,10 @@ class Silencer:
             if not plan.sets:
                 failure = "every firing alert has the same labels as an alert of another incident"
             elif len(plan.sets) > MAX_SETS:
-                failure = (f"telling its alerts apart from other incidents' would take {len(plan.sets)} silences "
-                           f"(at most {MAX_SETS})")
+                failure = (
+                    f"telling its alerts apart from other incidents' would take {len(plan.sets)} silences "
+                    f"(at most {MAX_SETS})"
+                )
         kept: list[dict[str, Any]] = []
         errors: list[str] = []
         if failure is None:
@@ -269,29 +284,40 @@ class Silencer:
                 "until": until.isoformat(),
             }
             if plan.unsafe:
-                detail["not_silenced"] = (f"{len(plan.unsafe)} firing alert(s) with the same labels as an alert "
-                                          "of another incident")
+                detail["not_silenced"] = (
+                    f"{len(plan.unsafe)} firing alert(s) with the same labels as an alert of another incident"
+                )
             events.append({"type": "alertmanager_silenced", "actor": actor, "detail": detail})
         if errors:
             failure = "; ".join(dict.fromkeys(errors))
             if kept:
                 failure = f"{len(plan.sets) - len(kept)} of {len(plan.sets)} silences failed: {failure}"
         if failure is not None:
-            events.append({"type": "alertmanager_silence_failed", "actor": actor,
-                           "detail": {"reason": failure, "retry": "the incident page offers to try again"}})
+            events.append(
+                {
+                    "type": "alertmanager_silence_failed",
+                    "actor": actor,
+                    "detail": {"reason": failure, "retry": "the incident page offers to try again"},
+                }
+            )
             self.metrics.alertmanager_silences("create_failed", max(1, len(plan.sets) - len(kept)))
         self.metrics.alertmanager_silences("created", len(kept))
         try:
             await self.store.record_alertmanager_silences(incident.id, now, kept, events)
         except StoreUnavailable as e:  # the silences exist but are not kept: they end at `until` on their own
-            log.warning("Alertmanager silences %s of incident %s could not be recorded: %s",
-                        [k["silence_id"] for k in kept], incident.id, e)
+            log.warning(
+                "Alertmanager silences %s of incident %s could not be recorded: %s",
+                [k["silence_id"] for k in kept],
+                incident.id,
+                e,
+            )
             return
         # what this silence replaces, or what now outlasts the silence here (shortened, and nothing made)
         await self.expire(now, incident_id=incident.id, actor=actor)
 
-    async def _create(self, sets: Sequence[MatcherSet], incident: Incident, actor: str, now: datetime,
-                      until: datetime) -> tuple[list[dict[str, Any]], list[str]]:
+    async def _create(
+        self, sets: Sequence[MatcherSet], incident: Incident, actor: str, now: datetime, until: datetime
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         """Create one silence per matcher set, each on the first peer that takes it; (kept, errors)."""
         kept: list[dict[str, Any]] = []
         errors: list[str] = []
@@ -304,14 +330,26 @@ class Silencer:
             for peer in self._peers():
                 try:
                     silence_id = await self.api.create_silence(
-                        peer, matchers=[Matcher(k, v) for k, v in matcher_set], starts_at=now, ends_at=until,
-                        created_by=actor, comment=comment)
+                        peer,
+                        matchers=[Matcher(k, v) for k, v in matcher_set],
+                        starts_at=now,
+                        ends_at=until,
+                        created_by=actor,
+                        comment=comment,
+                    )
                 except AlertmanagerError as e:
                     set_errors.append(e)
                     continue
                 self._good_peer = self.api.peers.index(peer)
-                kept.append({"silence_id": silence_id, "peer": peer, "matchers": [list(p) for p in matcher_set],
-                             "created_by": actor, "ends_at": until.isoformat()})
+                kept.append(
+                    {
+                        "silence_id": silence_id,
+                        "peer": peer,
+                        "matchers": [list(p) for p in matcher_set],
+                        "created_by": actor,
+                        "ends_at": until.isoformat(),
+                    }
+                )
                 break
             else:
                 errors.extend(str(e) for e in set_errors)

@@ -28,15 +28,20 @@ AM_BINARY = (
 LOG_NOISE = ("memberlist", "Stream connection", "push/pull", "msg=flushing")
 
 
-def webhook_config(webhook_url: str, token: str | None = None, *, group_by: list[str],
-                   send_resolved: bool = True) -> str:
+def webhook_config(
+    webhook_url: str, token: str | None = None, *, group_by: list[str], send_resolved: bool = True
+) -> str:
     """A config that sends every group to one webhook (with a bearer token when given), grouping and resending
     every second."""
-    auth = f"""
+    auth = (
+        f"""
         http_config:
           authorization:
             type: Bearer
-            credentials: {token}""" if token else ""
+            credentials: {token}"""
+        if token
+        else ""
+    )
     return f"""\
 route:
   receiver: incidents
@@ -147,8 +152,15 @@ class Alertmanagers:
         path.mkdir(exist_ok=True)
         return path
 
-    def __call__(self, name: str, config: str, *, cluster: bool = False, peers: tuple[int, ...] = (),
-                 external_url: str | None = None) -> Alertmanager:
+    def __call__(
+        self,
+        name: str,
+        config: str,
+        *,
+        cluster: bool = False,
+        peers: tuple[int, ...] = (),
+        external_url: str | None = None,
+    ) -> Alertmanager:
         """Start `name` with `config` (alertmanager.yml's text); clustered, it gossips with `peers` (cluster ports).
         Its external URL (in every notification's externalURL) is http://<name>.test:<port> unless given."""
         workdir = self.workdir(name)

@@ -115,13 +115,13 @@ class FakeTarget:
     async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def handle(self, request: web.Request) -> web.Response:
-        received = Received(time.monotonic(), request.method, request.path, dict(request.headers),
-                            await request.read())
+        received = Received(time.monotonic(), request.method, request.path, dict(request.headers), await request.read())
         self.requests.append(received)
         status = await self.reply(received)
         received.answered = status
@@ -237,8 +237,14 @@ class FakeWebhook(FakeTarget):
     def read(self, received: Received) -> Post:
         message = received.json()
         incident = message.get("incident") or {}
-        return Post(received.at, received.answered, incident.get("id"), message.get("event", ""),
-                    int(message.get("level", -1)), incident.get("incident_key", ""))
+        return Post(
+            received.at,
+            received.answered,
+            incident.get("id"),
+            message.get("event", ""),
+            int(message.get("level", -1)),
+            incident.get("incident_key", ""),
+        )
 
 
 class FakeTeams(FakeTarget):
@@ -263,10 +269,16 @@ class FakeTeams(FakeTarget):
         card = self.card(received.json())
         head = card["body"][0]["inlines"][0]["text"]
         event = "resolved" if head.startswith("Resolved") else "escalated" if head.startswith("Escalated") else "opened"
-        level = int(next(col["columns"][1]["items"][0]["inlines"][0]["text"] for col in card["body"]
-                         if col["type"] == "ColumnSet" and col["columns"][0]["items"][0]["text"] == "Level"))
-        incident = next((a["url"].rstrip("/").rsplit("/", 1)[1] for a in card.get("actions", [])
-                         if a["title"] == "Incident"), None)
+        level = int(
+            next(
+                col["columns"][1]["items"][0]["inlines"][0]["text"]
+                for col in card["body"]
+                if col["type"] == "ColumnSet" and col["columns"][0]["items"][0]["text"] == "Level"
+            )
+        )
+        incident = next(
+            (a["url"].rstrip("/").rsplit("/", 1)[1] for a in card.get("actions", []) if a["title"] == "Incident"), None
+        )
         return Post(received.at, received.answered, incident, event, level, head)
 
 
@@ -290,8 +302,9 @@ class FakePagerDuty(FakeTarget):
         level = int(event.get("payload", {}).get("custom_details", {}).get("level", -1))
         if kind == "opened" and level > 0:
             kind = "escalated"
-        return Post(received.at, received.answered, event["dedup_key"], kind, level,
-                    event.get("payload", {}).get("summary", ""))
+        return Post(
+            received.at, received.answered, event["dedup_key"], kind, level, event.get("payload", {}).get("summary", "")
+        )
 
 
 @dataclass
@@ -319,8 +332,9 @@ class FakeSMTP:
     reply, and answers DATA from `script` (a reply such as "451 4.3.0 try later", or "hang": answer "250 OK"
     only after `hang_seconds`), then "250 OK". Every message is recorded on arrival (before the answer)."""
 
-    def __init__(self, *, username: str = "receiver", password: str = "smtp-secret-pw-0123",
-                 hang_seconds: float = 5.0) -> None:
+    def __init__(
+        self, *, username: str = "receiver", password: str = "smtp-secret-pw-0123", hang_seconds: float = 5.0
+    ) -> None:
         self.username, self.password = username, password
         self.hang_seconds = hang_seconds
         self.script: list[str] = []
@@ -335,7 +349,9 @@ class FakeSMTP:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: SMTP(self, hostname="fake-smtp", authenticator=self._authenticate, auth_require_tls=False),
-            "127.0.0.1", 0)
+            "127.0.0.1",
+            0,
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
@@ -351,15 +367,17 @@ class FakeSMTP:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         ok = (auth_data.login.decode(), auth_data.password.decode()) == (self.username, self.password)
         self.logins.append((auth_data.login.decode(), ok))
         return AuthResult(success=ok, handled=False)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
@@ -367,8 +385,12 @@ class FakeSMTP:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
-        mail = Mail(time.monotonic(), str(envelope.mail_from), list(envelope.rcpt_tos),
-                    cast(EmailMessage, message_from_bytes(content, policy=default_policy)))
+        mail = Mail(
+            time.monotonic(),
+            str(envelope.mail_from),
+            list(envelope.rcpt_tos),
+            cast(EmailMessage, message_from_bytes(content, policy=default_policy)),
+        )
         self.mails.append(mail)
         step = self.script.pop(0) if self.script else "250 OK"
         if step == "hang":

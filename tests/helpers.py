@@ -33,8 +33,9 @@ def deadline(seconds: float) -> float:
     return seconds * TIME_SCALE
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0,
-                     interval: float = 0.1) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0, interval: float = 0.1
+) -> T:
     """Poll `probe` until it returns something truthy; fail after `deadline(timeout)` seconds."""
     end = time.monotonic() + deadline(timeout)
     last_error: BaseException | None = None
@@ -46,13 +47,22 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeou
         if result:
             return result
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline(timeout):.0f} s waiting for {what}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {deadline(timeout):.0f} s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         await asyncio.sleep(interval)
 
 
-async def wait_http_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], what: str, *,
-                          log: Callable[[], str] = str, timeout: float = 60.0) -> None:
+async def wait_http_ready(
+    session: aiohttp.ClientSession,
+    url: str,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    *,
+    log: Callable[[], str] = str,
+    timeout: float = 60.0,
+) -> None:
     """Until GET `url` answers 200 from a process we started: fails at once (with the tail of `log()`) if the
     process exits, after deadline(timeout) otherwise; a refused or slow connection is just "not yet"."""
 
@@ -92,8 +102,13 @@ def alert(
     """One alert as Alertmanager posts it to a webhook: HighLatency on GET /notifications/recent, plus `labels`
     and then keyword labels. A label named like a parameter (`status`, `labels`, `fingerprint`...) can only be
     given in `labels`."""
-    merged = {"alertname": "HighLatency", "method": "GET", "path": "/notifications/recent", **(labels or {}),
-              **label_kwargs}
+    merged = {
+        "alertname": "HighLatency",
+        "method": "GET",
+        "path": "/notifications/recent",
+        **(labels or {}),
+        **label_kwargs,
+    }
     return {
         "status": status,
         "labels": merged,
@@ -119,12 +134,17 @@ def alert_with(field: str, value: Any) -> dict[str, Any]:
     return a
 
 
-def am_alert(labels: Mapping[str, str], starts_at: datetime, ends_at: datetime | None = None,
-             annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+def am_alert(
+    labels: Mapping[str, str],
+    starts_at: datetime,
+    ends_at: datetime | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """An alert as Prometheus posts it to Alertmanager's /api/v2/alerts (no endsAt while it fires)."""
     body: dict[str, Any] = {
         "labels": dict(labels),
-        "annotations": dict(annotations) if annotations is not None
+        "annotations": dict(annotations)
+        if annotations is not None
         else {"summary": f"p99 latency is high on {labels.get('instance', 'every instance')}"},
         "startsAt": rfc3339(starts_at),
         "generatorURL": "http://prometheus.test:9090/graph?g0.expr=up",
@@ -134,8 +154,9 @@ def am_alert(labels: Mapping[str, str], starts_at: datetime, ends_at: datetime |
     return body
 
 
-def payload(*alerts: dict[str, Any], status: str | None = None, external_url: str = "http://am-1:9093",
-            **extra: Any) -> dict[str, Any]:
+def payload(
+    *alerts: dict[str, Any], status: str | None = None, external_url: str = "http://am-1:9093", **extra: Any
+) -> dict[str, Any]:
     if status is None:
         status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     body = {

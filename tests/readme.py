@@ -19,7 +19,7 @@ def section(heading: str, text: str | None = None) -> str:
     if match is None:
         raise AssertionError(f"README.md has no heading {heading!r}")
     level = len(match.group(1))
-    lines = text[match.end():].splitlines(keepends=True)
+    lines = text[match.end() :].splitlines(keepends=True)
     in_code = False
     for i, line in enumerate(lines):
         in_code ^= line.startswith("```")

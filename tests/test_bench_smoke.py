@@ -42,7 +42,11 @@ def _run_quick(tmp_path: Path, tmp: Path) -> None:
     env.update(PYTHONPATH=str(ROOT), TMPDIR=str(tmp), XDG_RUNTIME_DIR=str(tmp_path))
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--logdir", str(tmp_path / "logs")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=deadline(280))

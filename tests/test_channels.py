@@ -69,8 +69,9 @@ class Env:
         return dict(await (await self.client.get(f"/api/incidents/{inc['id']}")).json())
 
     async def act(self, incident_id: str, action: str) -> None:
-        reply = await self.client.post(f"/api/incidents/{incident_id}/{action}", json={},
-                                       headers={"Authorization": f"Bearer {API_TOKEN}"})
+        reply = await self.client.post(
+            f"/api/incidents/{incident_id}/{action}", json={}, headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
         assert reply.status == 200, await reply.text()
 
 
@@ -86,19 +87,43 @@ def env(aiohttp_client: Any, database_url: str) -> Any:
 
 async def lifecycle(e: Env) -> str:
     """Open (with hostile labels), escalate to level 1, resolve; returns the incident id."""
-    await e.post(payload(alert(instance="a", team="**bold** [x](http://evil.example) <at>everyone</at> @here",
-                               annotations={"summary": "# heading\n<b>p99</b> is _high_"}, severity="critical")), T0)
+    await e.post(
+        payload(
+            alert(
+                instance="a",
+                team="**bold** [x](http://evil.example) <at>everyone</at> @here",
+                annotations={"summary": "# heading\n<b>p99</b> is _high_"},
+                severity="critical",
+            )
+        ),
+        T0,
+    )
     await e.tick(T0)
     await e.tick(T0 + timedelta(minutes=5))
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:07:00Z",
-                               team="**bold** [x](http://evil.example) <at>everyone</at> @here", severity="critical")),
-                 T0 + timedelta(minutes=7))
+    await e.post(
+        payload(
+            alert(
+                "resolved",
+                instance="a",
+                ends_at="2026-11-27T10:07:00Z",
+                team="**bold** [x](http://evil.example) <at>everyone</at> @here",
+                severity="critical",
+            )
+        ),
+        T0 + timedelta(minutes=7),
+    )
     await e.tick(T0 + timedelta(minutes=7))
     return str((await e.incident())["id"])
 
 
-def assert_no_secret(fake: FakeTarget | FakeSMTP, secret: str, e: Env, inc: dict[str, Any],
-                     caplog: pytest.LogCaptureFixture, listing: str) -> None:
+def assert_no_secret(
+    fake: FakeTarget | FakeSMTP,
+    secret: str,
+    e: Env,
+    inc: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    listing: str,
+) -> None:
     ours = "\n".join(r.getMessage() for r in caplog.records)
     everything = "\n".join([ours, str(inc), listing, repr(e.config)])
     assert secret not in everything
@@ -148,8 +173,11 @@ async def test_teams_follows_the_lifecycle_with_untrusted_text_only_in_text_runs
 async def test_teams_answers_are_classified(env: Any, teams: FakeTeams, db: Any) -> None:
     e = await env(TEAMS_OWNER, {"TEAMS_URL": teams.url})
     await e.post(payload(alert(instance="a", severity="critical")), T0)
-    teams.status, teams.body_text = 200, "Webhook message delivery failed with error: Microsoft Teams endpoint " \
-        "returned HTTP error 429 with ContextId tcid=0"
+    teams.status, teams.body_text = (
+        200,
+        "Webhook message delivery failed with error: Microsoft Teams endpoint "
+        "returned HTTP error 429 with ContextId tcid=0",
+    )
     [first] = await e.tick(T0)
     assert (first.status, first.result.error) == ("pending", "HTTP 429 in a 200")
     teams.status, teams.body_text = 400, ""
@@ -191,12 +219,16 @@ async def test_pagerduty_triggers_and_resolves_one_alert_per_incident(env: Any, 
     incident_id = await lifecycle(e)
     events = pagerduty.received
     assert [(ev["event_action"], ev["dedup_key"]) for ev in events] == [
-        ("trigger", incident_id), ("trigger", incident_id), ("resolve", incident_id)]
+        ("trigger", incident_id),
+        ("trigger", incident_id),
+        ("resolve", incident_id),
+    ]
     assert all(ev["routing_key"] == ROUTING_KEY for ev in events)
     trigger = events[0]
     assert trigger["payload"]["severity"] == "critical"
     assert trigger["payload"]["summary"] == (
-        "Incident opened: GET /notifications/recent::latency: # heading <b>p99</b> is _high_")
+        "Incident opened: GET /notifications/recent::latency: # heading <b>p99</b> is _high_"
+    )
     assert trigger["payload"]["source"] == "GET /notifications/recent"
     assert trigger["client_url"] == f"https://receiver.example/incidents/{incident_id}"
     assert events[1]["payload"]["custom_details"]["level"] == 1
@@ -225,8 +257,9 @@ async def test_pagerduty_answers_are_classified(env: Any, pagerduty: FakePagerDu
     assert (invalid.status, invalid.result.error) == ("failed", "HTTP 400")
 
 
-async def test_pagerduty_routing_key_never_leaks(env: Any, pagerduty: FakePagerDuty,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_pagerduty_routing_key_never_leaks(
+    env: Any, pagerduty: FakePagerDuty, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     e = await env(pd_owner(pagerduty), {"PD_KEY": ROUTING_KEY})
     pagerduty.script = [500, 400]
@@ -243,8 +276,11 @@ def test_pagerduty_config_refuses_inline_keys_and_bad_urls() -> None:
     from receiver.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        parse_config("owners:\n  - name: a\n    pagerduty: {routing_key: abc, url: ftp://x}\n"
-                     "  - name: b\n    pagerduty: {url: https://events.eu.pagerduty.com/v2/enqueue}\n", env={})
+        parse_config(
+            "owners:\n  - name: a\n    pagerduty: {routing_key: abc, url: ftp://x}\n"
+            "  - name: b\n    pagerduty: {url: https://events.eu.pagerduty.com/v2/enqueue}\n",
+            env={},
+        )
     assert e.value.errors == [
         "<string>:3: owners[0].pagerduty.routing_key: secrets are not written in the config; use routing_key_env "
         "or routing_key_file",
@@ -313,7 +349,10 @@ async def test_email_every_recipient_refused_and_no_answer_to_the_data(env: Any,
     smtp.refuse = {"oncall@example.com": "450 4.2.1 mailbox busy"}
     [busy] = await e.tick(T0)
     assert (busy.status, busy.result.error, busy.result.unknown) == (
-        "pending", "SMTP 450 (every recipient refused)", False)
+        "pending",
+        "SMTP 450 (every recipient refused)",
+        False,
+    )
     assert smtp.mails == []  # refused before the data: nothing was sent
     smtp.refuse, smtp.script = {}, ["hang"]
     [late] = await e.tick(T0 + timedelta(minutes=1))  # the data went out, the answer did not come in time
@@ -339,8 +378,9 @@ def test_email_config_is_checked() -> None:
     from receiver.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        parse_config("owners:\n  - name: a\n    email: {to: [not an address], smtp: {username: u, password: p}}\n",
-                     env={})
+        parse_config(
+            "owners:\n  - name: a\n    email: {to: [not an address], smtp: {username: u, password: p}}\n", env={}
+        )
     assert e.value.errors == [
         "<string>:3: owners[0].email.to: expected an email address such as oncall@example.com",
         "<string>:3: owners[0].email.smtp.password: secrets are not written in the config; use password_env or "

@@ -46,13 +46,24 @@ async def event_types(db: Any, incident_id: Any) -> list[str]:
 
 
 async def test_firing_opens_one_incident_with_owner_metadata_and_timeline(ingestor: Ingestor, db: Any) -> None:
-    plan = await post(ingestor, payload(alert(instance="a", annotations={
-        "summary": "p99 over 2s", "description": "slow", "runbook_url": "https://runbooks/x"})))
+    plan = await post(
+        ingestor,
+        payload(
+            alert(
+                instance="a",
+                annotations={"summary": "p99 over 2s", "description": "slow", "runbook_url": "https://runbooks/x"},
+            )
+        ),
+    )
     assert plan.outcomes["new"] == 1
     [inc] = await incidents(db)
     assert inc["incident_key"] == "GET /notifications/recent::latency"
     assert (inc["route"], inc["kind"], inc["severity"], inc["status"]) == (
-        "GET /notifications/recent", "latency", "warning", "open")
+        "GET /notifications/recent",
+        "latency",
+        "warning",
+        "open",
+    )
     assert inc["owner"] == {"name": "default", "targets": []}
     assert inc["mapping_rule"] == "default"
     assert inc["metadata"]["summary"] == "p99 over 2s"
@@ -85,22 +96,31 @@ async def test_duplicates_change_only_counts_and_last_seen(ingestor: Ingestor, d
 async def test_resolves_when_every_member_has_resolved(ingestor: Ingestor, db: Any) -> None:
     await post(ingestor, payload(alert(instance="a"), alert(instance="b")))
     # a notification marked "firing" may carry a resolved alert: act per alert
-    await post(ingestor, payload(alert(instance="a"), alert("resolved", instance="b",
-                                                            ends_at="2026-11-27T10:05:00Z"), status="firing"),
-               T0 + timedelta(minutes=5))
+    await post(
+        ingestor,
+        payload(alert(instance="a"), alert("resolved", instance="b", ends_at="2026-11-27T10:05:00Z"), status="firing"),
+        T0 + timedelta(minutes=5),
+    )
     [inc] = await incidents(db)
     assert inc["status"] == "open"
     members = {r["labels"]["instance"]: r for r in await db.fetch("SELECT * FROM incident_alerts")}
     assert members["b"]["status"] == "resolved"
     assert members["b"]["ends_at"] == datetime(2026, 11, 27, 10, 5, tzinfo=UTC)
-    plan = await post(ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:06:00Z")),
-                      T0 + timedelta(minutes=6))
+    plan = await post(
+        ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:06:00Z")), T0 + timedelta(minutes=6)
+    )
     assert plan.summary()[0]["action"] == "resolved"
     [inc] = await incidents(db)
     assert inc["status"] == "resolved"
     assert inc["resolved_at"] == T0 + timedelta(minutes=6)
     assert await event_types(db, inc["id"]) == [
-        "opened", "alert_fired", "alert_fired", "alert_resolved", "alert_resolved", "resolved"]
+        "opened",
+        "alert_fired",
+        "alert_fired",
+        "alert_resolved",
+        "alert_resolved",
+        "resolved",
+    ]
 
 
 async def test_group_status_is_ignored(ingestor: Ingestor, db: Any) -> None:
@@ -121,37 +141,46 @@ async def test_absence_is_never_a_resolve(ingestor: Ingestor, db: Any) -> None:
 
 async def test_stale_firing_after_resolved_never_reopens(ingestor: Ingestor, db: Any) -> None:
     await post(ingestor, payload(alert(instance="a")))
-    await post(ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z")),
-               T0 + timedelta(minutes=1))
+    await post(
+        ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z")), T0 + timedelta(minutes=1)
+    )
     # the slower HA peer sends "firing" with the same startsAt after the first peer's "resolved"
-    plan = await post(ingestor, payload(alert(instance="a"), external_url="http://am-2:9093"),
-                      T0 + timedelta(minutes=1, seconds=1))
+    plan = await post(
+        ingestor, payload(alert(instance="a"), external_url="http://am-2:9093"), T0 + timedelta(minutes=1, seconds=1)
+    )
     assert plan.outcomes["stale"] == 1
     [inc] = await incidents(db)
     assert inc["status"] == "resolved"
     assert await event_types(db, inc["id"]) == ["opened", "alert_fired", "alert_resolved", "resolved"]
     # and a stale, older resolve changes nothing either
-    await post(ingestor, payload(alert("resolved", instance="a", starts_at="2026-11-27T09:00:00Z")),
-               T0 + timedelta(minutes=2))
+    await post(
+        ingestor, payload(alert("resolved", instance="a", starts_at="2026-11-27T09:00:00Z")), T0 + timedelta(minutes=2)
+    )
     assert len(await incidents(db)) == 1
 
 
 async def test_refire_within_window_reopens_after_window_opens_new(ingestor: Ingestor, db: Any) -> None:
     await post(ingestor, payload(alert(instance="a")))
-    await post(ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z")),
-               T0 + timedelta(minutes=1))
+    await post(
+        ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z")), T0 + timedelta(minutes=1)
+    )
     # a genuine re-fire carries a new startsAt; 3 minutes after resolving is within the 5-minute window
-    plan = await post(ingestor, payload(alert(instance="a", starts_at="2026-11-27T10:04:00Z")),
-                      T0 + timedelta(minutes=4))
+    plan = await post(
+        ingestor, payload(alert(instance="a", starts_at="2026-11-27T10:04:00Z")), T0 + timedelta(minutes=4)
+    )
     assert plan.summary()[0]["action"] == "reopened"
     [inc] = await incidents(db)
     assert inc["status"] == "open" and inc["flap_count"] == 1 and inc["resolved_at"] is None
     assert (await event_types(db, inc["id"]))[-2:] == ["reopened", "alert_fired"]
 
-    await post(ingestor, payload(alert("resolved", instance="a", starts_at="2026-11-27T10:04:00Z",
-                                       ends_at="2026-11-27T10:05:00Z")), T0 + timedelta(minutes=5))
-    plan = await post(ingestor, payload(alert(instance="a", starts_at="2026-11-27T10:20:00Z")),
-                      T0 + timedelta(minutes=20))
+    await post(
+        ingestor,
+        payload(alert("resolved", instance="a", starts_at="2026-11-27T10:04:00Z", ends_at="2026-11-27T10:05:00Z")),
+        T0 + timedelta(minutes=5),
+    )
+    plan = await post(
+        ingestor, payload(alert(instance="a", starts_at="2026-11-27T10:20:00Z")), T0 + timedelta(minutes=20)
+    )
     assert plan.summary()[0]["action"] == "opened"
     rows = await incidents(db)
     assert [r["status"] for r in rows] == ["resolved", "open"]
@@ -164,16 +193,28 @@ async def test_severity_rises_and_never_drops(ingestor: Ingestor, db: Any) -> No
     [inc] = await incidents(db)
     assert inc["severity"] == "critical"
     assert "severity_raised" in await event_types(db, inc["id"])
-    await post(ingestor, payload(alert("resolved", instance="b", severity="page", ends_at="2026-11-27T10:02:00Z"),
-                                 alert(instance="c", severity="info")), T0 + timedelta(minutes=2))
+    await post(
+        ingestor,
+        payload(
+            alert("resolved", instance="b", severity="page", ends_at="2026-11-27T10:02:00Z"),
+            alert(instance="c", severity="info"),
+        ),
+        T0 + timedelta(minutes=2),
+    )
     [inc] = await incidents(db)
     assert inc["severity"] == "critical" and inc["status"] == "open"
 
 
 async def test_one_payload_resolving_one_and_firing_another_does_not_flap(ingestor: Ingestor, db: Any) -> None:
     await post(ingestor, payload(alert(instance="a")))
-    await post(ingestor, payload(alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z"),
-                                 alert(instance="b", starts_at="2026-11-27T10:01:00Z")), T0 + timedelta(minutes=1))
+    await post(
+        ingestor,
+        payload(
+            alert("resolved", instance="a", ends_at="2026-11-27T10:01:00Z"),
+            alert(instance="b", starts_at="2026-11-27T10:01:00Z"),
+        ),
+        T0 + timedelta(minutes=1),
+    )
     [inc] = await incidents(db)
     assert inc["status"] == "open"
     assert "resolved" not in await event_types(db, inc["id"])
@@ -197,11 +238,18 @@ async def test_duplicate_fingerprints_inside_one_payload(ingestor: Ingestor, db:
 
 
 async def test_keys_are_separate_incidents(ingestor: Ingestor, db: Any) -> None:
-    await post(ingestor, payload(alert(instance="a"), alert(alertname="HighErrorRate", instance="a"),
-                                 alert(path="/api/items", instance="a")))
+    await post(
+        ingestor,
+        payload(
+            alert(instance="a"), alert(alertname="HighErrorRate", instance="a"), alert(path="/api/items", instance="a")
+        ),
+    )
     keys = sorted(r["incident_key"] for r in await incidents(db))
-    assert keys == ["GET /api/items::latency", "GET /notifications/recent::error_rate",
-                    "GET /notifications/recent::latency"]
+    assert keys == [
+        "GET /api/items::latency",
+        "GET /notifications/recent::error_rate",
+        "GET /notifications/recent::latency",
+    ]
 
 
 async def test_concurrent_webhooks_for_one_key_make_one_incident(ingestor: Ingestor, db: Any) -> None:
@@ -214,8 +262,9 @@ async def test_concurrent_webhooks_for_one_key_make_one_incident(ingestor: Inges
     assert await event_types(db, active[0]["id"]) == ["opened"] + ["alert_fired"] * 41
 
 
-async def test_concurrent_webhooks_through_two_app_instances(make_client: Any, config: Any, db: Any,
-                                                             database_url: str) -> None:
+async def test_concurrent_webhooks_through_two_app_instances(
+    make_client: Any, config: Any, db: Any, database_url: str
+) -> None:
     one, two = await make_client(config), await make_client(config)
     bodies = [payload(alert(instance=f"i{n % 7}"), alert(path=f"/p{n % 3}", instance="x")) for n in range(30)]
     replies = await asyncio.gather(*((one if n % 2 else two).post("/webhook", json=b) for n, b in enumerate(bodies)))
@@ -255,8 +304,11 @@ async def test_manually_resolved_incident_ignores_resent_firing(ingestor: Ingest
     the same instances (fingerprint, startsAt) never reopen it; a new instance opens a new incident."""
     await post(ingestor, payload(alert(instance="a")))
     [inc] = await incidents(db)
-    await db.execute("UPDATE incidents SET status = 'resolved', resolved_at = $1, resolved_by = 'alice' "
-                     "WHERE id = $2", T0 + timedelta(minutes=1), inc["id"])
+    await db.execute(
+        "UPDATE incidents SET status = 'resolved', resolved_at = $1, resolved_by = 'alice' WHERE id = $2",
+        T0 + timedelta(minutes=1),
+        inc["id"],
+    )
     plan = await post(ingestor, payload(alert(instance="a")), T0 + timedelta(minutes=2))
     assert plan.outcomes["stale"] == 1
     assert [r["status"] for r in await incidents(db)] == ["resolved"]
@@ -292,19 +344,39 @@ async def _chunked_history(database_url: str) -> list[Any]:
     try:
         ing = Ingestor(parse_config("", env={}), Store(pool))
         moved = alert(path="/p1", instance="b")
-        plans = [await post(ing, payload(*(alert(path=f"/p{i}", instance="ab"[i % 2]) for i in range(4)),
-                                         moved, alert(path="/p1", instance="c")))]
+        plans = [
+            await post(
+                ing,
+                payload(
+                    *(alert(path=f"/p{i}", instance="ab"[i % 2]) for i in range(4)),
+                    moved,
+                    alert(path="/p1", instance="c"),
+                ),
+            )
+        ]
         later = "2026-11-27T10:05:00Z"
         # the moved member (same fingerprint, now labelled /p9) is resolved from another key's chunk, after
         # the other member of its incident (/p1) was resolved in its own; /p0 resolves one member and fires
         # another in one payload (no flap); /p2 is a duplicate
-        resolved_moved = {**alert("resolved", path="/p9", instance="b", ends_at=later),
-                          "fingerprint": moved["fingerprint"]}
-        plans.append(await post(ing, payload(
-            alert("resolved", path="/p0", instance="a", ends_at=later), alert(path="/p0", instance="new"),
-            alert(path="/p2", instance="a"), resolved_moved, alert(path="/p5", instance="a"),
-            alert("resolved", path="/p3", instance="b", ends_at=later),
-            alert("resolved", path="/p1", instance="c", ends_at=later)), T0 + timedelta(minutes=5)))
+        resolved_moved = {
+            **alert("resolved", path="/p9", instance="b", ends_at=later),
+            "fingerprint": moved["fingerprint"],
+        }
+        plans.append(
+            await post(
+                ing,
+                payload(
+                    alert("resolved", path="/p0", instance="a", ends_at=later),
+                    alert(path="/p0", instance="new"),
+                    alert(path="/p2", instance="a"),
+                    resolved_moved,
+                    alert(path="/p5", instance="a"),
+                    alert("resolved", path="/p3", instance="b", ends_at=later),
+                    alert("resolved", path="/p1", instance="c", ends_at=later),
+                ),
+                T0 + timedelta(minutes=5),
+            )
+        )
         async with pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT i.incident_key, i.status, i.severity, i.flap_count, i.metadata->>'alerts_received' AS n,"
@@ -312,10 +384,15 @@ async def _chunked_history(database_url: str) -> list[Any]:
                 " AS events,"
                 " (SELECT array_agg(a.status || ':' || a.receive_count ORDER BY a.fingerprint)"
                 "  FROM incident_alerts AS a WHERE a.incident_id = i.id) AS members"
-                " FROM incidents AS i ORDER BY i.incident_key")
+                " FROM incidents AS i ORDER BY i.incident_key"
+            )
         summaries = [sorted((s["incident_key"], s["action"]) for s in p.summary()) for p in plans]
-        return [[dict(r) for r in rows], summaries, [p.outcomes for p in plans],
-                [sorted((c.status, c.resolved) for c in p.changes.values()) for p in plans]]
+        return [
+            [dict(r) for r in rows],
+            summaries,
+            [p.outcomes for p in plans],
+            [sorted((c.status, c.resolved) for c in p.changes.values()) for p in plans],
+        ]
     finally:
         await pool.close()
 
@@ -347,8 +424,9 @@ async def test_locks_per_ingest_transaction_are_bounded(database_url: str, monke
         await post(ingestor, payload(alert(path="/warm-up")))  # type introspection happens once per connection
         async with pool.acquire() as conn:
             conn.add_query_logger(logged.append)
-        plan = await post(ingestor, payload(*(alert(path=f"/k{i}", instance=f"i{j}") for i in range(10)
-                                              for j in range(3))))
+        plan = await post(
+            ingestor, payload(*(alert(path=f"/k{i}", instance=f"i{j}") for i in range(10) for j in range(3)))
+        )
     finally:
         await pool.close()
     assert plan.outcomes["new"] == 30 and len(plan.summary()) == 10

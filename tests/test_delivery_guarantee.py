@@ -89,15 +89,20 @@ class Replica:
 
     async def unknown_count(self) -> float:
         text = await (await self.client.get("/metrics")).text()
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == "receiver_notifications_total" and s.labels.get("result") == "unknown")
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "receiver_notifications_total" and s.labels.get("result") == "unknown"
+        )
 
 
 async def replicas(aiohttp_client: Any, database_url: str, config: Config) -> tuple[Replica, Replica]:
     one = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
     two = Replica(await aiohttp_client(create_app(config, database_url, loops=False)))
-    await one.app[INGESTOR].ingest(parse_notification(payload(
-        *(alert(path=f"/p{i}", instance="a", labels=CRIT) for i in range(INCIDENTS)))), T0)
+    await one.app[INGESTOR].ingest(
+        parse_notification(payload(*(alert(path=f"/p{i}", instance="a", labels=CRIT) for i in range(INCIDENTS)))), T0
+    )
     return one, two
 
 
@@ -134,7 +139,8 @@ def notification_of(headline: str) -> tuple[str, str]:
 
 
 async def test_late_answers_repeat_a_page_only_for_attempts_counted_unknown(
-        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any) -> None:
+    aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any
+) -> None:
     # every third incident's first attempt at each level is answered only after the 1 s timeout
     slack.hold = lambda headline, nth: nth == 0 and int(headline.split("/p")[1].split(":")[0]) % 3 == 0
     config = make_config(slack, timeout=1)
@@ -151,15 +157,19 @@ async def test_late_answers_repeat_a_page_only_for_attempts_counted_unknown(
     assert len(slack.arrivals) == len(posts) + unknown
     assert unknown >= INCIDENTS // 3 * len(LEVEL_TIMES)  # the held ones, at least
     unknown_events = collections.Counter(
-        (r["incident_key"], r["notification"]) for r in await db.fetch(
+        (r["incident_key"], r["notification"])
+        for r in await db.fetch(
             "SELECT i.incident_key, e.detail ->> 'notification' AS notification FROM incident_events AS e "
-            "JOIN incidents AS i ON i.id = e.incident_id WHERE e.type = 'notify_unknown'"))
+            "JOIN incidents AS i ON i.id = e.incident_id WHERE e.type = 'notify_unknown'"
+        )
+    )
     assert sum(unknown_events.values()) == unknown
     for headline, n in posts.items():
         assert n == 1 + unknown_events[notification_of(headline)], headline
     # exactly one success recorded per outbox row
-    assert await db.fetchval(
-        "SELECT count(*) FROM incident_events WHERE type = 'notified'") == len(expected_headlines())
+    assert await db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'notified'") == len(
+        expected_headlines()
+    )
     event = await db.fetchrow("SELECT detail FROM incident_events WHERE type = 'notify_unknown' LIMIT 1")
     assert event["detail"]["error"] == "no answer within 1s"
     assert event["detail"]["outcome"] == "unknown: the target may have received it"
@@ -167,7 +177,8 @@ async def test_late_answers_repeat_a_page_only_for_attempts_counted_unknown(
 
 
 async def test_answers_in_time_deliver_each_page_exactly_once(
-        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any) -> None:
+    aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any
+) -> None:
     config = make_config(slack, timeout=deadline(20))  # a ceiling nothing reaches; costs nothing when fast
     one, two = await replicas(aiohttp_client, database_url, config)
 
@@ -179,7 +190,8 @@ async def test_answers_in_time_deliver_each_page_exactly_once(
 
 
 async def test_no_replica_sends_while_an_attempt_is_in_flight(
-        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any) -> None:
+    aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any
+) -> None:
     slack.hold = lambda headline, nth: nth == 0
     config = make_config(slack, timeout=deadline(10))
     lease = lease_for(config)
@@ -202,8 +214,8 @@ async def test_no_replica_sends_while_an_attempt_is_in_flight(
 
 
 async def test_an_outcome_recorded_after_its_lease_never_overwrites_a_newer_attempt(
-        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     slack.hold = lambda headline, nth: nth == 0
     slack.answer = lambda headline, nth: 500 if nth == 0 else 200
     config = make_config(slack, timeout=deadline(10))
@@ -223,8 +235,7 @@ async def test_an_outcome_recorded_after_its_lease_never_overwrites_a_newer_atte
     row = await db.fetchrow("SELECT status, attempts, last_error FROM notifications")
     assert dict(row) == {"status": "delivered", "attempts": 2, "last_error": None}
     assert "arrived after their lease and were not recorded" in caplog.text
-    types = [r["type"] for r in await db.fetch("SELECT type FROM incident_events WHERE type LIKE 'notif%' "
-                                                "ORDER BY id")]
+    types = [r["type"] for r in await db.fetch("SELECT type FROM incident_events WHERE type LIKE 'notif%' ORDER BY id")]
     assert types[0] == "notified" and types[1] in ("notify_retry", "notify_unknown")
 
 
@@ -246,8 +257,9 @@ async def test_send_knows_which_failures_may_have_reached_the_target(slack: Late
         server = await asyncio.start_server(drop, "127.0.0.1", 0)
         async with server:
             dropped_port = server.sockets[0].getsockname()[1]
-            dropped = await post_json(session, f"http://127.0.0.1:{dropped_port}/x", {"text": "t"},
-                                      timeout=deadline(10), now=now)
+            dropped = await post_json(
+                session, f"http://127.0.0.1:{dropped_port}/x", {"text": "t"}, timeout=deadline(10), now=now
+            )
         assert (dropped.delivered, dropped.retry, dropped.unknown) == (False, True, True)
 
         # no answer within the timeout: unknown
@@ -258,8 +270,9 @@ async def test_send_knows_which_failures_may_have_reached_the_target(slack: Late
         assert slack.arrivals == ["h"]
 
 
-async def test_unknown_attempts_are_logged_without_the_url(aiohttp_client: Any, database_url: str,
-                                                           slack: LateSlack, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_attempts_are_logged_without_the_url(
+    aiohttp_client: Any, database_url: str, slack: LateSlack, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     slack.hold = lambda headline, nth: nth == 0
     config = make_config(slack, timeout=1)
@@ -273,7 +286,8 @@ async def test_unknown_attempts_are_logged_without_the_url(aiohttp_client: Any, 
 
 
 async def test_a_claim_slower_than_its_budget_sends_nothing(
-        aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    aiohttp_client: Any, database_url: str, slack: LateSlack, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A claim held up in the database past its budget could let the attempt outlast the lease: the rows go
     back untried, and the next pass sends them."""
     from receiver.notify import delivery
@@ -291,8 +305,12 @@ async def test_a_claim_slower_than_its_budget_sends_nothing(
 
         async def claim_waits() -> bool:
             await db.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction, the view is a snapshot
-            return bool(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                          "AND query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%'"))
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%'"
+                )
+            )
 
         await eventually(claim_waits, "the claim to wait for the lock")
         await asyncio.sleep(budget * 2)  # a lower bound: a slower machine only makes the claim later

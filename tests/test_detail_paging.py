@@ -42,7 +42,8 @@ async def big_incident(client: Any, db: Any, *, heavy: bool = False) -> tuple[st
     resp = await client.post("/webhook", json=payload(alert(instance="web-0")))
     assert resp.status == 200, await resp.text()
     incident_id = (await resp.json())["incidents"][0]["id"]
-    await db.execute("""
+    await db.execute(
+        """
         INSERT INTO incident_alerts (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                      generator_url, first_received_at, last_received_at)
         SELECT $1, 'fp-' || lpad(g::text, 6, '0'), CASE WHEN g % 3 = 0 THEN 'resolved' ELSE 'firing' END,
@@ -54,21 +55,32 @@ async def big_incident(client: Any, db: Any, *, heavy: bool = False) -> tuple[st
                                   'runbook_url', 'https://runbooks.example.com/high-latency'),
                now() - (g % 700) * interval '1 second', CASE WHEN g % 3 = 0 THEN now() END,
                'http://prometheus.example.com:9090/graph?g0.expr=up', now(), now()
-        FROM generate_series(1, $2::int) AS g""", uuid.UUID(incident_id), MEMBERS)
+        FROM generate_series(1, $2::int) AS g""",
+        uuid.UUID(incident_id),
+        MEMBERS,
+    )
     if heavy:
-        await db.execute("""
+        await db.execute(
+            """
             UPDATE incident_alerts
             SET labels = labels || (SELECT jsonb_object_agg('label_' || k, 'value-' || k || '-' || fingerprint)
                                     FROM generate_series(1, 20) AS k),
                 annotations = annotations || jsonb_build_object('description', repeat('Saturation is high. ', 200))
-            WHERE incident_id = $1""", uuid.UUID(incident_id))
-    await db.execute("""
+            WHERE incident_id = $1""",
+            uuid.UUID(incident_id),
+        )
+    await db.execute(
+        """
         INSERT INTO incident_events (incident_id, at, type, actor, detail)
         SELECT $1, now(), 'alert_fired', 'alertmanager', jsonb_build_object('fingerprint', 'fp-' || g)
-        FROM generate_series(1, $2::int) AS g""", uuid.UUID(incident_id), EVENTS)
+        FROM generate_series(1, $2::int) AS g""",
+        uuid.UUID(incident_id),
+        EVENTS,
+    )
     members = await db.fetchval("SELECT count(*) FROM incident_alerts WHERE incident_id = $1", uuid.UUID(incident_id))
-    firing = await db.fetchval("SELECT count(*) FROM incident_alerts WHERE incident_id = $1 AND status = 'firing'",
-                               uuid.UUID(incident_id))
+    firing = await db.fetchval(
+        "SELECT count(*) FROM incident_alerts WHERE incident_id = $1 AND status = 'firing'", uuid.UUID(incident_id)
+    )
     events = await db.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", uuid.UUID(incident_id))
     assert members == MEMBERS + 1 and events >= EVENTS
     return incident_id, members, firing, events
@@ -87,8 +99,9 @@ def sort_key(a: dict[str, Any]) -> tuple[int, float, str]:
     return (0 if a["status"] == "firing" else 1, -datetime.fromisoformat(a["starts_at"]).timestamp(), a["fingerprint"])
 
 
-async def test_the_api_pages_members_and_events_with_counts_and_cursors(aiohttp_client: Any, database_url: str,
-                                                                        db: Any) -> None:
+async def test_the_api_pages_members_and_events_with_counts_and_cursors(
+    aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     client = await start(aiohttp_client, database_url)
     incident_id, members, firing, events = await big_incident(client, db)
     base = f"/api/incidents/{incident_id}"
@@ -104,8 +117,9 @@ async def test_the_api_pages_members_and_events_with_counts_and_cursors(aiohttp_
     cursor: str | None = None
     pages = 0
     while True:
-        data = await get_json(client, base + "?alerts_limit=500&events_limit=1"
-                              + (f"&alerts_cursor={cursor}" if cursor else ""))
+        data = await get_json(
+            client, base + "?alerts_limit=500&events_limit=1" + (f"&alerts_cursor={cursor}" if cursor else "")
+        )
         assert data["alert_count"] == members and 1 <= len(data["alerts"]) <= 500
         seen.extend(data["alerts"])
         pages += 1
@@ -122,8 +136,9 @@ async def test_the_api_pages_members_and_events_with_counts_and_cursors(aiohttp_
     ids: list[int] = []
     ecursor: str | None = None
     while True:
-        data = await get_json(client, base + "?alerts_limit=1&events_limit=500"
-                              + (f"&events_cursor={ecursor}" if ecursor else ""))
+        data = await get_json(
+            client, base + "?alerts_limit=1&events_limit=500" + (f"&events_cursor={ecursor}" if ecursor else "")
+        )
         assert data["event_count"] == events and 1 <= len(data["events"]) <= 500
         ids.extend(e["id"] for e in data["events"])
         ecursor = data["events_next_cursor"]
@@ -135,12 +150,21 @@ async def test_the_api_pages_members_and_events_with_counts_and_cursors(aiohttp_
 
     newest = await get_json(client, base + "?events_order=desc&events_limit=3")
     assert [e["id"] for e in newest["events"]] == sorted(ids, reverse=True)[:3]
-    older = await get_json(client, f"{base}?events_order=desc&events_limit=3"
-                                   f"&events_cursor={newest['events_next_cursor']}")
+    older = await get_json(
+        client, f"{base}?events_order=desc&events_limit=3&events_cursor={newest['events_next_cursor']}"
+    )
     assert [e["id"] for e in older["events"]] == sorted(ids, reverse=True)[3:6]
 
-    for bad in ("alerts_limit=0", "alerts_limit=501", "events_limit=x", "alerts_cursor=%%%", "events_cursor=-1",
-                "alerts_cursor=WyJmaXJpbmciXQ", "events_order=sideways", "events_cursor=99999999999999999999"):
+    for bad in (
+        "alerts_limit=0",
+        "alerts_limit=501",
+        "events_limit=x",
+        "alerts_cursor=%%%",
+        "events_cursor=-1",
+        "alerts_cursor=WyJmaXJpbmciXQ",
+        "events_order=sideways",
+        "events_cursor=99999999999999999999",
+    ):
         resp = await client.get(f"{base}?{bad}")
         assert resp.status == 400, bad
         assert "error" in await resp.json(), bad
@@ -166,9 +190,9 @@ async def get_page(client: Any, path: str) -> str:
     return str(await resp.text())
 
 
-async def test_the_detail_page_shows_one_page_with_counts_and_next_links_to_the_end(aiohttp_client: Any,
-                                                                                     database_url: str,
-                                                                                     db: Any) -> None:
+async def test_the_detail_page_shows_one_page_with_counts_and_next_links_to_the_end(
+    aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     client = await start(aiohttp_client, database_url, config(page_size=500))
     incident_id, members, firing, events = await big_incident(client, db)
 
@@ -220,8 +244,7 @@ async def test_the_default_page_is_page_size_rows(aiohttp_client: Any, database_
 
 
 @pytest.mark.timeout(600)
-async def test_healthz_answers_while_the_largest_pages_render(aiohttp_client: Any, database_url: str,
-                                                            db: Any) -> None:
+async def test_healthz_answers_while_the_largest_pages_render(aiohttp_client: Any, database_url: str, db: Any) -> None:
     client = await start(aiohttp_client, database_url, config(page_size=500))
     incident_id, *_ = await big_incident(client, db, heavy=True)
 
@@ -248,13 +271,18 @@ async def test_healthz_answers_while_the_largest_pages_render(aiohttp_client: An
     assert max(waits) < deadline(3), f"/healthz waited {max(waits):.1f} s behind a page render"
 
 
-async def test_a_big_webhook_taken_off_the_loop_is_stored_whole_beside_a_concurrent_one(aiohttp_client: Any,
-                                                                                     database_url: str) -> None:
+async def test_a_big_webhook_taken_off_the_loop_is_stored_whole_beside_a_concurrent_one(
+    aiohttp_client: Any, database_url: str
+) -> None:
     """A 2,500-alert body (1 MB) is parsed and planned in worker threads and mapped in slices with yields
     between them; a small webhook sent meanwhile runs in between. Both must be stored exactly."""
     client = await start(aiohttp_client, database_url)
-    big = payload(*(alert(path=f"/big/{i % 5}", instance=f"i-{i}",
-                          labels={"severity": "critical"} if i % 7 == 0 else None) for i in range(2500)))
+    big = payload(
+        *(
+            alert(path=f"/big/{i % 5}", instance=f"i-{i}", labels={"severity": "critical"} if i % 7 == 0 else None)
+            for i in range(2500)
+        )
+    )
     assert len(json.dumps(big)) > 256 * 1024
     small = payload(alert(path="/small", instance="s-0"))
     big_resp, small_resp = await asyncio.gather(client.post("/webhook", json=big), client.post("/webhook", json=small))

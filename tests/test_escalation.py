@@ -93,8 +93,9 @@ class Env:
         return dict(await detail.json())
 
     async def act(self, incident_id: str, action: str, token: str = API_TOKEN, **body: Any) -> Any:
-        return await self.client.post(f"/api/incidents/{incident_id}/{action}", json=body,
-                                      headers={"Authorization": f"Bearer {token}"})
+        return await self.client.post(
+            f"/api/incidents/{incident_id}/{action}", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
 
 
 def events(inc: dict[str, Any], *types: str) -> list[dict[str, Any]]:
@@ -161,8 +162,10 @@ async def test_ack_timeout_returns_to_open_and_pages_again(env: Any, db: Any) ->
     await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     inc = await e.incident()
-    await db.execute("UPDATE incidents SET status = 'acknowledged', acknowledged_by = 'bob', acknowledged_at = $1",
-                     T0 + timedelta(minutes=1))
+    await db.execute(
+        "UPDATE incidents SET status = 'acknowledged', acknowledged_by = 'bob', acknowledged_at = $1",
+        T0 + timedelta(minutes=1),
+    )
     await e.tick(T0 + timedelta(minutes=10))
     assert len(e.slack.received) == 1
     await e.tick(T0 + timedelta(minutes=11))
@@ -178,9 +181,12 @@ async def test_silence_mutes_until_it_expires_then_escalation_continues(env: Any
     await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
     # silenced at +2m for 10m: level 1 (due at +5m) moves to +15m
-    await db.execute("UPDATE incidents SET status = 'silenced', status_before_silence = 'open', silenced_at = $1, "
-                     "silenced_until = $2, silenced_by = 'carol', silence_reason = 'deploy'",
-                     T0 + timedelta(minutes=2), T0 + timedelta(minutes=12))
+    await db.execute(
+        "UPDATE incidents SET status = 'silenced', status_before_silence = 'open', silenced_at = $1, "
+        "silenced_until = $2, silenced_by = 'carol', silence_reason = 'deploy'",
+        T0 + timedelta(minutes=2),
+        T0 + timedelta(minutes=12),
+    )
     await e.tick(T0 + timedelta(minutes=6))
     assert len(e.slack.received) == 1
     await e.tick(T0 + timedelta(minutes=12))
@@ -201,8 +207,10 @@ async def test_silenced_incident_still_tracks_alerts_and_resolves(env: Any) -> N
     assert reply.status == 200
     silenced = await reply.json()
     assert silenced["status"] == "silenced" and silenced["silence_reason"] == "known issue"
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:30:00Z", labels=CRIT)),
-                 T0 + timedelta(minutes=30))
+    await e.post(
+        payload(alert("resolved", instance="a", ends_at="2026-11-27T10:30:00Z", labels=CRIT)),
+        T0 + timedelta(minutes=30),
+    )
     inc = await e.incident()
     assert inc["status"] == "resolved"
 
@@ -254,19 +262,24 @@ async def test_resolve_notification_carries_the_duration(env: Any) -> None:
     e = await env()
     await e.post(payload(alert(instance="a", labels=CRIT)), T0)
     await e.tick(T0)
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:42:00Z", labels=CRIT)),
-                 T0 + timedelta(minutes=42))
+    await e.post(
+        payload(alert("resolved", instance="a", ends_at="2026-11-27T10:42:00Z", labels=CRIT)),
+        T0 + timedelta(minutes=42),
+    )
     await e.tick(T0 + timedelta(minutes=42))
     await e.tick(T0 + timedelta(minutes=43))
-    assert e.slack.headlines() == ["Incident opened: GET /notifications/recent::latency",
-                                   "Resolved after 42m: GET /notifications/recent::latency"]
+    assert e.slack.headlines() == [
+        "Incident opened: GET /notifications/recent::latency",
+        "Resolved after 42m: GET /notifications/recent::latency",
+    ]
 
 
 async def test_nobody_paged_means_no_resolve_notice(env: Any) -> None:
     e = await env()
     await e.post(payload(alert(instance="a", labels=CRIT)), T0)
-    await e.post(payload(alert("resolved", instance="a", ends_at="2026-11-27T10:00:01Z", labels=CRIT)),
-                 T0 + timedelta(seconds=1))
+    await e.post(
+        payload(alert("resolved", instance="a", ends_at="2026-11-27T10:00:01Z", labels=CRIT)), T0 + timedelta(seconds=1)
+    )
     await e.tick(T0 + timedelta(seconds=2))
     assert e.slack.received == []
 
@@ -285,8 +298,7 @@ async def test_slack_500_then_200_is_retried_and_delivered_once(env: Any, db: An
     row = await db.fetchrow("SELECT status, attempts FROM notifications")
     assert (row["status"], row["attempts"]) == ("delivered", 3)
     inc = await e.incident()
-    assert [x["type"] for x in events(inc, "notify_retry", "notified")] == ["notify_retry", "notify_retry",
-                                                                           "notified"]
+    assert [x["type"] for x in events(inc, "notify_retry", "notified")] == ["notify_retry", "notify_retry", "notified"]
 
 
 async def test_slack_429_waits_for_retry_after(env: Any, db: Any) -> None:
@@ -329,7 +341,9 @@ async def test_slack_hanging_past_the_timeout_is_retried(env: Any, db: Any) -> N
     # the first attempt may have reached Slack: its outcome is unknown, not a plain failure
     inc = await e.incident()
     assert [x["type"] for x in events(inc, "notify_retry", "notify_unknown", "notified")] == [
-        "notify_unknown", "notified"]
+        "notify_unknown",
+        "notified",
+    ]
 
 
 async def test_retries_stop_at_max_age(env: Any, db: Any) -> None:
@@ -346,7 +360,8 @@ async def test_retries_stop_at_max_age(env: Any, db: Any) -> None:
 
 
 async def test_two_instances_ticking_concurrently_deliver_each_page_once(
-        aiohttp_client: Any, database_url: str, slack: FakeSlack) -> None:
+    aiohttp_client: Any, database_url: str, slack: FakeSlack
+) -> None:
     config = make_config(slack)
     one = await aiohttp_client(create_app(config, database_url, loops=False))
     two = await aiohttp_client(create_app(config, database_url, loops=False))
@@ -386,7 +401,9 @@ async def test_lifecycle_api_auth_and_transitions(env: Any) -> None:
     inc = await e.incident()
     assert inc["resolved_by"] == "alice"
     assert [(x["type"], x["actor"]) for x in events(inc, "acknowledged", "resolved")] == [
-        ("acknowledged", "alice"), ("resolved", "alice")]
+        ("acknowledged", "alice"),
+        ("resolved", "alice"),
+    ]
 
 
 async def test_signed_links(env: Any) -> None:
@@ -398,7 +415,7 @@ async def test_signed_links(env: Any) -> None:
     path = link_path(secret, inc["id"], "ack", now, timedelta(hours=24))
     # GET only shows a confirmation form
     page = await e.client.get(path)
-    assert page.status == 200 and "<form method=\"post\">" in await page.text()
+    assert page.status == 200 and '<form method="post">' in await page.text()
     assert (await e.incident())["status"] == "open"
     query = dict(p.split("=", 1) for p in path.split("?", 1)[1].split("&"))
     form_url = path.split("?", 1)[0]
@@ -456,8 +473,11 @@ async def test_metrics_count_webhooks_escalations_and_deliveries(env: Any) -> No
     inc = await e.incident()
     await e.act(inc["id"], "ack")
     text = await (await e.client.get("/metrics")).text()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
     def value(name: str, **labels: str) -> float:
         return samples[(name, tuple(sorted(labels.items())))]
@@ -472,8 +492,7 @@ async def test_metrics_count_webhooks_escalations_and_deliveries(env: Any) -> No
     assert value("receiver_active_incidents", status="acknowledged", severity="critical", kind="latency") == 1
 
 
-async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, database_url: str,
-                                                    slack: FakeSlack) -> None:
+async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, database_url: str, slack: FakeSlack) -> None:
     """The outbox row written before a restart is sent by the next process, once."""
     config = make_config(slack)
     first = await aiohttp_client(create_app(config, database_url, loops=False))
@@ -488,8 +507,10 @@ async def test_pages_survive_a_restart_exactly_once(aiohttp_client: Any, databas
     for seconds in (1, 2, 3):
         await e2.tick(T0 + timedelta(seconds=seconds))
     await e2.tick(T0 + timedelta(minutes=5))
-    assert slack.headlines() == ["Incident opened: GET /notifications/recent::latency",
-                                 "Escalated to level 1: GET /notifications/recent::latency"]
+    assert slack.headlines() == [
+        "Incident opened: GET /notifications/recent::latency",
+        "Escalated to level 1: GET /notifications/recent::latency",
+    ]
 
 
 async def test_resolved_by_hand_tells_who_was_paged(env: Any) -> None:
@@ -530,24 +551,30 @@ async def test_tick_costs_one_query_idle_and_five_with_any_number_due(env: Any) 
 
 
 async def test_no_target_anywhere_is_said_at_start_and_on_the_page(
-        aiohttp_client: Any, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: Any, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="receiver.app")
     config = parse_config("owners: [{name: default}]\n", env={})
     client = await aiohttp_client(create_app(config, database_url, loops=False))
     [line] = [r.getMessage() for r in caplog.records if "page nobody" in r.getMessage()]
-    assert line == ("no notification target is configured, so incidents will page nobody: set "
-                    "RECEIVER_SLACK_WEBHOOK_URL (the default owner's Slack incoming webhook), or give an owner a "
-                    "target in the config file (slack_url_env, webhooks, or any channel under Channels in the README)")
+    assert line == (
+        "no notification target is configured, so incidents will page nobody: set "
+        "RECEIVER_SLACK_WEBHOOK_URL (the default owner's Slack incoming webhook), or give an owner a "
+        "target in the config file (slack_url_env, webhooks, or any channel under Channels in the README)"
+    )
     html = await (await client.get("/")).text()
     assert '<p class="card error" role="alert"><strong>Nobody will be paged</strong>: no notification target' in html
     assert "RECEIVER_SLACK_WEBHOOK_URL" in html and "slack_url_env" in html
 
 
-async def test_a_target_anywhere_means_no_warning(aiohttp_client: Any, database_url: str, slack: FakeSlack,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_target_anywhere_means_no_warning(
+    aiohttp_client: Any, database_url: str, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="receiver.app")
-    for config in (make_config(slack),  # an owner with slack_url_env
-                   parse_config("", env={"RECEIVER_SLACK_WEBHOOK_URL": slack.url})):
+    for config in (
+        make_config(slack),  # an owner with slack_url_env
+        parse_config("", env={"RECEIVER_SLACK_WEBHOOK_URL": slack.url}),
+    ):
         client = await aiohttp_client(create_app(config, database_url, loops=False))
         html = await (await client.get("/")).text()
         assert "Nobody will be paged" not in html and "<h2" in html
@@ -560,8 +587,14 @@ def test_plan_escalation_is_a_function_of_the_due_incident_and_now() -> None:
     config = parse_config("", env={})
     policy = config.escalation.policies["critical"]  # levels at 0, 5 m, 15 m, then every 30 m
     hook = Target("default/webhook", "webhook", "https://hooks.example/secret")
-    due = DueIncident(id=uuid.uuid4(), severity="critical", escalation_level=0, escalation_anchor_at=T0,
-                      escalation_cycle=2, owner_targets=(hook, hook))
+    due = DueIncident(
+        id=uuid.uuid4(),
+        severity="critical",
+        escalation_level=0,
+        escalation_anchor_at=T0,
+        escalation_cycle=2,
+        owner_targets=(hook, hook),
+    )
     early = plan_escalation(due, policy, config, T0 + timedelta(minutes=4))
     assert (early.level, early.next_at, early.notification_key) == (0, T0 + timedelta(minutes=5), "c2:l0")
     late = plan_escalation(due, policy, config, T0 + timedelta(minutes=16))

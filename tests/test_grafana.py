@@ -55,7 +55,8 @@ async def ok(resp: Any) -> dict[str, Any]:
 
 
 async def test_a_grafana_alert_opens_the_incident_an_alertmanager_alert_with_its_labels_joins(
-        client: Any, db: Any) -> None:
+    client: Any, db: Any
+) -> None:
     reply = await ok(await post(client, ROUTE, grafana()))
     (opened,) = reply["incidents"]
     assert opened["incident_key"] == KEY and opened["action"] == "opened"
@@ -69,8 +70,7 @@ async def test_a_grafana_alert_opens_the_incident_an_alertmanager_alert_with_its
     events = [(r["type"], r["actor"]) for r in await db.fetch("SELECT type, actor FROM incident_events ORDER BY id")]
     assert events == [("opened", "grafana"), ("alert_fired", "grafana"), ("alert_fired", "alertmanager")]
     row = await db.fetchrow("SELECT route, kind, severity, status FROM incidents")
-    assert dict(row) == {"route": "GET /api/items/{id}", "kind": "latency", "severity": "critical",
-                         "status": "open"}
+    assert dict(row) == {"route": "GET /api/items/{id}", "kind": "latency", "severity": "critical", "status": "open"}
     members = {r["fingerprint"]: r for r in await db.fetch("SELECT * FROM incident_alerts")}
     assert set(members) == {"e6349a25f5ef0e9e", "f00dfeedf00dfeed"}
     stored = members["e6349a25f5ef0e9e"]
@@ -79,8 +79,9 @@ async def test_a_grafana_alert_opens_the_incident_an_alertmanager_alert_with_its
     assert stored["generator_url"].startswith("https://grafana.example/alerting/grafana/")
 
 
-async def test_the_same_key_as_alertmanager_on_a_database_of_its_own(make_database: Any, aiohttp_client: Any,
-                                                                      config: Any) -> None:
+async def test_the_same_key_as_alertmanager_on_a_database_of_its_own(
+    make_database: Any, aiohttp_client: Any, config: Any
+) -> None:
     """Each sender alone, on its own database, names the incident the same."""
     labels = grafana()["alerts"][0]["labels"]
     # (make_database first: its databases are dropped after the apps have stopped)
@@ -118,11 +119,16 @@ async def test_a_firing_with_resolved_grafana_9_payload_acts_per_alert(client: A
 # --- authentication and limits ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [
-    pytest.param({}, id="no-credentials"),
-    pytest.param({"Authorization": "Bearer wrong"}, id="wrong-token"),
-    pytest.param({"Authorization": "Basic " + base64.b64encode(b"grafana:tok").decode()}, id="basic-not-configured"),
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-credentials"),
+        pytest.param({"Authorization": "Bearer wrong"}, id="wrong-token"),
+        pytest.param(
+            {"Authorization": "Basic " + base64.b64encode(b"grafana:tok").decode()}, id="basic-not-configured"
+        ),
+    ],
+)
 async def test_a_token_is_required_on_the_grafana_route(make_client: Any, db: Any, headers: dict[str, str]) -> None:
     client = await make_client(parse_config(TOKEN_CONFIG, env={"T": "tok"}))
     resp = await post(client, ROUTE, grafana(), **headers)
@@ -154,8 +160,9 @@ async def test_the_webhook_body_limit_guards_the_grafana_route(make_client: Any,
 
 async def test_a_stranger_on_the_grafana_route_gets_401_before_100_continue(make_client: Any, db: Any) -> None:
     client = await make_client(parse_config(TOKEN_CONFIG, env={"T": "tok"}))
-    resp = await client.post(ROUTE, data=json.dumps(grafana()).encode(), expect100=True,
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        ROUTE, data=json.dumps(grafana()).encode(), expect100=True, headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 401
     assert await counts(db) == dict.fromkeys(TABLES, 0)
 
@@ -163,19 +170,30 @@ async def test_a_stranger_on_the_grafana_route_gets_401_before_100_continue(make
 # --- bad bodies ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    pytest.param(b"{not json", "not valid JSON", id="not-json"),
-    pytest.param(json.dumps(payload(alert())).encode(), 'unsupported "version" \'4\'; expected "1"',
-                 id="alertmanager-body"),
-    pytest.param(json.dumps({k: v for k, v in grafana().items() if k != "version"}).encode(),
-                 'missing "version"', id="no-version"),
-    pytest.param(json.dumps(grafana() | {"orgId": "one"}).encode(), '"orgId" must be an integer', id="org-id"),
-    pytest.param(json.dumps(grafana(panelURL=7)).encode(), '"panelURL" must be a string', id="panel-url-type"),
-    pytest.param(json.dumps(grafana(values={"A": "high"})).encode(), '"values" must be an object of numbers',
-                 id="values-type"),
-])
-async def test_a_bad_body_is_400_with_a_json_reason_and_writes_nothing(client: Any, db: Any, body: bytes,
-                                                                         reason: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"{not json", "not valid JSON", id="not-json"),
+        pytest.param(
+            json.dumps(payload(alert())).encode(), 'unsupported "version" \'4\'; expected "1"', id="alertmanager-body"
+        ),
+        pytest.param(
+            json.dumps({k: v for k, v in grafana().items() if k != "version"}).encode(),
+            'missing "version"',
+            id="no-version",
+        ),
+        pytest.param(json.dumps(grafana() | {"orgId": "one"}).encode(), '"orgId" must be an integer', id="org-id"),
+        pytest.param(json.dumps(grafana(panelURL=7)).encode(), '"panelURL" must be a string', id="panel-url-type"),
+        pytest.param(
+            json.dumps(grafana(values={"A": "high"})).encode(),
+            '"values" must be an object of numbers',
+            id="values-type",
+        ),
+    ],
+)
+async def test_a_bad_body_is_400_with_a_json_reason_and_writes_nothing(
+    client: Any, db: Any, body: bytes, reason: str
+) -> None:
     resp = await post(client, ROUTE, body)
     assert resp.status == 400
     assert resp.content_type == "application/json"
@@ -207,10 +225,11 @@ async def test_the_page_shows_grafanas_links_escaped(client: Any, db: Any) -> No
     resp = await client.get(f"/incidents/{opened['id']}")
     page = await resp.text()
     assert resp.status == 200, page[:300]
-    evidence = page[page.index('id="ev-h"'):page.index('id="al-h"')]
+    evidence = page[page.index('id="ev-h"') : page.index('id="al-h"')]
 
-    dashboard = ("https://grafana.example/d/ece9fb32-7f71-4be9-bd94-2f23608ae5b9?from=1795812480000&orgId=1"
-                 "&to=1795816200000")
+    dashboard = (
+        "https://grafana.example/d/ece9fb32-7f71-4be9-bd94-2f23608ae5b9?from=1795812480000&orgId=1&to=1795816200000"
+    )
     links = hrefs(evidence)
     assert dashboard in links  # the link works: & in the href is &amp; in the source
     assert dashboard.replace("&", "&amp;") in evidence
@@ -228,8 +247,11 @@ async def test_the_page_shows_grafanas_links_escaped(client: Any, db: Any) -> No
 
 async def test_a_javascript_link_from_an_annotation_stays_text(client: Any, db: Any) -> None:
     """Grafana's own fields are checked when parsed; an annotation of the same name is checked when shown."""
-    body = grafana(annotations={"panel_url": "javascript:alert('panel')", "image_url": "data:text/html,x"},
-                   panelURL="", imageURL="")
+    body = grafana(
+        annotations={"panel_url": "javascript:alert('panel')", "image_url": "data:text/html,x"},
+        panelURL="",
+        imageURL="",
+    )
     (opened,) = (await ok(await post(client, ROUTE, body)))["incidents"]
     page = await (await client.get(f"/incidents/{opened['id']}")).text()
     assert not [h for h in hrefs(page) if h.lower().startswith(("javascript:", "data:"))]
@@ -239,8 +261,9 @@ async def test_a_javascript_link_from_an_annotation_stays_text(client: Any, db: 
 # --- Slack -----------------------------------------------------------------------------------------------
 
 
-async def test_slack_offers_grafanas_panel_as_the_dashboard_button(fake_slack: FakeSlack, aiohttp_client: Any,
-                                                                    database_url: str) -> None:
+async def test_slack_offers_grafanas_panel_as_the_dashboard_button(
+    fake_slack: FakeSlack, aiohttp_client: Any, database_url: str
+) -> None:
     config = parse_config("", env={"RECEIVER_SLACK_WEBHOOK_URL": fake_slack.url})
     client = await aiohttp_client(create_app(config, database_url))
     await ok(await post(client, ROUTE, grafana(annotations={"summary": "p99 <!here> high"})))

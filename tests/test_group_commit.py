@@ -39,9 +39,16 @@ ACTORS = ("alertmanager", "alertmanager", correlation.RECONCILER)  # reconciliat
 TABLES = "incidents, incident_alerts, incident_events, notifications"
 
 alerts_st = st.lists(
-    st.tuples(st.sampled_from(PATHS), st.sampled_from(INSTANCES), st.sampled_from(SEVERITIES),
-              st.sampled_from(("firing", "firing", "resolved")), st.sampled_from(STARTS)),
-    min_size=1, max_size=6)
+    st.tuples(
+        st.sampled_from(PATHS),
+        st.sampled_from(INSTANCES),
+        st.sampled_from(SEVERITIES),
+        st.sampled_from(("firing", "firing", "resolved")),
+        st.sampled_from(STARTS),
+    ),
+    min_size=1,
+    max_size=6,
+)
 # a step is a webhook (its alerts, its sender, seconds since the step before) or an acknowledgement of a key
 step_st = st.one_of(
     st.tuples(st.just("webhook"), alerts_st, st.sampled_from(ACTORS), st.sampled_from((1, 20, 200, 400))),
@@ -51,26 +58,48 @@ step_st = st.one_of(
 steps_st = st.lists(st.tuples(step_st, st.sampled_from((False, False, True))), min_size=1, max_size=16)
 M1 = T0 + timedelta(minutes=1)
 # open, resolve, and a new instance within the reopen window, in one batch: the batch reopens what it resolved
-REOPEN = [(("webhook", [("/a", "i1", "warning", "firing", T0)], "alertmanager", 1), False),
-          (("webhook", [("/a", "i1", "warning", "resolved", T0)], "alertmanager", 20), False),
-          (("webhook", [("/a", "i1", "critical", "firing", M1), ("/a", "i1", "warning", "firing", M1)],
-            "alertmanager", 20), False)]
+REOPEN = [
+    (("webhook", [("/a", "i1", "warning", "firing", T0)], "alertmanager", 1), False),
+    (("webhook", [("/a", "i1", "warning", "resolved", T0)], "alertmanager", 20), False),
+    (
+        (
+            "webhook",
+            [("/a", "i1", "critical", "firing", M1), ("/a", "i1", "warning", "firing", M1)],
+            "alertmanager",
+            20,
+        ),
+        False,
+    ),
+]
 # an inferred resolve, the same instance firing again, an acknowledgement, severity rising on it
-REFIRE = [(("webhook", [("/b", "i1", "warning", "firing", T0), ("/b", "i2", "warning", "firing", T0)],
-            "alertmanager", 1), True),
-          (("webhook", [("/b", "i1", "warning", "resolved", T0)], correlation.RECONCILER, 20), False),
-          (("webhook", [("/b", "i1", "warning", "firing", T0)], "alertmanager", 20), False),
-          (("ack", "/b"), False),
-          (("webhook", [("/b", "i1", "critical", "firing", M1)], "alertmanager", 20), False),
-          (("webhook", [("/b", "i1", "critical", "firing", M1)], "alertmanager", 400), False)]
+REFIRE = [
+    (
+        ("webhook", [("/b", "i1", "warning", "firing", T0), ("/b", "i2", "warning", "firing", T0)], "alertmanager", 1),
+        True,
+    ),
+    (("webhook", [("/b", "i1", "warning", "resolved", T0)], correlation.RECONCILER, 20), False),
+    (("webhook", [("/b", "i1", "warning", "firing", T0)], "alertmanager", 20), False),
+    (("ack", "/b"), False),
+    (("webhook", [("/b", "i1", "critical", "firing", M1)], "alertmanager", 20), False),
+    (("webhook", [("/b", "i1", "critical", "firing", M1)], "alertmanager", 400), False),
+]
 
 
 def _alerts(spec: list[tuple[str, str, str, str, datetime]]) -> list[Alert]:
-    body = payload(*(alert(status, path=path, instance=instance, severity=severity, starts_at=rfc3339(starts),
-                           ends_at=rfc3339(starts + timedelta(minutes=5)) if status == "resolved" else
-                           "0001-01-01T00:00:00Z",
-                           annotations={"summary": f"{path} {instance} {status}"})
-                     for path, instance, severity, status, starts in spec))
+    body = payload(
+        *(
+            alert(
+                status,
+                path=path,
+                instance=instance,
+                severity=severity,
+                starts_at=rfc3339(starts),
+                ends_at=rfc3339(starts + timedelta(minutes=5)) if status == "resolved" else "0001-01-01T00:00:00Z",
+                annotations={"summary": f"{path} {instance} {status}"},
+            )
+            for path, instance, severity, status, starts in spec
+        )
+    )
     return parse_notification(body).alerts
 
 
@@ -79,20 +108,38 @@ def _webhook(ingestor: Ingestor, spec: Any, actor: str, now: datetime) -> correl
     mappings = {a.fingerprint: ingestor.map(a.labels) for a in alerts}
     # in the order of its keys, as the Ingestor queues it (and Store.ingest plans it)
     [(alerts, _keys)] = key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION)
-    return correlation.Webhook(alerts, mappings, now,
-                               now - CONFIG.correlation.reopen_window, external_url="http://am-1:9093",
-                               owner_snapshot=ingestor.owner_snapshot, actor=actor)
+    return correlation.Webhook(
+        alerts,
+        mappings,
+        now,
+        now - CONFIG.correlation.reopen_window,
+        external_url="http://am-1:9093",
+        owner_snapshot=ingestor.owner_snapshot,
+        actor=actor,
+    )
 
 
 async def _one_by_one(store: Store, w: correlation.Webhook) -> correlation.Plan:
-    return await store.ingest(w.alerts, w.mappings, w.now, reopen_window_start=w.reopen_window_start,
-                              external_url=w.external_url, owner_snapshot=w.owner_snapshot, actor=w.actor,
-                              resolve_notice_severities=frozenset({"critical"}), source=f"{w.actor}/r")
+    return await store.ingest(
+        w.alerts,
+        w.mappings,
+        w.now,
+        reopen_window_start=w.reopen_window_start,
+        external_url=w.external_url,
+        owner_snapshot=w.owner_snapshot,
+        actor=w.actor,
+        resolve_notice_severities=frozenset({"critical"}),
+        source=f"{w.actor}/r",
+    )
 
 
 async def _ack(conn: asyncpg.Connection, path: str, now: datetime) -> None:
-    await conn.execute("UPDATE incidents SET status = 'acknowledged', acknowledged_by = 'u', acknowledged_at = $2 "
-                       "WHERE status = 'open' AND incident_key = $1", f"GET {path}::latency", now)
+    await conn.execute(
+        "UPDATE incidents SET status = 'acknowledged', acknowledged_by = 'u', acknowledged_at = $2 "
+        "WHERE status = 'open' AND incident_key = $1",
+        f"GET {path}::latency",
+        now,
+    )
 
 
 async def _contents(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -101,27 +148,35 @@ async def _contents(conn: asyncpg.Connection) -> dict[str, Any]:
     name = {r["id"]: (r["incident_key"], r["first_seen"]) for r in incidents}
     for r in incidents:
         del r["id"]
-    members = sorted((name[r["incident_id"]], *(v for k, v in r.items() if k != "incident_id"))
-                     for r in await conn.fetch("SELECT * FROM incident_alerts"))
+    members = sorted(
+        (name[r["incident_id"]], *(v for k, v in r.items() if k != "incident_id"))
+        for r in await conn.fetch("SELECT * FROM incident_alerts")
+    )
     events: dict[Any, list[Any]] = {}
     for r in await conn.fetch("SELECT * FROM incident_events ORDER BY id"):
         events.setdefault(name[r["incident_id"]], []).append((r["at"], r["type"], r["actor"], r["detail"]))
-    outbox = sorted((name[r["incident_id"]], r["notification_key"], r["target"], r["status"])
-                    for r in await conn.fetch("SELECT * FROM notifications"))
+    outbox = sorted(
+        (name[r["incident_id"]], r["notification_key"], r["target"], r["status"])
+        for r in await conn.fetch("SELECT * FROM notifications")
+    )
     return {"incidents": incidents, "members": members, "events": events, "outbox": outbox}
 
 
 def _reply(plan: correlation.Plan, names: dict[uuid.UUID, Any]) -> Any:
-    return (dict(plan.outcomes), [(a.fingerprint, o) for a, o in plan.alert_outcomes],
-            sorted((names.get(i, plan.keys[i]), a) for i, a in plan.actions.items()))
+    return (
+        dict(plan.outcomes),
+        [(a.fingerprint, o) for a, o in plan.alert_outcomes],
+        sorted((names.get(i, plan.keys[i]), a) for i, a in plan.actions.items()),
+    )
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps_st)
 @example(steps=REOPEN)
 @example(steps=REFIRE)
-def test_a_batch_writes_what_one_by_one_ingest_writes(make_database: Callable[[], str],
-                                                      steps: list[tuple[Any, bool]]) -> None:
+def test_a_batch_writes_what_one_by_one_ingest_writes(
+    make_database: Callable[[], str], steps: list[tuple[Any, bool]]
+) -> None:
     urls = _databases(make_database)
     asyncio.run(_compare(urls, steps))
 
@@ -151,8 +206,9 @@ async def _compare(urls: tuple[str, str], steps: list[tuple[Any, bool]]) -> None
 
         async def flush() -> None:
             if batch:
-                replies[1].extend(await batched.ingest_batch(batch, frozenset({"critical"}),
-                                                             [f"{w.actor}/r" for w in batch]))
+                replies[1].extend(
+                    await batched.ingest_batch(batch, frozenset({"critical"}), [f"{w.actor}/r" for w in batch])
+                )
                 batch.clear()
 
         for step, ends_batch in steps:
@@ -175,8 +231,12 @@ async def _compare(urls: tuple[str, str], steps: list[tuple[Any, bool]]) -> None
         for p in pools:
             async with p.acquire() as conn:
                 contents.append(await _contents(conn))
-                names.append({r["id"]: (r["incident_key"], r["first_seen"])
-                              for r in await conn.fetch("SELECT id, incident_key, first_seen FROM incidents")})
+                names.append(
+                    {
+                        r["id"]: (r["incident_key"], r["first_seen"])
+                        for r in await conn.fetch("SELECT id, incident_key, first_seen FROM incidents")
+                    }
+                )
         assert contents[1] == contents[0]
         assert [_reply(p, names[1]) for p in replies[1]] == [_reply(p, names[0]) for p in replies[0]]
     finally:
@@ -241,8 +301,9 @@ async def test_webhooks_queued_while_a_transaction_runs_are_written_as_one_batch
     assert [p.outcomes["duplicate"] for p in plans[5:]] == [1] * 6
     [inc] = await db.fetch("SELECT * FROM incidents WHERE incident_key = 'GET /same::latency'")
     assert inc["metadata"]["alerts_received"] == 11
-    counts = await db.fetch("SELECT receive_count FROM incident_alerts WHERE incident_id = $1 ORDER BY fingerprint",
-                            inc["id"])
+    counts = await db.fetch(
+        "SELECT receive_count FROM incident_alerts WHERE incident_id = $1 ORDER BY fingerprint", inc["id"]
+    )
     assert sorted(r["receive_count"] for r in counts) == [1, 2, 2, 3, 3]
 
 
@@ -337,8 +398,10 @@ async def test_the_batch_bound_counts_alerts(pool: Any) -> None:
     entered, release, _ = _held(ingestor)
     first = asyncio.ensure_future(_submit(ingestor, alert(path="/z")))
     await asyncio.wait_for(entered.wait(), deadline(10))
-    later = [asyncio.ensure_future(_submit(ingestor, *(alert(path=f"/b{i}", instance=f"{j}") for j in range(2))))
-             for i in range(5)]
+    later = [
+        asyncio.ensure_future(_submit(ingestor, *(alert(path=f"/b{i}", instance=f"{j}") for j in range(2))))
+        for i in range(5)
+    ]
     await eventually(_queued(ingestor, 5), "five webhooks queued", 10)
     release.set()
     await asyncio.gather(first, *later)

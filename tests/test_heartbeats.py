@@ -70,8 +70,12 @@ heartbeats:
 # --- pure: which alerts are pings, the clock -------------------------------------------------------------------
 
 
-def hb(name: str = "prod-prometheus", match: tuple[str, ...] = ('alertname="Watchdog"', 'prometheus="prod"'),
-       every: timedelta = EVERY, grace: timedelta = GRACE) -> Heartbeat:
+def hb(
+    name: str = "prod-prometheus",
+    match: tuple[str, ...] = ('alertname="Watchdog"', 'prometheus="prod"'),
+    every: timedelta = EVERY,
+    grace: timedelta = GRACE,
+) -> Heartbeat:
     return Heartbeat(name, parse_matchers(list(match)), every, grace, "sre", "critical")
 
 
@@ -79,8 +83,9 @@ def an_alert(labels: dict[str, str], status: str = AlertStatus.FIRING) -> Alert:
     return Alert(0, "fp-" + "-".join(labels.values()), status, labels, {}, T0, None, "")
 
 
-def state(clock_at: datetime = T0, last_ping_at: datetime | None = None,
-          missed_at: datetime | None = None) -> HeartbeatState:
+def state(
+    clock_at: datetime = T0, last_ping_at: datetime | None = None, missed_at: datetime | None = None
+) -> HeartbeatState:
     return HeartbeatState("prod-prometheus", clock_at, last_ping_at, None, {}, 0, missed_at, None, None, None)
 
 
@@ -90,8 +95,13 @@ def test_a_matching_firing_alert_is_a_ping_and_never_goes_on_to_correlation() ->
     staging = an_alert({"alertname": "Watchdog", "prometheus": "staging"})
     pings, rest = heartbeats.split_pings([hb()], [other, ping, staging], "alertmanager")
     assert rest == [other, staging]
-    assert pings == {"prod-prometheus": {"name": "prod-prometheus", "sender": "alertmanager",
-                                         "labels": {"alertname": "Watchdog", "prometheus": "prod", "replica": "a"}}}
+    assert pings == {
+        "prod-prometheus": {
+            "name": "prod-prometheus",
+            "sender": "alertmanager",
+            "labels": {"alertname": "Watchdog", "prometheus": "prod", "replica": "a"},
+        }
+    }
 
 
 def test_a_resolved_watchdog_is_neither_a_ping_nor_an_incident() -> None:
@@ -113,12 +123,24 @@ def test_one_alert_pings_every_heartbeat_it_matches_and_a_heartbeat_without_matc
 
 
 def test_the_index_matches_exactly_what_the_matchers_match() -> None:
-    beats = [hb("eq", ('alertname="Watchdog"', 'prometheus="prod"')), hb("re", ('alertname=~"Watch.*"',)),
-             hb("missing", ('alertname="Watchdog"', 'team=""')), hb("only-empty", ('team=""', 'x!="y"')),
-             hb("neq", ('alertname!="Watchdog"', 'prometheus="prod"')), hb("api-only", ())]
-    label_sets = [{}, {"alertname": "Watchdog"}, {"alertname": "Watchdog", "prometheus": "prod"},
-                  {"alertname": "Watchdog", "team": "a"}, {"alertname": "WatchdogX", "prometheus": "prod"},
-                  {"prometheus": "prod"}, {"alertname": "", "team": ""}, {"x": "y"}]
+    beats = [
+        hb("eq", ('alertname="Watchdog"', 'prometheus="prod"')),
+        hb("re", ('alertname=~"Watch.*"',)),
+        hb("missing", ('alertname="Watchdog"', 'team=""')),
+        hb("only-empty", ('team=""', 'x!="y"')),
+        hb("neq", ('alertname!="Watchdog"', 'prometheus="prod"')),
+        hb("api-only", ()),
+    ]
+    label_sets = [
+        {},
+        {"alertname": "Watchdog"},
+        {"alertname": "Watchdog", "prometheus": "prod"},
+        {"alertname": "Watchdog", "team": "a"},
+        {"alertname": "WatchdogX", "prometheus": "prod"},
+        {"prometheus": "prod"},
+        {"alertname": "", "team": ""},
+        {"x": "y"},
+    ]
     for labels in label_sets:
         pings, _ = heartbeats.split_pings(beats, [an_alert(labels)], "alertmanager")
         assert sorted(pings) == sorted(b.name for b in beats if b.matches(labels)), labels
@@ -163,7 +185,9 @@ def test_the_config_is_checked_with_every_error_and_its_line() -> None:
             "  - {name: a, every: 1m}\n"
             "  - {name: a, every: 1m}\n"
             "  - {name: b}\n",
-            source="r.yml", env={})
+            source="r.yml",
+            env={},
+        )
     assert e.value.errors == [
         "r.yml:2: heartbeats[0].name: expected a name of letters, digits, '.', '_' or '-' (at most 63), such as "
         "prod-prometheus",
@@ -181,8 +205,9 @@ def test_the_config_is_checked_with_every_error_and_its_line() -> None:
 
 def test_defaults_grace_1m_the_default_owner_critical() -> None:
     config = parse_config("heartbeats: [{name: cron, every: 1h}]", env={})
-    assert config.heartbeats == (Heartbeat("cron", (), timedelta(hours=1), timedelta(minutes=1), "default",
-                                           "critical"),)
+    assert config.heartbeats == (
+        Heartbeat("cron", (), timedelta(hours=1), timedelta(minutes=1), "default", "critical"),
+    )
     assert parse_config("", env={}).heartbeats == ()
 
 
@@ -265,7 +290,12 @@ async def test_missed_heartbeat_opens_an_incident_that_pages_and_the_next_ping_r
     assert result.missed == ["prod-prometheus"]
     [inc] = await e.incidents()
     assert (inc["incident_key"], inc["route"], inc["kind"], inc["severity"], inc["status"]) == (
-        KEY, "heartbeat prod-prometheus", "heartbeat_missed", "critical", "open")
+        KEY,
+        "heartbeat prod-prometheus",
+        "heartbeat_missed",
+        "critical",
+        "open",
+    )
     assert inc["owner"]["name"] == "sre"
     assert e.slack.headlines() == [f"Incident opened: {KEY}"]
     missed = await e.heartbeat()

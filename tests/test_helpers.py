@@ -34,8 +34,9 @@ async def test_a_label_named_status_reaches_the_incident_as_a_label(client: Any)
     assert member["labels"]["status"] == "503"
 
 
-async def test_fakes_record_on_arrival_and_answer_from_the_script(fake_slack: FakeSlack,
-                                                                  fake_webhook: FakeWebhook) -> None:
+async def test_fakes_record_on_arrival_and_answer_from_the_script(
+    fake_slack: FakeSlack, fake_webhook: FakeWebhook
+) -> None:
     fake_slack.script = [500, 429]
     message = {"text": "t", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "Escalated to x"}}]}
     async with aiohttp.ClientSession() as session:
@@ -43,8 +44,9 @@ async def test_fakes_record_on_arrival_and_answer_from_the_script(fake_slack: Fa
             async with session.post(fake_slack.url, json=message) as r:
                 assert r.status == expected
                 assert (r.headers.get("Retry-After") == "7") == (expected == 429)
-        async with session.post(fake_webhook.url, json={"event": "resolved", "level": 2,
-                                                        "incident": {"id": "i-1", "incident_key": "k"}}) as r:
+        async with session.post(
+            fake_webhook.url, json={"event": "resolved", "level": 2, "incident": {"id": "i-1", "incident_key": "k"}}
+        ) as r:
             assert r.status == 200
     assert fake_slack.headlines() == ["Escalated to x"] * 3
     assert [p.answered for p in fake_slack.posts] == [500, 429, 200]

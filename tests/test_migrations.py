@@ -156,16 +156,20 @@ def assert_original_schema(url: str) -> None:
         plain = [i for i in idx if i["columns"] == key and not i["unique"] and i["predicate"] is None]
         assert plain, f"no plain index on incidents {key}: {idx}"
     active = [
-        i for i in idx
+        i
+        for i in idx
         if i["columns"] == ("incident_key",) and i["unique"] and i["predicate"] == "(status <> 'resolved'::text)"
     ]
     assert len(active) == 1, f"expected one partial unique index on incident_key WHERE status <> 'resolved': {idx}"
 
     # The same, as pg_indexes spells it (what an operator would look at).
     with connect(url) as conn:
-        defs = [r[0] for r in conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'incidents'"
-        ).fetchall()]
+        defs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'incidents'"
+            ).fetchall()
+        ]
     assert any(
         d.startswith("CREATE UNIQUE INDEX") and d.endswith("(incident_key) WHERE (status <> 'resolved'::text)")
         for d in defs
@@ -301,8 +305,14 @@ def test_concurrent_receiver_migrate_processes(empty_db: str, tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
     env.update(DATABASE_URL=empty_db, RECEIVER_DATA_DIR=str(tmp_path / "unused"))
     procs = [
-        subprocess.Popen([sys.executable, "-m", "receiver", "migrate"], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "receiver", "migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = []
@@ -351,6 +361,5 @@ def test_every_named_query_says_what_it_does() -> None:
     lines = text.splitlines()
     names = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.fullmatch(r"-- (\w+) --", line))]
     assert names and [n for _, n in names] == list(QUERIES)
-    undescribed = [name for i, name in names
-                   if i + 1 >= len(lines) or not re.fullmatch(r"-- \S.{9,}", lines[i + 1])]
+    undescribed = [name for i, name in names if i + 1 >= len(lines) or not re.fullmatch(r"-- \S.{9,}", lines[i + 1])]
     assert not undescribed, f"named queries without a description: {undescribed}"

@@ -21,13 +21,24 @@ import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 IGNORE = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache", ".venv", ".ci-venv", "venv",
-    "node_modules", "test-artifacts",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".*_cache",
+    ".venv",
+    ".ci-venv",
+    "venv",
+    "node_modules",
+    "test-artifacts",
 )
 
 
-def run(args: list[str], *, timeout: float = 60, cwd: Path | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], *, timeout: float = 60, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     assert result.returncode == 0, f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result
@@ -135,8 +146,9 @@ dist = importlib.metadata.distribution("receiver")
 sys.argv = ["receiver", "--version"]
 ep.load()()
 """
-    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr  # argparse's version action exits 0
     ids, version = result.stdout.strip().splitlines()
     source_ids = sorted(p.stem for p in (ROOT / "migrations").glob("*.sql") if not p.stem.endswith(".rollback"))

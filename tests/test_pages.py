@@ -83,16 +83,24 @@ def csrf_of(html: str) -> str:
     return tokens.pop()
 
 
-async def act(client: Any, incident_id: str, action: str, *, headers: dict[str, str] | None = None,
-              csrf: str | None = None, **form: str) -> Any:
+async def act(
+    client: Any,
+    incident_id: str,
+    action: str,
+    *,
+    headers: dict[str, str] | None = None,
+    csrf: str | None = None,
+    **form: str,
+) -> Any:
     """POST an action form the way a browser on the page does (same Origin, the page's token, which is the
     signed-in user's: the page is opened with the same credentials)."""
     hdrs = {**ALICE, "Origin": origin(client)} if headers is None else headers
     if csrf is None:
         auth = {k: v for k, v in hdrs.items() if k == "Authorization"}
         csrf = csrf_of(await page(client, f"/incidents/{incident_id}", headers=auth or ALICE))
-    return await client.post(f"/incidents/{incident_id}/actions/{action}", data={"csrf": csrf, **form},
-                             headers=hdrs, allow_redirects=False)
+    return await client.post(
+        f"/incidents/{incident_id}/actions/{action}", data={"csrf": csrf, **form}, headers=hdrs, allow_redirects=False
+    )
 
 
 def section(html: str, name: str) -> str:
@@ -109,8 +117,16 @@ def rows(html: str) -> list[dict[str, str]]:
         kind = re.search(r'data-label="Kind">(.*?)</td>', body, re.S)
         owner = re.search(r'data-label="Owner">(.*?)</td>', body, re.S)
         assert inc and status and kind and owner, body
-        out.append({"severity": sev, "id": inc.group(1), "route": inc.group(2), "status": status.group(1),
-                    "kind": kind.group(1).strip(), "owner": owner.group(1).strip()})
+        out.append(
+            {
+                "severity": sev,
+                "id": inc.group(1),
+                "route": inc.group(2),
+                "status": status.group(1),
+                "kind": kind.group(1).strip(),
+                "owner": owner.group(1).strip(),
+            }
+        )
     return out
 
 
@@ -173,11 +189,12 @@ def assert_bidi_isolated(html: str) -> None:
         blocks = [j for j, tag in enumerate(stack) if tag in BLOCKS]
         assert blocks, f"right-to-left text {data[:60]!r} outside any block: {stack}"
         block = blocks[-1]
-        for kind2, data2, stack2 in ev[i + 1:]:
+        for kind2, data2, stack2 in ev[i + 1 :]:
             if kind2 == "end" and len(stack2) == block + 1:
                 break  # the block ends, and the override with it
             assert kind2 == "end" or (kind2 == "data" and not data2.strip()), (
-                f"right-to-left text {data[:60]!r} in {stack} is not isolated from {kind2} {data2[:60]!r}")
+                f"right-to-left text {data[:60]!r} in {stack} is not isolated from {kind2} {data2[:60]!r}"
+            )
     assert seen, "the page shows no right-to-left text at all"
 
 
@@ -224,22 +241,36 @@ HOSTILE_ANNOTATIONS = {
 }
 
 
-async def test_hostile_values_are_escaped_and_only_http_urls_are_links(aiohttp_client: Any,
-                                                                        database_url: str) -> None:
+async def test_hostile_values_are_escaped_and_only_http_urls_are_links(aiohttp_client: Any, database_url: str) -> None:
     client = await start(aiohttp_client, database_url)
     hostile = await ingest(
         client,
-        alert(alertname=XSS, path=f"/x{QUOTES}>{XSS}", severity="critical", rtl=RTL, long=LONG,
-              quoted='a"b\'c<d>&e', generator_url=JS_URL, annotations=HOSTILE_ANNOTATIONS),
+        alert(
+            alertname=XSS,
+            path=f"/x{QUOTES}>{XSS}",
+            severity="critical",
+            rtl=RTL,
+            long=LONG,
+            quoted="a\"b'c<d>&e",
+            generator_url=JS_URL,
+            annotations=HOSTILE_ANNOTATIONS,
+        ),
         external_url=JS_URL,
     )
     rtl_route = await ingest(client, alert(alertname="SlowRTL", path=f"/rtl/{RTL}/x", annotations={}))
     fine = await ingest(
         client,
-        alert(alertname="HighLatency", path="/fine", service="checkout",
-              generator_url='https://prom.example/graph?g0.expr=up&x="1"',
-              annotations={"summary": "fine", "runbook_url": "https://runbooks.example/high-latency",
-                           "sentry_url": "http://sentry.example/issues/1"}),
+        alert(
+            alertname="HighLatency",
+            path="/fine",
+            service="checkout",
+            generator_url='https://prom.example/graph?g0.expr=up&x="1"',
+            annotations={
+                "summary": "fine",
+                "runbook_url": "https://runbooks.example/high-latency",
+                "sentry_url": "http://sentry.example/issues/1",
+            },
+        ),
         external_url="https://am.example:9093/",
     )
 
@@ -298,11 +329,14 @@ async def test_hostile_values_in_filters_and_actors_are_escaped(aiohttp_client: 
     # a proxy-asserted user name is untrusted text too
     evil_user = {"X-Forwarded-User": f"{XSS}{RTL}"}
     detail = await page(client, f"/incidents/{created[0]['id']}", headers=evil_user)
-    resp = await act(client, created[0]["id"], "ack", headers={**evil_user, "Origin": origin(client)},
-                     csrf=csrf_of(detail))
+    resp = await act(
+        client, created[0]["id"], "ack", headers={**evil_user, "Origin": origin(client)}, csrf=csrf_of(detail)
+    )
     assert resp.status == 303
-    for html in (await page(client, "/", headers=evil_user), await page(client, f"/incidents/{created[0]['id']}",
-                                                                          headers=evil_user)):
+    for html in (
+        await page(client, "/", headers=evil_user),
+        await page(client, f"/incidents/{created[0]['id']}", headers=evil_user),
+    ):
         assert_safe_html_no_xss(html)
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert_bidi_isolated(html)
@@ -311,9 +345,15 @@ async def test_hostile_values_in_filters_and_actors_are_escaped(aiohttp_client: 
 async def test_bad_query_values_are_answered_not_crashed(aiohttp_client: Any, database_url: str) -> None:
     client = await start(aiohttp_client, database_url)
     await ingest(client, alert(path="/a"))
-    for path in ("/?after=nonsense", "/?after=critical~bm9wZQ", "/?before=%00%ff", "/?status=bogus",
-                 "/?severity=" + "x" * 5000, "/incidents/not-a-uuid",
-                 "/incidents/00000000-0000-0000-0000-000000000000"):
+    for path in (
+        "/?after=nonsense",
+        "/?after=critical~bm9wZQ",
+        "/?before=%00%ff",
+        "/?status=bogus",
+        "/?severity=" + "x" * 5000,
+        "/incidents/not-a-uuid",
+        "/incidents/00000000-0000-0000-0000-000000000000",
+    ):
         resp = await client.get(path, headers=ALICE)
         assert resp.status in (200, 400, 404), (path, resp.status)
         assert "<script>" not in (await resp.text()).lower()
@@ -322,18 +362,20 @@ async def test_bad_query_values_are_answered_not_crashed(aiohttp_client: Any, da
 # --- (b) actions ---------------------------------------------------------------------------------------
 
 
-async def test_an_action_without_a_user_is_401_with_a_basic_challenge(aiohttp_client: Any,
-                                                                        database_url: str) -> None:
+async def test_an_action_without_a_user_is_401_with_a_basic_challenge(aiohttp_client: Any, database_url: str) -> None:
     client = await start(aiohttp_client, database_url, make_config({"require_login": False}))
     created = await ingest(client, alert(path="/a"))
     incident_id = created[0]["id"]
     detail = await page(client, f"/incidents/{incident_id}", headers={})  # viewing is open here
     assert 'href="/signin"' in detail and "actions/ack" not in detail  # no forms for anonymous viewers
     token = csrf_of_cookie_page(detail)
-    for headers in ({"Origin": origin(client)}, {**basic("alice", "wrong"), "Origin": origin(client)},
-                    {**basic("mallory", PASSWORD), "Origin": origin(client)},
-                    {"Authorization": "Bearer x", "Origin": origin(client)},
-                    {"Authorization": "Basic !!!", "Origin": origin(client)}):
+    for headers in (
+        {"Origin": origin(client)},
+        {**basic("alice", "wrong"), "Origin": origin(client)},
+        {**basic("mallory", PASSWORD), "Origin": origin(client)},
+        {"Authorization": "Bearer x", "Origin": origin(client)},
+        {"Authorization": "Basic !!!", "Origin": origin(client)},
+    ):
         resp = await act(client, incident_id, "ack", headers=headers, csrf=token)
         assert resp.status == 401, headers
         assert resp.headers["WWW-Authenticate"].startswith("Basic ")
@@ -368,17 +410,21 @@ async def test_an_action_without_or_with_a_wrong_csrf_token_is_403(aiohttp_clien
     assert (await api_incident(client, incident_id))["status"] == "open"
 
 
-@pytest.mark.parametrize("headers", [
-    pytest.param({"Origin": "http://evil.example"}, id="origin-other-host"),
-    pytest.param({"Origin": "http://127.0.0.1:1"}, id="origin-other-port"),
-    pytest.param({"Origin": "null"}, id="origin-null"),
-    pytest.param({"Referer": "http://evil.example/incidents/x"}, id="referer-other-host"),
-    pytest.param({"Sec-Fetch-Site": "cross-site"}, id="fetch-cross-site"),
-    pytest.param({"Sec-Fetch-Site": "same-site"}, id="fetch-same-site"),
-    pytest.param({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, id="origin-null-cross-site"),
-])
-async def test_an_action_from_another_origin_is_403(aiohttp_client: Any, database_url: str,
-                                                      headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Origin": "http://evil.example"}, id="origin-other-host"),
+        pytest.param({"Origin": "http://127.0.0.1:1"}, id="origin-other-port"),
+        pytest.param({"Origin": "null"}, id="origin-null"),
+        pytest.param({"Referer": "http://evil.example/incidents/x"}, id="referer-other-host"),
+        pytest.param({"Sec-Fetch-Site": "cross-site"}, id="fetch-cross-site"),
+        pytest.param({"Sec-Fetch-Site": "same-site"}, id="fetch-same-site"),
+        pytest.param({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, id="origin-null-cross-site"),
+    ],
+)
+async def test_an_action_from_another_origin_is_403(
+    aiohttp_client: Any, database_url: str, headers: dict[str, str]
+) -> None:
     client = await start(aiohttp_client, database_url)
     incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
     good = csrf_of(await page(client, f"/incidents/{incident_id}"))
@@ -397,10 +443,11 @@ async def test_acknowledge_through_the_form_records_the_user(aiohttp_client: Any
     data = await api_incident(client, incident_id)
     assert data["status"] == "acknowledged" and data["acknowledged_by"] == "alice"
     assert [(e["type"], e["actor"]) for e in data["events"] if e["type"] == "acknowledged"] == [
-        ("acknowledged", "alice")]
+        ("acknowledged", "alice")
+    ]
     detail = await page(client, f"/incidents/{incident_id}?done=ack")
     assert '<p class="notice" role="status">Acknowledged.</p>' in detail
-    assert "actions/unack" in detail and "actions/ack\"" not in detail
+    assert "actions/unack" in detail and 'actions/ack"' not in detail
     # the notice only names known actions: the query string cannot put words on the page
     assert 'class="notice"' not in await page(client, f"/incidents/{incident_id}?done=Everything+is+fine")
     assert re.search(r"<strong>acknowledged</strong> <span class=\"actor\">by <bdi>alice</bdi></span>", detail)
@@ -416,18 +463,19 @@ async def test_acknowledge_through_the_form_records_the_user(aiohttp_client: Any
     assert data["status"] == "open" and data["acknowledged_by"] is None
     assert ("unacknowledged", "bob") in [(e["type"], e["actor"]) for e in data["events"]]
     # "Origin: null" with Fetch Metadata saying same-origin: what Chromium sends under a no-referrer policy
-    resp = await act(client, incident_id, "ack",
-                     headers={**ALICE, "Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    resp = await act(client, incident_id, "ack", headers={**ALICE, "Origin": "null", "Sec-Fetch-Site": "same-origin"})
     assert resp.status == 303
     # a same-origin Referer is accepted as well
-    resp = await act(client, incident_id, "unack",
-                     headers={**ALICE, "Referer": origin(client) + f"/incidents/{incident_id}"})
+    resp = await act(
+        client, incident_id, "unack", headers={**ALICE, "Referer": origin(client) + f"/incidents/{incident_id}"}
+    )
     assert resp.status == 303
     assert (await api_incident(client, incident_id))["status"] == "open"
 
 
-async def test_silence_with_a_reason_unsilence_and_resolve_through_forms(aiohttp_client: Any,
-                                                                         database_url: str) -> None:
+async def test_silence_with_a_reason_unsilence_and_resolve_through_forms(
+    aiohttp_client: Any, database_url: str
+) -> None:
     client = await start(aiohttp_client, database_url)
     incident_id = (await ingest(client, alert(path="/a", severity="critical")))[0]["id"]
     detail = await page(client, f"/incidents/{incident_id}")
@@ -453,9 +501,12 @@ async def test_silence_with_a_reason_unsilence_and_resolve_through_forms(aiohttp
     assert "actions/unsilence" in detail
     assert "by <bdi>alice</bdi> until <time" in detail and "<bdi>deploy in progress &lt;script&gt;" in detail
     timeline = detail.split('id="tl-h"')[1]
-    assert re.search(r"<strong>silenced</strong> <span class=\"actor\">by <bdi>alice</bdi></span>\s*"
-                     r"<span class=\"detail\"><bdi>reason</bdi>=<bdi>deploy in progress &lt;script&gt;", timeline)
-    assert "actions/ack\"" in detail  # still acknowledgeable while silenced
+    assert re.search(
+        r"<strong>silenced</strong> <span class=\"actor\">by <bdi>alice</bdi></span>\s*"
+        r"<span class=\"detail\"><bdi>reason</bdi>=<bdi>deploy in progress &lt;script&gt;",
+        timeline,
+    )
+    assert 'actions/ack"' in detail  # still acknowledgeable while silenced
 
     resp = await act(client, incident_id, "unsilence", headers={**basic("bob"), "Origin": origin(client)})
     assert resp.status == 303
@@ -475,7 +526,8 @@ async def test_silence_with_a_reason_unsilence_and_resolve_through_forms(aiohttp
 
 
 async def test_an_action_event_detail_is_an_object_in_the_api_and_old_string_details_render(
-        aiohttp_client: Any, database_url: str, db: Any) -> None:
+    aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     client = await start(aiohttp_client, database_url)
     incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
     assert (await act(client, incident_id, "silence", duration="1h", reason="deploy")).status == 303
@@ -495,8 +547,12 @@ async def test_an_action_on_an_unknown_incident_is_404(aiohttp_client: Any, data
     token = csrf_of(await page(client, f"/incidents/{incident_id}"))
     resp = await act(client, "00000000-0000-0000-0000-000000000000", "ack", csrf=token)
     assert resp.status == 404
-    resp = await client.post(f"/incidents/{incident_id}/actions/delete", data={"csrf": token},
-                             headers={**ALICE, "Origin": origin(client)}, allow_redirects=False)
+    resp = await client.post(
+        f"/incidents/{incident_id}/actions/delete",
+        data={"csrf": token},
+        headers={**ALICE, "Origin": origin(client)},
+        allow_redirects=False,
+    )
     assert resp.status in (404, 405)
     resp = await client.get(f"/incidents/{incident_id}/actions/ack", headers=ALICE, allow_redirects=False)
     assert resp.status in (404, 405)  # actions are POST only
@@ -528,14 +584,19 @@ async def test_viewing_is_open_with_require_login_false(aiohttp_client: Any, dat
     await page(client, f"/incidents/{incident_id}", headers={})
 
 
-async def test_viewing_is_open_without_users_and_actions_explain_how_to_add_them(aiohttp_client: Any,
-                                                                                 database_url: str) -> None:
+async def test_viewing_is_open_without_users_and_actions_explain_how_to_add_them(
+    aiohttp_client: Any, database_url: str
+) -> None:
     client = await start(aiohttp_client, database_url, make_config(users=False))
     incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
     detail = await page(client, f"/incidents/{incident_id}", headers={})
     assert "add users to the config" in detail and "actions/ack" not in detail
-    resp = await client.post(f"/incidents/{incident_id}/actions/ack", data={"csrf": "0" * 64},
-                             headers={"Origin": origin(client)}, allow_redirects=False)
+    resp = await client.post(
+        f"/incidents/{incident_id}/actions/ack",
+        data={"csrf": "0" * 64},
+        headers={"Origin": origin(client)},
+        allow_redirects=False,
+    )
     assert resp.status == 401
 
 
@@ -548,8 +609,9 @@ PROXY = {"X-Forwarded-User": "carol"}
 
 
 async def test_the_proxy_header_is_accepted_from_a_trusted_address(aiohttp_client: Any, database_url: str) -> None:
-    config = make_config({"proxy_auth": {"header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.0/8"]}},
-                         users=False)
+    config = make_config(
+        {"proxy_auth": {"header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.0/8"]}}, users=False
+    )
     client = await start(aiohttp_client, database_url, config)
     incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
     assert (await client.get("/")).status == 401  # proxy auth on: viewing needs a user by default
@@ -565,8 +627,7 @@ async def test_the_proxy_header_is_accepted_from_a_trusted_address(aiohttp_clien
     assert (await client.get("/", headers=ALICE)).status == 401
 
 
-async def test_the_proxy_header_is_ignored_from_an_untrusted_address(aiohttp_client: Any,
-                                                                     database_url: str) -> None:
+async def test_the_proxy_header_is_ignored_from_an_untrusted_address(aiohttp_client: Any, database_url: str) -> None:
     config = make_config({"proxy_auth": {"header": "X-Forwarded-User", "trusted_proxies": ["10.0.0.0/8"]}})
     client = await start(aiohttp_client, database_url, config)
     incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
@@ -622,8 +683,11 @@ async def test_counts_sort_and_filters(aiohttp_client: Any, database_url: str) -
     assert (await act(client, ids["w_mid"], "silence", duration="1h", reason="known")).status == 303
 
     listing = await page(client, "/")
-    counts = dict(re.findall(r'<a class="count count-(?:critical|warning)" href="/\?severity=(\w+)">.*?<strong>(\d+)',
-                             listing, re.S))
+    counts = dict(
+        re.findall(
+            r'<a class="count count-(?:critical|warning)" href="/\?severity=(\w+)">.*?<strong>(\d+)', listing, re.S
+        )
+    )
     assert counts == {"critical": "3", "warning": "3"}
     by_status = dict(re.findall(r'href="/\?status=(\w+)">\w+ <strong>(\d+)</strong>', listing))
     assert by_status == {"open": "4", "acknowledged": "1", "silenced": "1"}
@@ -658,7 +722,7 @@ async def test_counts_sort_and_filters(aiohttp_client: Any, database_url: str) -
     assert await shown("status=&severity=critical&route=&kind=&owner=") == (["c_old", "c_mid", "c_new"], ["r_one"])
 
     html = await page(client, "/?severity=critical&owner=payments")
-    assert "<details class=\"filters\" open>" in html and "Filter (active)" in html
+    assert '<details class="filters" open>' in html and "Filter (active)" in html
     assert '<option value="critical" selected>' in html and 'name="owner" value="payments"' in html
     html = await page(client, "/?owner=nobody")
     assert "Nothing is burning that matches the filter." in html and "No resolved incidents." in html
@@ -699,7 +763,7 @@ async def test_the_resolved_section_is_paginated(aiohttp_client: Any, database_u
     nxt = more_link(few, "Older")
     assert nxt and "route=" in nxt and "status=resolved" in nxt
     rest = await page(client, nxt)
-    assert len(resolved_rows(rest)) == 3 and "id=\"active-h\"" not in rest
+    assert len(resolved_rows(rest)) == 3 and 'id="active-h"' not in rest
 
 
 async def test_the_active_list_is_paginated_in_sort_order(aiohttp_client: Any, database_url: str) -> None:
@@ -726,23 +790,48 @@ async def test_the_page_shows_what_an_sre_needs(aiohttp_client: Any, database_ur
     started = (datetime.now(UTC) - timedelta(hours=2, minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     created = await ingest(
         client,
-        alert(path="/pay", severity="critical", instance="a", starts_at=started,
-              annotations={"summary": "p99 over 2s", "description": "since the deploy",
-                           "runbook_url": "https://runbooks.example/pay"}),
+        alert(
+            path="/pay",
+            severity="critical",
+            instance="a",
+            starts_at=started,
+            annotations={
+                "summary": "p99 over 2s",
+                "description": "since the deploy",
+                "runbook_url": "https://runbooks.example/pay",
+            },
+        ),
         alert(path="/pay", severity="critical", instance="b", annotations={"summary": "p99 over 2s"}),
     )
     incident_id = created[0]["id"]
-    await ingest(client, {**alert(path="/pay", severity="critical", instance="b"), "status": "resolved",
-                          "endsAt": "2026-11-27T12:00:00Z"})
+    await ingest(
+        client,
+        {
+            **alert(path="/pay", severity="critical", instance="b"),
+            "status": "resolved",
+            "endsAt": "2026-11-27T12:00:00Z",
+        },
+    )
     listing = await page(client, "/")
     assert '<meta name="refresh-seconds" content="15">' in listing
     assert '<noscript><meta http-equiv="refresh" content="15"></noscript>' in listing
     assert 'data-label="Firing">1/2</td>' in listing and "p99 over 2s" in listing
     assert re.search(r'<time datetime="[^"]+" title="opened \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">', listing)
     detail = await page(client, f"/incidents/{incident_id}")
-    for text in ("p99 over 2s", "since the deploy", 'href="https://runbooks.example/pay"', "1/2 alerts firing",
-                 "Mapped by", "rule <code>default</code>", "Alerts (2)", "status-resolved", "alert resolved",
-                 "by <bdi>alertmanager</bdi>", "Common labels", 'http://am-1:9093/#/silences/new?filter='):
+    for text in (
+        "p99 over 2s",
+        "since the deploy",
+        'href="https://runbooks.example/pay"',
+        "1/2 alerts firing",
+        "Mapped by",
+        "rule <code>default</code>",
+        "Alerts (2)",
+        "status-resolved",
+        "alert resolved",
+        "by <bdi>alertmanager</bdi>",
+        "Common labels",
+        "http://am-1:9093/#/silences/new?filter=",
+    ):
         assert text in detail, text
     assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">2h [45]m ago</time>', detail)
     # the silence link's matchers are the incident's common labels, not one alert's
@@ -766,12 +855,18 @@ async def test_pages_render_with_no_incidents_and_refresh_off(aiohttp_client: An
         assert not re.search(r'(src|href)="(https?:)?//', html.split("<main>")[0])
 
 
-
-async def test_the_read_api_needs_sign_in_when_the_page_does(aiohttp_client: Any, database_url: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_read_api_needs_sign_in_when_the_page_does(
+    aiohttp_client: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("READER_TOKEN", "reader-token-1234567890")
-    config = parse_config(json.dumps({"ui": {"users": [{"name": "alice", "password_hash": HASH}]},
-                                      "api_tokens": [{"name": "ci", "token_env": "READER_TOKEN"}]}))
+    config = parse_config(
+        json.dumps(
+            {
+                "ui": {"users": [{"name": "alice", "password_hash": HASH}]},
+                "api_tokens": [{"name": "ci", "token_env": "READER_TOKEN"}],
+            }
+        )
+    )
     client = await start(aiohttp_client, database_url, config)
     [inc] = await ingest(client, alert())
     for path in ("/api/incidents", f"/api/incidents/{inc['id']}"):

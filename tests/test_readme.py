@@ -45,10 +45,18 @@ def test_the_readme_config_block_is_examples_receiver_yml() -> None:
     (block,) = code_blocks(CONFIG_HEADING, "yaml")
     example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     if block != example:
-        diff = "".join(difflib.unified_diff(example.splitlines(True), block.splitlines(True),
-                                            "examples/receiver.yml", "README.md (The file, with every key)"))
-        pytest.fail("README.md's configuration block and examples/receiver.yml differ; a key is added to both "
-                    f"(copy the block into the file, or the file into the block):\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                example.splitlines(True),
+                block.splitlines(True),
+                "examples/receiver.yml",
+                "README.md (The file, with every key)",
+            )
+        )
+        pytest.fail(
+            "README.md's configuration block and examples/receiver.yml differ; a key is added to both "
+            f"(copy the block into the file, or the file into the block):\n{diff}"
+        )
 
 
 def named_secrets(text: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -84,10 +92,19 @@ def named_secrets(text: str) -> tuple[dict[str, str], dict[str, str]]:
 
 def check_config(path: Path, extra_env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m receiver check-config` in a clean environment: only what the test provides is set."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RECEIVER_") and k != "DATABASE_URL" and k not in extra_env}
-    return subprocess.run([sys.executable, "-m", "receiver", "check-config", str(path)], env={**env, **extra_env},
-                          cwd=cwd, capture_output=True, text=True, timeout=deadline(60))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RECEIVER_") and k != "DATABASE_URL" and k not in extra_env
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "check-config", str(path)],
+        env={**env, **extra_env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=deadline(60),
+    )
 
 
 def test_the_example_config_passes_check_config(tmp_path: Path) -> None:
@@ -156,14 +173,24 @@ async def receiver_process(database_url: str, tmp_path: Path) -> AsyncIterator[t
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
     env.update(DATABASE_URL=database_url, RECEIVER_WEBHOOK_TOKEN=token)
     log = (tmp_path / "receiver.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-migrate"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_http_ready(session, f"{base}/readyz", proc, "receiver serve",
-                                  log=lambda: (tmp_path / "receiver.log").read_text(errors="replace"))
+            await wait_http_ready(
+                session,
+                f"{base}/readyz",
+                proc,
+                "receiver serve",
+                log=lambda: (tmp_path / "receiver.log").read_text(errors="replace"),
+            )
         yield base, token
     finally:
         proc.terminate()
@@ -180,8 +207,9 @@ async def run_block(block: str, port: int, token: str) -> list[Any]:
     assert block.count("localhost:9095") == block.count("curl "), block  # every curl goes to the receiver
     script = block.replace("localhost:9095", f"localhost:{port}")
     env = {"PATH": f"{Path(CURL).parent}:/usr/bin:/bin", "RECEIVER_WEBHOOK_TOKEN": token}
-    proc = await asyncio.create_subprocess_exec("/bin/sh", "-ec", script, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-ec", script, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), deadline(60))
     assert proc.returncode == 0, err.decode()
     text, docs, decoder = out.decode(), [], json.JSONDecoder()
@@ -196,7 +224,7 @@ async def run_block(block: str, port: int, token: str) -> list[Any]:
 
 def documented_reply_keys() -> set[str]:
     replies = section("How alerts become incidents")
-    bullet = replies[replies.index("- **Replies**"):]
+    bullet = replies[replies.index("- **Replies**") :]
     bullet = bullet[: bullet.index("\n- ")] if "\n- " in bullet else bullet
     return {word for span in re.findall(r"`([^`]+)`", bullet) for word in re.findall(r"[a-z_]+", span)}
 
@@ -241,9 +269,10 @@ async def test_the_curl_example_opens_an_incident_of_its_own_then_resolves_it(
     # Every key of the reply is documented, with an invalid alert beside a valid one to show that list too.
     body = json.loads(re.search(r"-d '(.*?)'\n", fire, re.DOTALL).group(1))  # type: ignore[union-attr]
     body["alerts"].append({"status": "firing", "labels": {}})
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{base}/webhook", json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/webhook", json=body, headers={"Authorization": f"Bearer {token}"}) as r,
+    ):
         assert r.status == 200
         mixed = await r.json()
     assert mixed["invalid"], mixed

@@ -86,13 +86,24 @@ class FakePeer:
         return web.json_response(silence)
 
 
-def listed(labels: dict[str, str], *, starts_at: str = STARTS, state: str = "active",
-           silenced_by: tuple[str, ...] = (), inhibited_by: tuple[str, ...] = ()) -> dict[str, Any]:
+def listed(
+    labels: dict[str, str],
+    *,
+    starts_at: str = STARTS,
+    state: str = "active",
+    silenced_by: tuple[str, ...] = (),
+    inhibited_by: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """One GettableAlert as Alertmanager 0.25 lists it."""
     return {
-        "labels": labels, "annotations": {"summary": "from the API"}, "startsAt": starts_at,
-        "endsAt": "2026-11-27T12:00:00Z", "updatedAt": starts_at, "generatorURL": "http://prometheus/graph",
-        "fingerprint": fingerprint_of(labels), "receivers": [{"name": "receiver"}],
+        "labels": labels,
+        "annotations": {"summary": "from the API"},
+        "startsAt": starts_at,
+        "endsAt": "2026-11-27T12:00:00Z",
+        "updatedAt": starts_at,
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint_of(labels),
+        "receivers": [{"name": "receiver"}],
         "status": {"state": state, "silencedBy": list(silenced_by), "inhibitedBy": list(inhibited_by)},
     }
 
@@ -102,14 +113,17 @@ LABELS = {"alertname": "HighLatency", "method": "GET", "path": "/notifications/r
 
 def am_config(*urls: str, grace: timedelta = GRACE, extra: str = "") -> Config:
     peers = ", ".join(urls)
-    return parse_config(f"""
+    return parse_config(
+        f"""
 alertmanager:
   urls: [{peers}]
   receiver: receiver
   token_env: AM_TOKEN
   timeout: 2s
   reconcile: {{interval: {int(INTERVAL.total_seconds())}s, grace: {int(grace.total_seconds())}s}}
-{extra}""", env={"AM_TOKEN": TOKEN})
+{extra}""",
+        env={"AM_TOKEN": TOKEN},
+    )
 
 
 @dataclass
@@ -122,9 +136,17 @@ class Env:
     peers: list[FakePeer]
 
     def reconciler(self, **kwargs: Any) -> Reconciler:
-        return Reconciler(self.config, self.store, self.ingestor, AlertmanagerAPI(self.config.alertmanager,  # type: ignore[arg-type]
-                                                                                   self.session),
-                          metrics=self.metrics, **kwargs)
+        return Reconciler(
+            self.config,
+            self.store,
+            self.ingestor,
+            AlertmanagerAPI(
+                self.config.alertmanager,  # type: ignore[arg-type]
+                self.session,
+            ),
+            metrics=self.metrics,
+            **kwargs,
+        )
 
     async def post(self, body: dict[str, Any], now: datetime = T0) -> Any:
         return await self.ingestor.ingest(parse_notification(body), now)
@@ -154,8 +176,10 @@ async def make_env(database_url: str) -> AsyncIterator[Callable[..., Awaitable[E
 
 
 async def events(db: Any, *types: str) -> list[Any]:
-    return await db.fetch("SELECT incident_id, type, actor, detail FROM incident_events WHERE type = any($1::text[]) "
-                          "ORDER BY id", list(types))
+    return await db.fetch(
+        "SELECT incident_id, type, actor, detail FROM incident_events WHERE type = any($1::text[]) ORDER BY id",
+        list(types),
+    )
 
 
 async def only_incident(db: Any) -> Any:
@@ -173,16 +197,21 @@ def counter(metrics: Metrics, name: str, **labels: str) -> float:
 
 def test_the_alertmanager_section_is_validated_with_every_error_at_once() -> None:
     with pytest.raises(ConfigError) as e:
-        parse_config("""alertmanager:
+        parse_config(
+            """alertmanager:
   urls: [http://user:pw@am:9093]
   token_env: AM_TOKEN
   basic_auth: {username: u, password_env: AM_PASSWORD}
   timeout: 0s
   reconcile: {interval: 1m, graze: 10m}
-""", env={"AM_TOKEN": "t", "AM_PASSWORD": "p"})
+""",
+            env={"AM_TOKEN": "t", "AM_PASSWORD": "p"},
+        )
     lines = e.value.errors
-    assert "<string>:1: alertmanager.receiver: name the Alertmanager receiver whose webhook points at this " \
-           "receiver" in lines
+    assert (
+        "<string>:1: alertmanager.receiver: name the Alertmanager receiver whose webhook points at this "
+        "receiver" in lines
+    )
     assert any("alertmanager.urls: put credentials in token_env" in line and "pw" not in line for line in lines)
     assert any("alertmanager.token_env: set a token or basic_auth, not both" in line for line in lines)
     assert any(line.startswith("<string>:5: alertmanager.timeout") for line in lines)
@@ -196,8 +225,9 @@ async def test_the_client_asks_for_every_alert_of_the_receiver_with_its_token(ma
     api = AlertmanagerAPI(env.config.alertmanager, env.session)
     [a] = await api.alerts(env.peers[0].url)
     assert (a.fingerprint, a.state, a.silenced_by, a.labels) == (fingerprint_of(LABELS), "suppressed", ("s1",), LABELS)
-    assert env.peers[0].queries == [{"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true",
-                                     "receiver": "receiver"}]
+    assert env.peers[0].queries == [
+        {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true", "receiver": "receiver"}
+    ]
     assert env.peers[0].auth == [f"Bearer {TOKEN}"]
     assert TOKEN not in repr(api)
 
@@ -230,7 +260,8 @@ async def test_client_errors_say_why_and_never_hold_the_token(make_env: Any, mon
 
 
 async def test_a_member_no_peer_lists_for_the_grace_period_is_resolved_with_its_own_event(
-        make_env: Any, db: Any) -> None:
+    make_env: Any, db: Any
+) -> None:
     env = await make_env(2)
     await env.post(payload(alert(labels=LABELS), alert(labels={**LABELS, "instance": "b"})))
     for p in env.peers:  # both peers list b; neither lists a any more (its resolve was lost)
@@ -248,8 +279,9 @@ async def test_a_member_no_peer_lists_for_the_grace_period_is_resolved_with_its_
     assert ev["detail"]["grace_seconds"] == 300
     assert ev["detail"]["absent_since"] == T0.isoformat()
     assert ev["detail"]["peers"] == [{"url": p.url, "alerts": 1} for p in env.peers]
-    row = await db.fetchrow("SELECT status, resolved_by, ends_at FROM incident_alerts WHERE fingerprint = $1",
-                            fingerprint_of(LABELS))
+    row = await db.fetchrow(
+        "SELECT status, resolved_by, ends_at FROM incident_alerts WHERE fingerprint = $1", fingerprint_of(LABELS)
+    )
     assert (row["status"], row["resolved_by"], row["ends_at"]) == ("resolved", "reconciler", T0 + GRACE)
     assert (await only_incident(db))["status"] == "open"  # b still fires
     # b goes the same way: the incident resolves, as when the last resolve arrives
@@ -277,8 +309,9 @@ async def test_a_member_listed_again_starts_its_grace_over(make_env: Any, db: An
     assert (await r.run(T0 + GRACE + 2 * INTERVAL)).resolved == 1
 
 
-async def test_nothing_is_resolved_while_a_peer_fails_and_the_failure_is_counted(make_env: Any, db: Any,
-                                                                                caplog: Any) -> None:
+async def test_nothing_is_resolved_while_a_peer_fails_and_the_failure_is_counted(
+    make_env: Any, db: Any, caplog: Any
+) -> None:
     env = await make_env(2)
     await env.post(payload(alert(labels=LABELS)))
     r = env.reconciler()
@@ -312,9 +345,11 @@ async def test_members_of_other_senders_and_receivers_are_never_resolved(make_en
 async def test_an_active_alert_never_received_is_ingested_through_the_webhook_path(make_env: Any, db: Any) -> None:
     env = await make_env()
     old = rfc3339(T0 - GRACE)
-    env.peers[0].alerts = [listed(LABELS, starts_at=old),
-                           listed({**LABELS, "instance": "young"}, starts_at=rfc3339(T0 - timedelta(seconds=10))),
-                           listed({**LABELS, "instance": "silenced"}, starts_at=old, state="suppressed")]
+    env.peers[0].alerts = [
+        listed(LABELS, starts_at=old),
+        listed({**LABELS, "instance": "young"}, starts_at=rfc3339(T0 - timedelta(seconds=10))),
+        listed({**LABELS, "instance": "silenced"}, starts_at=old, state="suppressed"),
+    ]
     r = env.reconciler()
     result = await r.run(T0)
     assert result.ingested == 1  # the young one may still be in Alertmanager's group_wait; the silenced is right
@@ -326,7 +361,10 @@ async def test_an_active_alert_never_received_is_ingested_through_the_webhook_pa
     assert evs[1]["detail"]["peers"] == [{"url": env.peers[0].url, "listed": True}]
     member = await db.fetchrow("SELECT * FROM incident_alerts")
     assert (member["source"], member["starts_at"], member["annotations"]) == (
-        "alertmanager/receiver", T0 - GRACE, {"summary": "from the API"})
+        "alertmanager/receiver",
+        T0 - GRACE,
+        {"summary": "from the API"},
+    )
     # the next run, and the webhook when it finally arrives, are duplicates
     assert (await r.run(T0 + INTERVAL)).ingested == 0
     plan = await env.post(payload(alert(labels=LABELS, starts_at=old)), T0 + 2 * INTERVAL)
@@ -338,22 +376,39 @@ async def test_an_active_alert_never_received_is_ingested_through_the_webhook_pa
 
 
 async def test_an_incident_alertmanager_silences_shows_why_and_does_not_escalate_until_it_ends(
-        make_env: Any, db: Any) -> None:
+    make_env: Any, db: Any
+) -> None:
     env = await make_env()
     await env.post(payload(alert(labels=LABELS)))
     peer = env.peers[0]
-    peer.silences["s-1"] = {"id": "s-1", "status": {"state": "active"}, "matchers": [
-        {"name": "alertname", "value": "HighLatency", "isRegex": False, "isEqual": True}],
-        "startsAt": STARTS, "endsAt": "2026-11-27T12:00:00Z", "createdBy": "bob", "comment": "deploying"}
+    peer.silences["s-1"] = {
+        "id": "s-1",
+        "status": {"state": "active"},
+        "matchers": [{"name": "alertname", "value": "HighLatency", "isRegex": False, "isEqual": True}],
+        "startsAt": STARTS,
+        "endsAt": "2026-11-27T12:00:00Z",
+        "createdBy": "bob",
+        "comment": "deploying",
+    }
     peer.alerts = [listed(LABELS, state="suppressed", silenced_by=("s-1",))]
     r = env.reconciler()
     before = await only_incident(db)
     assert (await r.run(T0 + INTERVAL)).suppressed == 1
     inc = await only_incident(db)
     assert inc["suppressed"] == {
-        "since": (T0 + INTERVAL).isoformat(), "alerts": 1, "inhibited_by": [],
-        "silences": [{"id": "s-1", "created_by": "bob", "comment": "deploying", "ends_at": "2026-11-27T12:00:00+00:00",
-                      "state": "active"}]}
+        "since": (T0 + INTERVAL).isoformat(),
+        "alerts": 1,
+        "inhibited_by": [],
+        "silences": [
+            {
+                "id": "s-1",
+                "created_by": "bob",
+                "comment": "deploying",
+                "ends_at": "2026-11-27T12:00:00+00:00",
+                "state": "active",
+            }
+        ],
+    }
     [ev] = await events(db, "suppressed")
     assert ev["actor"] == "reconciler" and ev["detail"]["silences"][0]["created_by"] == "bob"
     # escalation's claim passes it by while suppressed, however late it is
@@ -385,15 +440,18 @@ async def test_an_incident_with_one_unsuppressed_member_is_not_suppressed(make_e
     env.peers[0].alerts = [listed(LABELS, state="suppressed", inhibited_by=("f00",)), listed(b)]
     await env.reconciler().run(T0)
     assert (await only_incident(db))["suppressed"] is None
-    env.peers[0].alerts = [listed(LABELS, state="suppressed", inhibited_by=("f00",)),
-                           listed(b, state="suppressed", silenced_by=("gone",))]
+    env.peers[0].alerts = [
+        listed(LABELS, state="suppressed", inhibited_by=("f00",)),
+        listed(b, state="suppressed", silenced_by=("gone",)),
+    ]
     await env.reconciler().run(T0 + INTERVAL)
     suppressed = (await only_incident(db))["suppressed"]
     assert (suppressed["inhibited_by"], suppressed["silences"]) == (["f00"], [{"id": "gone"}])  # unknown: by id
 
 
-async def test_the_api_and_the_page_show_the_suppression(make_env: Any, aiohttp_client: Any, database_url: str,
-                                                         db: Any) -> None:
+async def test_the_api_and_the_page_show_the_suppression(
+    make_env: Any, aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     env = await make_env()
     await env.post(payload(alert(labels=LABELS)))
     env.peers[0].alerts = [listed(LABELS, state="suppressed", silenced_by=("s-9",))]
@@ -413,8 +471,10 @@ async def test_two_replicas_reconciling_at_once_write_each_event_once(make_env: 
     env = await make_env(grace=timedelta(0))
     gone, silenced = {**LABELS, "instance": "gone"}, {**LABELS, "path": "/other"}
     await env.post(payload(alert(labels=gone), alert(labels=silenced)))
-    env.peers[0].alerts = [listed({**LABELS, "path": "/lost"}, starts_at=rfc3339(T0 - GRACE)),
-                           listed(silenced, state="suppressed", silenced_by=("s",))]
+    env.peers[0].alerts = [
+        listed({**LABELS, "path": "/lost"}, starts_at=rfc3339(T0 - GRACE)),
+        listed(silenced, state="suppressed", silenced_by=("s",)),
+    ]
     one, two = env.reconciler(), env.reconciler()
     # through the lease: one runs, the other skips
     results = await asyncio.gather(one.run(T0), two.run(T0))
@@ -422,8 +482,13 @@ async def test_two_replicas_reconciling_at_once_write_each_event_once(make_env: 
     # and without it (what the lease guards against anyway): every write is idempotent
     await asyncio.gather(*(r._reconcile(T0 + INTERVAL) for r in (one, two, one, two)))
     rows = await db.fetch("SELECT type, count(*) AS n FROM incident_events WHERE actor = 'reconciler' GROUP BY type")
-    assert {r["type"]: r["n"] for r in rows} == {"opened": 1, "alert_fired": 1, "alert_resolved": 1, "resolved": 1,
-                                                 "suppressed": 1}
+    assert {r["type"]: r["n"] for r in rows} == {
+        "opened": 1,
+        "alert_fired": 1,
+        "alert_resolved": 1,
+        "resolved": 1,
+        "suppressed": 1,
+    }
 
 
 # --- a resolve we inferred is not a fact -----------------------------------------------------------------------
@@ -431,7 +496,8 @@ async def test_two_replicas_reconciling_at_once_write_each_event_once(make_env: 
 
 @pytest.mark.parametrize("with_alertmanager", [False, True])
 async def test_an_instance_resolved_as_stale_that_fires_again_opens_an_incident_and_pages(
-        database_url: str, db: Any, with_alertmanager: bool) -> None:
+    database_url: str, db: Any, with_alertmanager: bool
+) -> None:
     text = "alertmanager: {urls: [http://127.0.0.1:9], receiver: receiver}\n" if with_alertmanager else ""
     config = parse_config(text, env={})
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4, init=_init_connection)
@@ -449,16 +515,19 @@ async def test_an_instance_resolved_as_stale_that_fires_again_opens_an_incident_
         assert plan.outcomes["stale"] == 0 and plan.outcomes["updated"] == 1
         [opened] = await db.fetch("SELECT * FROM incidents WHERE status = 'open'")
         assert opened["id"] != first["id"] and opened["next_escalation_at"] == later  # it pages at once
-        [fired] = await db.fetch("SELECT detail FROM incident_events WHERE incident_id = $1 AND type = 'alert_fired'",
-                                 opened["id"])
+        [fired] = await db.fetch(
+            "SELECT detail FROM incident_events WHERE incident_id = $1 AND type = 'alert_fired'", opened["id"]
+        )
         assert fired["detail"]["after_inferred_resolve"] == "stale"
         # within the reopen window the same incident reopens instead
         await escalator.tick(later + timedelta(hours=13))
         plan = await ingestor.ingest(parse_notification(firing), later + timedelta(hours=13, minutes=1))
         assert plan.summary()[0]["action"] == "reopened"
         # a resolve Alertmanager sent stays final: its late firing copy is stale
-        await ingestor.ingest(parse_notification(payload(alert("resolved", labels=LABELS, ends_at=STARTS))),
-                              later + timedelta(hours=13, minutes=2))
+        await ingestor.ingest(
+            parse_notification(payload(alert("resolved", labels=LABELS, ends_at=STARTS))),
+            later + timedelta(hours=13, minutes=2),
+        )
         plan = await ingestor.ingest(parse_notification(firing), later + timedelta(hours=13, minutes=3))
         assert plan.outcomes["stale"] == 1
     finally:

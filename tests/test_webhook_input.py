@@ -44,29 +44,43 @@ BAD_BODIES = [
     pytest.param(b"[]", "expected a JSON object", id="not-an-object"),
     pytest.param(json.dumps(payload(alert(), version="3")).encode(), "unsupported", id="wrong-version"),
     pytest.param(json.dumps(payload(alert(), version=4)).encode(), "unsupported", id="numeric-version"),
-    pytest.param(json.dumps({k: v for k, v in payload(alert()).items() if k != "version"}).encode(),
-                 'missing "version"', id="missing-version"),
-    pytest.param(json.dumps({**payload(), "alerts": {"a": alert()}}).encode(), '"alerts" must be a list',
-                 id="alerts-object"),
+    pytest.param(
+        json.dumps({k: v for k, v in payload(alert()).items() if k != "version"}).encode(),
+        'missing "version"',
+        id="missing-version",
+    ),
+    pytest.param(
+        json.dumps({**payload(), "alerts": {"a": alert()}}).encode(), '"alerts" must be a list', id="alerts-object"
+    ),
     pytest.param(json.dumps({**payload(), "alerts": "x"}).encode(), '"alerts" must be a list', id="alerts-string"),
     pytest.param(json.dumps(payload(alert(), truncatedAlerts="0")).encode(), "truncatedAlerts", id="wrong-type"),
     pytest.param(json.dumps(payload(alert(), commonLabels={"a": 1})).encode(), "commonLabels", id="label-type"),
-    pytest.param(json.dumps(payload(alert_without("labels"), status="firing")).encode(), '"labels" is required',
-                 id="missing-labels"),
-    pytest.param(json.dumps(payload(alert_without("startsAt"), status="firing")).encode(), "startsAt",
-                 id="missing-startsAt"),
-    pytest.param(json.dumps(payload(alert_without("status"), status="firing")).encode(), '"status" must be',
-                 id="missing-status"),
-    pytest.param(json.dumps(payload(alert_with("labels", {"alertname": 1}))).encode(), '"labels" must be an object',
-                 id="label-value-not-string"),
-    pytest.param(json.dumps(payload(alert_with("startsAt", "2026-13-45T00:00:00Z"))).encode(), "startsAt",
-                 id="bad-startsAt"),
+    pytest.param(
+        json.dumps(payload(alert_without("labels"), status="firing")).encode(),
+        '"labels" is required',
+        id="missing-labels",
+    ),
+    pytest.param(
+        json.dumps(payload(alert_without("startsAt"), status="firing")).encode(), "startsAt", id="missing-startsAt"
+    ),
+    pytest.param(
+        json.dumps(payload(alert_without("status"), status="firing")).encode(), '"status" must be', id="missing-status"
+    ),
+    pytest.param(
+        json.dumps(payload(alert_with("labels", {"alertname": 1}))).encode(),
+        '"labels" must be an object',
+        id="label-value-not-string",
+    ),
+    pytest.param(
+        json.dumps(payload(alert_with("startsAt", "2026-13-45T00:00:00Z"))).encode(), "startsAt", id="bad-startsAt"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "reason"), BAD_BODIES)
-async def test_bad_input_is_400_with_a_reason_and_writes_nothing(client: Any, db: Any, body: bytes,
-                                                                   reason: str) -> None:
+async def test_bad_input_is_400_with_a_reason_and_writes_nothing(
+    client: Any, db: Any, body: bytes, reason: str
+) -> None:
     resp = await post_raw(client, body)
     assert resp.status == 400
     assert reason in await error_of(resp)
@@ -174,8 +188,9 @@ async def test_wrong_basic_credentials_are_401(make_client: Any, db: Any, header
 
 
 async def test_token_and_basic_together_accept_either(make_client: Any, db: Any) -> None:
-    config = parse_config(TOKEN_CONFIG + "  basic_auth:\n    username: am\n    password_env: P\n",
-                          env={"T": "tok", "P": "pw"})
+    config = parse_config(
+        TOKEN_CONFIG + "  basic_auth:\n    username: am\n    password_env: P\n", env={"T": "tok", "P": "pw"}
+    )
     client = await make_client(config)
     assert (await client.post("/webhook", json=payload(alert()), headers={"Authorization": "Bearer tok"})).status == 200
     assert (await client.post("/webhook", json=payload(alert()), headers=basic("am", "pw"))).status == 200
@@ -302,8 +317,11 @@ async def test_a_thousand_alert_group_is_accepted(client: Any, db: Any) -> None:
             namespace="production",
             pod=f"api-{i:04d}-7f9c6b5d4-x2x9z",
             severity="critical" if i % 7 == 0 else "warning",
-            annotations={"summary": f"p99 latency is high on {i}", "description": "d" * 400,
-                         "runbook_url": "https://runbooks.example/latency"},
+            annotations={
+                "summary": f"p99 latency is high on {i}",
+                "description": "d" * 400,
+                "runbook_url": "https://runbooks.example/latency",
+            },
         )
         for i in range(1000)
     ]

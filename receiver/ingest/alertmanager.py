@@ -50,8 +50,9 @@ def check_version(data: Any, supported: str, what: str) -> dict[str, Any]:
     return data
 
 
-def parse_group(data: dict[str, Any], sender: str, parse_one: Callable[..., Alert], *,
-                clean: bool = True) -> Notification:
+def parse_group(
+    data: dict[str, Any], sender: str, parse_one: Callable[..., Alert], *, clean: bool = True
+) -> Notification:
     """The fields Alertmanager's webhook and the formats derived from it share: the alerts, each parsed by
     `parse_one(index, raw, clean=...)`, and the group's receiver, status, labels, external URL and key."""
     alerts_raw = data.get("alerts")
@@ -87,8 +88,13 @@ def parse_group(data: dict[str, Any], sender: str, parse_one: Callable[..., Aler
         invalid=invalid,
         external_url=external_url,
         truncated=truncated,
-        details={"receiver": receiver, "status": status, "group_key": group_key, "group_labels": group_labels,
-                 "common_labels": common_labels},
+        details={
+            "receiver": receiver,
+            "status": status,
+            "group_key": group_key,
+            "group_labels": group_labels,
+            "common_labels": common_labels,
+        },
     )
 
 
@@ -186,5 +192,6 @@ def _optional_labels(data: dict[str, Any], name: str) -> dict[str, str]:
         raise PayloadError(str(e)) from None
 
 
-ALERTMANAGER = Sender(name=SENDER, path="/webhook", parse=parse_body,
-                      title="Prometheus Alertmanager (webhook version 4)")
+ALERTMANAGER = Sender(
+    name=SENDER, path="/webhook", parse=parse_body, title="Prometheus Alertmanager (webhook version 4)"
+)

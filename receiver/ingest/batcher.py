@@ -43,9 +43,15 @@ class _Waiting:
 
 
 class Batcher:
-    def __init__(self, store: Store, *, writers: int = 4, max_alerts: int = 2000,
-                 resolve_notice_severities: Callable[[], frozenset[str]] = frozenset,
-                 on_batch: Callable[[int, int], None] = lambda webhooks, alerts: None):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        writers: int = 4,
+        max_alerts: int = 2000,
+        resolve_notice_severities: Callable[[], frozenset[str]] = frozenset,
+        on_batch: Callable[[int, int], None] = lambda webhooks, alerts: None,
+    ):
         self.store = store
         self.writers = max(1, writers)
         self.max_alerts = max(1, max_alerts)
@@ -88,8 +94,9 @@ class Batcher:
         left: deque[_Waiting] = deque()
         while self._queue:
             w = self._queue.popleft()
-            fits = not batch or (alerts + w.alerts <= self.max_alerts
-                                 and len(keys | w.keys) <= store_module.MAX_KEYS_PER_TRANSACTION)
+            fits = not batch or (
+                alerts + w.alerts <= self.max_alerts and len(keys | w.keys) <= store_module.MAX_KEYS_PER_TRANSACTION
+            )
             if not fits:
                 left.append(w)
                 left.extend(self._queue)
@@ -117,8 +124,9 @@ class Batcher:
                     _fail(batch, e)
             except Exception as e:  # a bug in planning or encoding: one webhook's, most likely
                 if len(batch) > 1:
-                    log.warning("ingest batch of %d webhooks failed (%s): retrying each alone", len(batch),
-                                type(e).__name__)
+                    log.warning(
+                        "ingest batch of %d webhooks failed (%s): retrying each alone", len(batch), type(e).__name__
+                    )
                     await self._alone(batch)
                 else:
                     _fail(batch, e)
@@ -131,8 +139,9 @@ class Batcher:
             self._dispatch()
 
     async def _commit(self, batch: list[_Waiting]) -> None:
-        plans = await self.store.ingest_batch([w.webhook for w in batch], self.resolve_notice_severities(),
-                                              [w.source for w in batch])
+        plans = await self.store.ingest_batch(
+            [w.webhook for w in batch], self.resolve_notice_severities(), [w.source for w in batch]
+        )
         for w, p in zip(batch, plans, strict=True):
             if not w.future.done():
                 w.future.set_result(p)

@@ -55,8 +55,13 @@ def parse_notification(data: Any, *, clean: bool = True) -> Notification:
     title = alertmanager.optional_str(data, "title")
     alertmanager.optional_str(data, "message")  # rendered text for people; checked, not kept
     notification = alertmanager.parse_group(data, SENDER, parse_alert, clean=clean)
-    details = {**notification.details, "org_id": org_id, "state": state[:32], "title": title[:200],
-               "external_url": notification.external_url}
+    details = {
+        **notification.details,
+        "org_id": org_id,
+        "state": state[:32],
+        "title": title[:200],
+        "external_url": notification.external_url,
+    }
     return dataclasses.replace(notification, external_url="", details=details)
 
 
@@ -114,8 +119,12 @@ def _number(value: int | float) -> str:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_VALUE_TEXT else text[:MAX_VALUE_TEXT - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    return text if len(text) <= MAX_VALUE_TEXT else text[: MAX_VALUE_TEXT - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
-GRAFANA = Sender(name=SENDER, path="/webhook/grafana", parse=parse_body,
-                 title="Grafana-managed alerting (webhook contact point, version 1)")
+GRAFANA = Sender(
+    name=SENDER,
+    path="/webhook/grafana",
+    parse=parse_body,
+    title="Grafana-managed alerting (webhook contact point, version 1)",
+)

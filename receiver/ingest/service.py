@@ -29,8 +29,11 @@ _SEP = "\x00"
 
 
 def _mapping_entry_size(key: str, mapping: Mapping) -> int:
-    return sys.getsizeof(key) + sys.getsizeof(mapping) + str_bytes(
-        mapping.route, mapping.kind, mapping.severity, mapping.owner, mapping.rule)
+    return (
+        sys.getsizeof(key)
+        + sys.getsizeof(mapping)
+        + str_bytes(mapping.route, mapping.kind, mapping.severity, mapping.owner, mapping.rule)
+    )
 
 
 class Ingestor:
@@ -42,9 +45,12 @@ class Ingestor:
         # called when a ping reached a missed heartbeat: the app wakes the check that resolves its incident
         self.on_missed_ping: Callable[[], None] = lambda: None
         # webhooks wait here for a writer and are committed together (group commit)
-        self.batcher = Batcher(store, writers=config.database.max_ingest_transactions,
-                               max_alerts=config.database.max_ingest_batch_alerts,
-                               resolve_notice_severities=lambda: self.config.escalation.resolve_notice_severities)
+        self.batcher = Batcher(
+            store,
+            writers=config.database.max_ingest_transactions,
+            max_alerts=config.database.max_ingest_batch_alerts,
+            resolve_notice_severities=lambda: self.config.escalation.resolve_notice_severities,
+        )
 
     def map(self, labels: dict[str, str]) -> Mapping:
         # The key is one string, names then values, NUL-separated: a few bytes a label where a tuple of pairs
@@ -67,16 +73,23 @@ class Ingestor:
             "targets": [{"id": t.id, "type": t.type, "url": t.url.value} for t in owner.targets],
         }
 
-    async def ingest(self, notification: Notification, now: datetime, *, source: str | None = None,
-                     event_detail: dict[str, Any] | None = None) -> correlation.Plan:
+    async def ingest(
+        self,
+        notification: Notification,
+        now: datetime,
+        *,
+        source: str | None = None,
+        event_detail: dict[str, Any] | None = None,
+    ) -> correlation.Plan:
         """Map and correlate one notification. `source` ('<sender>/<receiver>', by default from the notification)
         is kept on its member alerts; `event_detail` goes into each alert's timeline event."""
         if source is None:
             source = f"{notification.sender}/{notification.details.get('receiver') or ''}"
         alerts = correlation.dedupe(notification.alerts)
         # a heartbeat's alerts are pings, never incidents; recorded (committed) before the webhook is answered
-        alerts, missed_pinged = await heartbeats.take_pings(self.store, self.config.heartbeats, alerts,
-                                                            notification.sender, now)
+        alerts, missed_pinged = await heartbeats.take_pings(
+            self.store, self.config.heartbeats, alerts, notification.sender, now
+        )
         if missed_pinged:
             self.on_missed_ping()
         mappings: dict[str, Mapping] = {}
@@ -85,19 +98,24 @@ class Ingestor:
                 # a 20,000-alert webhook takes ~0.2 s to map: other requests run between the slices (on the
                 # loop, not in a thread, because the mapping cache is not thread-safe)
                 await asyncio.sleep(0)
-            for a in alerts[start:start + MAP_SLICE]:
+            for a in alerts[start : start + MAP_SLICE]:
                 mappings[a.fingerprint] = self.map(a.labels)
         plan = correlation.Plan()
         # a webhook of very many keys goes in chunks, each committed before the next is queued (see key_chunks)
         for chunk, _keys in key_chunks(alerts, mappings, store_module.MAX_KEYS_PER_TRANSACTION):
-            plan.merge(await self.batcher.submit(correlation.Webhook(
-                chunk,
-                mappings,
-                now,
-                reopen_window_start=now - self.config.correlation.reopen_window,
-                external_url=notification.external_url,
-                owner_snapshot=self.owner_snapshot,
-                actor=notification.sender,  # the timeline says which sender's alert did it
-                event_detail=event_detail,
-            ), source=source))
+            plan.merge(
+                await self.batcher.submit(
+                    correlation.Webhook(
+                        chunk,
+                        mappings,
+                        now,
+                        reopen_window_start=now - self.config.correlation.reopen_window,
+                        external_url=notification.external_url,
+                        owner_snapshot=self.owner_snapshot,
+                        actor=notification.sender,  # the timeline says which sender's alert did it
+                        event_detail=event_detail,
+                    ),
+                    source=source,
+                )
+            )
         return plan

@@ -101,8 +101,10 @@ class Deliverer:
             # back untried rather than risk another replica sending them at the same time.
             log.warning("claiming %d notifications took %.1f s; returned untried", len(items), loop.time() - started)
             await self.store.record_deliveries(
-                now, [DeliveryOutcome(i.id, i.attempts, DeliveryStatus.PENDING, now, "not sent: slow claim")
-                      for i in items], [])
+                now,
+                [DeliveryOutcome(i.id, i.attempts, DeliveryStatus.PENDING, now, "not sent: slow claim") for i in items],
+                [],
+            )
             return []
         deliveries = await asyncio.gather(*(self._send(item, now) for item in items))
         outcomes: list[DeliveryOutcome] = []
@@ -118,19 +120,28 @@ class Deliverer:
                 outcomes.append(DeliveryOutcome(dv.id, item.attempts, dv.status, None, dv.result.error))
                 events.append((dv.incident_id, "notify_failed", {**detail, "error": dv.result.error}))
             else:
-                wait = dv.result.retry_after if dv.result.retry_after is not None else backoff(
-                    self.config, item.attempts)
+                wait = (
+                    dv.result.retry_after if dv.result.retry_after is not None else backoff(self.config, item.attempts)
+                )
                 if dv.result.unknown:
                     # a target slower than the timeout gets at least that long again before it sees a retry
                     wait = max(wait, d.timeout)
                 outcomes.append(DeliveryOutcome(dv.id, item.attempts, dv.status, now + wait, dv.result.error))
-                events.append((dv.incident_id, "notify_unknown" if dv.result.unknown else "notify_retry",
-                               {**detail, "error": dv.result.error, "retry_in_seconds": round(wait.total_seconds())}))
+                events.append(
+                    (
+                        dv.incident_id,
+                        "notify_unknown" if dv.result.unknown else "notify_retry",
+                        {**detail, "error": dv.result.error, "retry_in_seconds": round(wait.total_seconds())},
+                    )
+                )
         recorded = await self.store.record_deliveries(now, outcomes, events)
         if recorded < len(outcomes):
             # only possible when recording came after the lease ended and another replica claimed the row
-            log.warning("%d of %d delivery outcomes arrived after their lease and were not recorded",
-                        len(outcomes) - recorded, len(outcomes))
+            log.warning(
+                "%d of %d delivery outcomes arrived after their lease and were not recorded",
+                len(outcomes) - recorded,
+                len(outcomes),
+            )
         if self.on_delivery:
             for dv in deliveries:
                 self.on_delivery(dv)
@@ -158,8 +169,15 @@ class Deliverer:
             too_old = now + min(wait, d.max_retry_after) - item.created_at > d.max_age
             status = DeliveryStatus.FAILED if too_old or wait > d.max_retry_after else DeliveryStatus.PENDING
         if status != DeliveryStatus.DELIVERED:
-            log.warning("notification %s for incident %s to %s: %s (%s%s)", item.notification_key,
-                        item.incident_id, item.target, result.error, status,
-                        "; outcome unknown, the target may have it" if result.unknown else "")
-        return Delivery(item.id, item.incident_id, item.target, item.target_type, item.notification_key,
-                        result, status, seconds)
+            log.warning(
+                "notification %s for incident %s to %s: %s (%s%s)",
+                item.notification_key,
+                item.incident_id,
+                item.target,
+                result.error,
+                status,
+                "; outcome unknown, the target may have it" if result.unknown else "",
+            )
+        return Delivery(
+            item.id, item.incident_id, item.target, item.target_type, item.notification_key, result, status, seconds
+        )

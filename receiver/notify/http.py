@@ -35,8 +35,15 @@ def check_status(status: int, headers: Mapping[str, str], body: bytes, now: date
     return SendResult.failed(error)
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, message: Any, *, timeout: float, now: datetime,
-                    check: Check = check_status) -> SendResult:
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    message: Any,
+    *,
+    timeout: float,
+    now: datetime,
+    check: Check = check_status,
+) -> SendResult:
     """POST `message` as JSON to `url`; the whole attempt (connect, send, answer) ends within `timeout` s."""
     status: int | None = None
     headers: Mapping[str, str] = {}
@@ -45,9 +52,16 @@ async def post_json(session: aiohttp.ClientSession, url: str, message: Any, *, t
         # asyncio.timeout as well as aiohttp's: the delivery lease relies on this bound being hard
         # (and a connect phase of its own, so that a target that cannot be reached is known not to have it)
         limits = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, CONNECT_TIMEOUT))
-        async with asyncio.timeout(timeout), session.post(url, data=json.dumps(message).encode(),
-                                                          headers={"Content-Type": "application/json"},
-                                                          timeout=limits, allow_redirects=False) as resp:
+        async with (
+            asyncio.timeout(timeout),
+            session.post(
+                url,
+                data=json.dumps(message).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=limits,
+                allow_redirects=False,
+            ) as resp,
+        ):
             status, headers = resp.status, resp.headers
             chunks = []
             remaining = MAX_ANSWER_BYTES

@@ -31,11 +31,21 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 
-def destination(*, host: str, port: int, starttls: bool, username: str | None, password: str | None,
-                sender: str, to: list[str]) -> str:
+def destination(
+    *, host: str, port: int, starttls: bool, username: str | None, password: str | None, sender: str, to: list[str]
+) -> str:
     """The outbox destination of an email target."""
-    return json.dumps({"host": host, "port": port, "starttls": starttls, "username": username,
-                       "password": password, "from": sender, "to": to})
+    return json.dumps(
+        {
+            "host": host,
+            "port": port,
+            "starttls": starttls,
+            "username": username,
+            "password": password,
+            "from": sender,
+            "to": to,
+        }
+    )
 
 
 def mail_text(ctx: Context) -> tuple[str, str]:
@@ -69,8 +79,7 @@ class EmailNotifier(Notifier[tuple[str, str]]):
     def render(self, ctx: Context) -> tuple[str, str]:
         return mail_text(ctx)
 
-    async def send(self, destination: str, message: tuple[str, str], *, timeout: float,
-                   now: datetime) -> SendResult:
+    async def send(self, destination: str, message: tuple[str, str], *, timeout: float, now: datetime) -> SendResult:
         try:
             d: dict[str, Any] = json.loads(destination)
             host, port, starttls = str(d["host"]), int(d["port"]), bool(d["starttls"])
@@ -108,8 +117,9 @@ class EmailNotifier(Notifier[tuple[str, str]]):
                 phase = "data"
                 await smtp.data(mail.as_bytes(), timeout=timeout)
         except aiosmtplib.SMTPNotSupported:
-            return SendResult.failed("the server does not offer STARTTLS" if phase == "connect"
-                                     else f"{phase} not supported by the server")
+            return SendResult.failed(
+                "the server does not offer STARTTLS" if phase == "connect" else f"{phase} not supported by the server"
+            )
         except aiosmtplib.SMTPResponseException as e:
             return _reply(e.code, f"{phase} refused")
         except (TimeoutError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected) as e:

@@ -44,8 +44,9 @@ class Context:
     ack_url: str | None = None
 
     @classmethod
-    def of(cls, item: OutboxItem, now: datetime, incident_url: str | None = None,
-           ack_url: str | None = None) -> Context:
+    def of(
+        cls, item: OutboxItem, now: datetime, incident_url: str | None = None, ack_url: str | None = None
+    ) -> Context:
         return cls(
             incident_id=str(item.incident_id),
             incident_key=item.incident_key,
@@ -94,7 +95,7 @@ def fold(text: Any, *, multiline: bool = False) -> str:
 
 def cut(text: str, limit: int) -> str:
     """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[:limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def safe_link(url: Any) -> str | None:

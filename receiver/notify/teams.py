@@ -26,24 +26,34 @@ _COLOR = {"critical": "Attention", "warning": "Warning"}
 
 def run(text: Any, limit: int, *, multiline: bool = False, **style: Any) -> dict[str, Any]:
     """An untrusted value as a RichTextBlock of one TextRun: shown as it is, no Markdown parsed."""
-    return {"type": "RichTextBlock", "inlines": [
-        {"type": "TextRun", "text": cut(fold(text, multiline=multiline), limit) or " ", **style}]}
+    return {
+        "type": "RichTextBlock",
+        "inlines": [{"type": "TextRun", "text": cut(fold(text, multiline=multiline), limit) or " ", **style}],
+    }
 
 
 def fact(name: str, value: dict[str, Any]) -> dict[str, Any]:
     """A name (our words) beside a value block, as a two-column row."""
-    return {"type": "ColumnSet", "columns": [
-        {"type": "Column", "width": "100px", "items": [{"type": "TextBlock", "text": name, "weight": "Bolder"}]},
-        {"type": "Column", "width": "stretch", "items": [value]},
-    ]}
+    return {
+        "type": "ColumnSet",
+        "columns": [
+            {"type": "Column", "width": "100px", "items": [{"type": "TextBlock", "text": name, "weight": "Bolder"}]},
+            {"type": "Column", "width": "stretch", "items": [value]},
+        ],
+    }
 
 
 def teams_message(ctx: Context) -> dict[str, Any]:
     resolved = ctx.event == "resolved"
     mark = "RESOLVED" if resolved else ctx.severity.upper()
     body: list[dict[str, Any]] = [
-        run(headline(ctx), 300, weight="Bolder", size="Large",
-            color="Good" if resolved else _COLOR.get(ctx.severity, "Default")),
+        run(
+            headline(ctx),
+            300,
+            weight="Bolder",
+            size="Large",
+            color="Good" if resolved else _COLOR.get(ctx.severity, "Default"),
+        ),
         {"type": "TextBlock", "text": cut(fold(mark), 50), "weight": "Bolder", "spacing": "None"},
         run(ctx.summary, 2000, multiline=True),
         fact("Route", run(ctx.route, 300)),
@@ -69,15 +79,22 @@ def teams_message(ctx: Context) -> dict[str, Any]:
     }
     if actions:
         card["actions"] = actions[:5]
-    return {"type": "message", "attachments": [
-        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
 
 
 def check_teams(status: int, headers: Mapping[str, str], body: bytes, now: datetime) -> SendResult:
     if 200 <= status < 300 and b"returned HTTP error" in body:
         # a legacy connector's failure, answered 200: its text names the status Teams itself got
-        return SendResult.retry_later("HTTP 429 in a 200") if b"HTTP error 429" in body else SendResult.failed(
-            "delivery failed in a 200")
+        return (
+            SendResult.retry_later("HTTP 429 in a 200")
+            if b"HTTP error 429" in body
+            else SendResult.failed("delivery failed in a 200")
+        )
     return check_status(status, headers, body, now)
 
 

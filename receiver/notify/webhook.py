@@ -36,8 +36,8 @@ def webhook_message(ctx: Context) -> dict[str, Any]:
             "total_alerts": ctx.total,
             "summary": ctx.metadata.get("summary"),
         },
-        "links": {label.lower(): url for label, url in link_list(ctx)} | ({"acknowledge": ctx.ack_url}
-                                                                           if ctx.ack_url else {}),
+        "links": {label.lower(): url for label, url in link_list(ctx)}
+        | ({"acknowledge": ctx.ack_url} if ctx.ack_url else {}),
     }
 
 

@@ -153,9 +153,22 @@ class Store:
         for chunk, keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
             # the slot is taken per chunk, so other webhooks go in between the chunks of a huge one
             async with self._ingest_slots or contextlib.nullcontext():
-                plan.merge(await self._ingest(chunk, mappings, keys, [a.fingerprint for a in chunk], now,
-                                              reopen_window_start, external_url, owner_snapshot,
-                                              resolve_notice_severities, actor, source, event_detail))
+                plan.merge(
+                    await self._ingest(
+                        chunk,
+                        mappings,
+                        keys,
+                        [a.fingerprint for a in chunk],
+                        now,
+                        reopen_window_start,
+                        external_url,
+                        owner_snapshot,
+                        resolve_notice_severities,
+                        actor,
+                        source,
+                        event_detail,
+                    )
+                )
         return plan
 
     async def _ingest(
@@ -178,8 +191,16 @@ class Store:
                 rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, reopen_window_start)
 
                 def plan_and_encode() -> tuple[correlation.Plan, _PlanRecords]:
-                    plan = correlation.plan(alerts, mappings, _state(rows), now, external_url=external_url,
-                                            owner_snapshot=owner_snapshot, actor=actor, event_detail=event_detail)
+                    plan = correlation.plan(
+                        alerts,
+                        mappings,
+                        _state(rows),
+                        now,
+                        external_url=external_url,
+                        owner_snapshot=owner_snapshot,
+                        actor=actor,
+                        event_detail=event_detail,
+                    )
                     return plan, _plan_records(plan, resolve_notice_severities, source)
 
                 if len(alerts) > OFF_LOOP_ALERTS:
@@ -187,15 +208,19 @@ class Store:
                     plan, w = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
                 else:
                     plan, w = plan_and_encode()
-                await conn.execute(QUERIES["apply_ingest"], now, w.new_incidents, w.changes, w.members, w.events,
-                                   w.resolve_notices)
+                await conn.execute(
+                    QUERIES["apply_ingest"], now, w.new_incidents, w.changes, w.members, w.events, w.resolve_notices
+                )
         except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
             raise StoreUnavailable(type(e).__name__) from e
         return plan
 
-    async def ingest_batch(self, webhooks: Sequence[correlation.Webhook],
-                           resolve_notice_severities: frozenset[str] = frozenset(),
-                           sources: Sequence[str | None] = ()) -> list[correlation.Plan]:
+    async def ingest_batch(
+        self,
+        webhooks: Sequence[correlation.Webhook],
+        resolve_notice_severities: frozenset[str] = frozenset(),
+        sources: Sequence[str | None] = (),
+    ) -> list[correlation.Plan]:
         """Correlate several webhooks (each at most MAX_KEYS_PER_TRANSACTION keys; together, see the batcher)
         in one transaction: lock the union of their keys, read the state once, plan each in order against the
         state the ones before it leave (correlation.plan_batch), write each plan with its own statement (one
@@ -206,24 +231,27 @@ class Store:
         since = min(w.reopen_window_start for w in webhooks)
         sources = list(sources) or [None] * len(webhooks)
         try:
-            async with self._ingest_slots or contextlib.nullcontext(), self.pool.acquire() as conn, \
-                    conn.transaction():
+            async with self._ingest_slots or contextlib.nullcontext(), self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, since)
 
                 def plan_and_encode() -> tuple[list[correlation.Plan], list[_PlanRecords]]:
                     plans = correlation.plan_batch(webhooks, _state(rows))
-                    return plans, [_plan_records(p, resolve_notice_severities, src)
-                                   for p, src in zip(plans, sources, strict=True)]
+                    return plans, [
+                        _plan_records(p, resolve_notice_severities, src) for p, src in zip(plans, sources, strict=True)
+                    ]
 
                 if sum(len(w.alerts) for w in webhooks) > OFF_LOOP_ALERTS:
                     plans, records = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
                 else:
                     plans, records = plan_and_encode()
                 # one statement per webhook, sent together: each sees what the ones before it wrote
-                await conn.executemany(QUERIES["apply_ingest"], [
-                    (w.now, r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)
-                    for w, r in zip(webhooks, records, strict=True)
-                ])
+                await conn.executemany(
+                    QUERIES["apply_ingest"],
+                    [
+                        (w.now, r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)
+                        for w, r in zip(webhooks, records, strict=True)
+                    ],
+                )
         except TRANSIENT_ERRORS as e:
             raise StoreUnavailable(type(e).__name__) from e
         except asyncpg.PostgresError as e:
@@ -255,8 +283,9 @@ class Store:
             delivery_due=r["delivery_due"],
         )
 
-    async def escalate(self, now: datetime, decide: Callable[[Sequence[DueIncident]], list[Escalation]],
-                       *, batch: int) -> list[Escalation]:
+    async def escalate(
+        self, now: datetime, decide: Callable[[Sequence[DueIncident]], list[Escalation]], *, batch: int
+    ) -> list[Escalation]:
         """Claim due incidents (SKIP LOCKED), let `decide` plan them, write levels, outbox rows, events."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -285,16 +314,18 @@ class Store:
         rows = await self._fetch(
             "record_deliveries",
             now,
-            _dumps([
-                {
-                    "id": o.id,
-                    "attempt": o.attempt,
-                    "status": o.status,
-                    "next_at": o.next_attempt_at.isoformat() if o.next_attempt_at is not None else None,
-                    "error": o.error,
-                }
-                for o in outcomes
-            ]),
+            _dumps(
+                [
+                    {
+                        "id": o.id,
+                        "attempt": o.attempt,
+                        "status": o.status,
+                        "next_at": o.next_attempt_at.isoformat() if o.next_attempt_at is not None else None,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ]
+            ),
             [e[0] for e in events],
             [e[1] for e in events],
             [_dumps(e[2]) for e in events],
@@ -323,12 +354,12 @@ class Store:
                 if row is None:
                     return None
                 before = Incident(**row)
-                if link_signature is not None and await conn.fetchval(QUERIES["use_link"], link_signature,
-                                                                      now) is None:
+                if link_signature is not None and await conn.fetchval(QUERIES["use_link"], link_signature, now) is None:
                     raise LinkAlreadyUsed()
                 t = change(before)
-                after = Incident(**await conn.fetchrow(QUERIES["update_lifecycle"], incident_id,
-                                                       _dumps(_json_record(t.state))))
+                after = Incident(
+                    **await conn.fetchrow(QUERIES["update_lifecycle"], incident_id, _dumps(_json_record(t.state)))
+                )
                 # a jsonb parameter goes through the connection's JSON codec: pass the dict itself
                 await conn.execute(QUERIES["insert_event"], incident_id, now, t.event, actor, t.detail)
                 if after.status == IncidentStatus.RESOLVED and before.severity in notice_severities:
@@ -349,8 +380,9 @@ class Store:
 
     # --- Alertmanager silences (receiver/silences.py) -----------------------------------------------
 
-    async def silence_label_sets(self, incident_id: uuid.UUID, *, max_firing: int,
-                                 max_others: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    async def silence_label_sets(
+        self, incident_id: uuid.UUID, *, max_firing: int, max_others: int
+    ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         """The label sets of the incident's firing members (at most `max_firing`), and of every member of every
         other active incident that shares an alertname with them (at most `max_others` + 1: more says the
         list was cut)."""
@@ -361,31 +393,43 @@ class Store:
         others = await self._fetch("other_incident_labels", incident_id, names, max_others + 1)
         return firing, [dict(r["labels"]) for r in others]
 
-    async def record_alertmanager_silences(self, incident_id: uuid.UUID, now: datetime,
-                                           silences: Sequence[dict[str, Any]],
-                                           events: Sequence[dict[str, Any]]) -> None:
+    async def record_alertmanager_silences(
+        self,
+        incident_id: uuid.UUID,
+        now: datetime,
+        silences: Sequence[dict[str, Any]],
+        events: Sequence[dict[str, Any]],
+    ) -> None:
         """Keep silences ({silence_id, peer, matchers, created_by, ends_at}) and append events ({type, actor,
         detail}), in one transaction."""
         await self._execute("record_alertmanager_silences", incident_id, now, _dumps(silences), _dumps(events))
 
-    async def alertmanager_silences_to_expire(self, now: datetime, *, incident_id: uuid.UUID | None = None,
-                                              limit: int) -> list[SilenceToExpire]:
+    async def alertmanager_silences_to_expire(
+        self, now: datetime, *, incident_id: uuid.UUID | None = None, limit: int
+    ) -> list[SilenceToExpire]:
         """Our Alertmanager silences that must end now (of one incident, or any), oldest first."""
         rows = await self._fetch("alertmanager_silences_to_expire", now, incident_id, limit)
         return [SilenceToExpire(**r) for r in rows]
 
-    async def record_alertmanager_expiries(self, now: datetime, expired: Sequence[tuple[str, str]],
-                                           failed: Sequence[tuple[str, str]], *, actor: str) -> None:
+    async def record_alertmanager_expiries(
+        self, now: datetime, expired: Sequence[tuple[str, str]], failed: Sequence[tuple[str, str]], *, actor: str
+    ) -> None:
         """Mark (silence id, why) expired and note (silence id, error) failures, each with its timeline event."""
         if expired:
-            await self._execute("record_alertmanager_expiries", now,
-                                _dumps([{"silence_id": i, "why": w} for i, w in expired]), actor)
+            await self._execute(
+                "record_alertmanager_expiries", now, _dumps([{"silence_id": i, "why": w} for i, w in expired]), actor
+            )
         if failed:
-            await self._execute("record_alertmanager_expiry_failures", now,
-                                _dumps([{"silence_id": i, "error": e} for i, e in failed]), actor)
+            await self._execute(
+                "record_alertmanager_expiry_failures",
+                now,
+                _dumps([{"silence_id": i, "error": e} for i, e in failed]),
+                actor,
+            )
 
-    async def incident_alertmanager_silences(self, incident_id: uuid.UUID, *,
-                                             limit: int) -> tuple[list[MirroredSilence], tuple[str, Any] | None]:
+    async def incident_alertmanager_silences(
+        self, incident_id: uuid.UUID, *, limit: int
+    ) -> tuple[list[MirroredSilence], tuple[str, Any] | None]:
         """The incident's Alertmanager silences (newest first), and the type and detail of the latest attempt's
         event (alertmanager_silenced or alertmanager_silence_failed), if any."""
         rows = await self._fetch("incident_alertmanager_silences", incident_id, limit)
@@ -412,22 +456,48 @@ class Store:
         )
         return [IncidentView(**r) for r in rows]
 
-    async def page_incidents(self, *, statuses: Sequence[str], severities: Sequence[str], routes: Sequence[str],
-                             kinds: Sequence[str], owners: Sequence[str],
-                             after: tuple[str, datetime, uuid.UUID] | None, limit: int) -> list[IncidentSummary]:
+    async def page_incidents(
+        self,
+        *,
+        statuses: Sequence[str],
+        severities: Sequence[str],
+        routes: Sequence[str],
+        kinds: Sequence[str],
+        owners: Sequence[str],
+        after: tuple[str, datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[IncidentSummary]:
         """The status page's active incidents, most severe then oldest first, after the keyset `after`."""
         sev, first_seen, inc_id = after if after else (None, None, None)
-        rows = await self._fetch("page_incidents", list(statuses), list(severities), list(routes), list(kinds),
-                                 list(owners), sev, first_seen, inc_id, limit)
+        rows = await self._fetch(
+            "page_incidents",
+            list(statuses),
+            list(severities),
+            list(routes),
+            list(kinds),
+            list(owners),
+            sev,
+            first_seen,
+            inc_id,
+            limit,
+        )
         return [IncidentSummary(**r) for r in rows]
 
-    async def page_resolved(self, *, severities: Sequence[str], routes: Sequence[str], kinds: Sequence[str],
-                            owners: Sequence[str], after: tuple[datetime, uuid.UUID] | None,
-                            limit: int) -> list[IncidentSummary]:
+    async def page_resolved(
+        self,
+        *,
+        severities: Sequence[str],
+        routes: Sequence[str],
+        kinds: Sequence[str],
+        owners: Sequence[str],
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[IncidentSummary]:
         """The status page's resolved incidents, newest first, after the keyset `after` (resolved_at, id)."""
         resolved_at, inc_id = after if after else (None, None)
-        rows = await self._fetch("page_resolved", list(severities), list(routes), list(kinds), list(owners),
-                                 resolved_at, inc_id, limit)
+        rows = await self._fetch(
+            "page_resolved", list(severities), list(routes), list(kinds), list(owners), resolved_at, inc_id, limit
+        )
         return [IncidentSummary(**r) for r in rows]
 
     async def page_counts(self) -> list[StatusCount]:
@@ -438,21 +508,29 @@ class Store:
         rows = await self._fetch("get_incident", incident_id)
         return IncidentView(**rows[0]) if rows else None
 
-    async def incident_alerts_page(self, incident_id: uuid.UUID, *, after: tuple[str, datetime, str] | None,
-                                   limit: int, max_bytes: int) -> BoundedPage[MemberAlert]:
+    async def incident_alerts_page(
+        self, incident_id: uuid.UUID, *, after: tuple[str, datetime, str] | None, limit: int, max_bytes: int
+    ) -> BoundedPage[MemberAlert]:
         """Member alerts, firing first then newest first, after the keyset `after` (status, starts_at,
         fingerprint): at most `limit` and about `max_bytes` of labels and annotations (at least one)."""
         status, starts_at, fingerprint = after if after else (None, None, None)
-        rows = await self._fetch("incident_alerts_page", incident_id, status, starts_at, fingerprint, limit + 1,
-                                 max_bytes)
+        rows = await self._fetch(
+            "incident_alerts_page", incident_id, status, starts_at, fingerprint, limit + 1, max_bytes
+        )
         return _bounded_page(rows, limit, MemberAlert)
 
-    async def incident_events_page(self, incident_id: uuid.UUID, *, after: int | None, limit: int, max_bytes: int,
-                                   newest_first: bool = False) -> BoundedPage[TimelineEvent]:
+    async def incident_events_page(
+        self, incident_id: uuid.UUID, *, after: int | None, limit: int, max_bytes: int, newest_first: bool = False
+    ) -> BoundedPage[TimelineEvent]:
         """Timeline events past the event id `after` (in the chosen direction), bounded like the alerts."""
         if newest_first:
-            rows = await self._fetch("incident_events_page_desc", incident_id,
-                                     after if after is not None else 2**63 - 1, limit + 1, max_bytes)
+            rows = await self._fetch(
+                "incident_events_page_desc",
+                incident_id,
+                after if after is not None else 2**63 - 1,
+                limit + 1,
+                max_bytes,
+            )
         else:
             rows = await self._fetch("incident_events_page", incident_id, after or 0, limit + 1, max_bytes)
         return _bounded_page(rows, limit, TimelineEvent)
@@ -472,8 +550,11 @@ class Store:
         """The active incidents counted for the metrics, in one scan; by route too when asked."""
         rows = await self._fetch("active_incidents_by_route" if by_route else "active_incidents")
         return ActiveIncidents(
-            by_state=tuple(ActiveCount(r["status"], r["severity"], r["kind"], r["n"], r["oldest_open"])
-                           for r in rows if r["status"] is not None),
+            by_state=tuple(
+                ActiveCount(r["status"], r["severity"], r["kind"], r["n"], r["oldest_open"])
+                for r in rows
+                if r["status"] is not None
+            ),
             # the (route) grouping set's rows: every other column is NULL
             by_route={r["route"]: r["n"] for r in rows if r["status"] is None},
         )
@@ -496,8 +577,15 @@ class Store:
     async def heartbeats(self, names: Sequence[str]) -> list[HeartbeatState]:
         return [HeartbeatState(**r) for r in await self._fetch("heartbeats", list(names))]
 
-    async def mark_heartbeat(self, now: datetime, name: str, missed_at: datetime | None,
-                             missed_since: datetime | None = None, *, clear: bool = False) -> None:
+    async def mark_heartbeat(
+        self,
+        now: datetime,
+        name: str,
+        missed_at: datetime | None,
+        missed_since: datetime | None = None,
+        *,
+        clear: bool = False,
+    ) -> None:
         """Heartbeat `name` missed the deadline `missed_at` (silent since `missed_since`), or its alert was
         ingested again (no `missed_since`), or with `clear` it pinged again and its alert was resolved."""
         if clear:
@@ -507,15 +595,17 @@ class Store:
         else:
             await self._execute("mark_heartbeat_missed", now, name, missed_at, missed_since)
 
-    async def append_event(self, incident_id: uuid.UUID, now: datetime, event_type: str, actor: str,
-                           detail: dict[str, Any]) -> None:
+    async def append_event(
+        self, incident_id: uuid.UUID, now: datetime, event_type: str, actor: str, detail: dict[str, Any]
+    ) -> None:
         """One more event on an incident's timeline."""
         await self._execute("insert_event", incident_id, now, event_type, actor, detail)
 
     # --- reconciliation with Alertmanager (receiver/reconcile.py) ----------------------------------
 
-    async def claim_reconcile_lease(self, name: str, holder: str, now: datetime, *, lease: timedelta,
-                                    interval: timedelta) -> bool:
+    async def claim_reconcile_lease(
+        self, name: str, holder: str, now: datetime, *, lease: timedelta, interval: timedelta
+    ) -> bool:
         """Take the lease `name` until now + lease, if it is free and its last run started an interval ago."""
         return bool(await self._fetch("claim_reconcile_lease", name, holder, now, now + lease, now - interval))
 
@@ -529,27 +619,46 @@ class Store:
     async def reconcile_member_alerts(self, members: Sequence[tuple[uuid.UUID, str]]) -> list[Alert]:
         """The stored alerts of members (incident id, fingerprint), as firing alerts of their instance."""
         rows = await self._fetch("reconcile_member_alerts", [m[0] for m in members], [m[1] for m in members])
-        return [Alert(index=i, fingerprint=r["fingerprint"], status=AlertStatus.FIRING, labels=r["labels"],
-                      annotations=r["annotations"], starts_at=r["starts_at"], ends_at=None,
-                      generator_url=r["generator_url"]) for i, r in enumerate(rows)]
+        return [
+            Alert(
+                index=i,
+                fingerprint=r["fingerprint"],
+                status=AlertStatus.FIRING,
+                labels=r["labels"],
+                annotations=r["annotations"],
+                starts_at=r["starts_at"],
+                ends_at=None,
+                generator_url=r["generator_url"],
+            )
+            for i, r in enumerate(rows)
+        ]
 
-    async def mark_absence(self, now: datetime, *, absent: Sequence[tuple[uuid.UUID, str]],
-                           present: Sequence[tuple[uuid.UUID, str]]) -> None:
+    async def mark_absence(
+        self, now: datetime, *, absent: Sequence[tuple[uuid.UUID, str]], present: Sequence[tuple[uuid.UUID, str]]
+    ) -> None:
         """Members (incident id, fingerprint) no peer listed become absent since now (unless already); members
         listed again are no longer absent."""
-        await self._execute("mark_absence", now, [a[0] for a in absent], [a[1] for a in absent],
-                            [p[0] for p in present], [p[1] for p in present])
+        await self._execute(
+            "mark_absence",
+            now,
+            [a[0] for a in absent],
+            [a[1] for a in absent],
+            [p[0] for p in present],
+            [p[1] for p in present],
+        )
 
     async def unseen_instances(self, instances: Sequence[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
         """Of the (fingerprint, startsAt) instances, those no member is (or was, but for an inferred resolve)."""
         rows = await self._fetch("unseen_instances", [i[0] for i in instances], [i[1] for i in instances])
         return {(r["fingerprint"], r["starts_at"]) for r in rows}
 
-    async def set_suppressed(self, now: datetime, changes: Sequence[tuple[uuid.UUID, dict[str, Any] | None]],
-                             *, actor: str) -> list[tuple[uuid.UUID, str]]:
+    async def set_suppressed(
+        self, now: datetime, changes: Sequence[tuple[uuid.UUID, dict[str, Any] | None]], *, actor: str
+    ) -> list[tuple[uuid.UUID, str]]:
         """Record Alertmanager's suppression of incidents where it changed; (incident id, event type) written."""
-        rows = await self._fetch("set_suppressed", now,
-                                 _dumps([{"id": str(i), "suppressed": sup} for i, sup in changes]), actor)
+        rows = await self._fetch(
+            "set_suppressed", now, _dumps([{"id": str(i), "suppressed": sup} for i, sup in changes]), actor
+        )
         return [(r["incident_id"], r["type"]) for r in rows]
 
     async def ping(self) -> None:
@@ -576,8 +685,7 @@ def _keys_of(w: correlation.Webhook) -> set[str]:
     return {w.mappings[a.fingerprint].incident_key for a in w.alerts}
 
 
-def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
-                size: int) -> list[tuple[list[Alert], list[str]]]:
+def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping], size: int) -> list[tuple[list[Alert], list[str]]]:
     """The alerts cut into chunks of at most `size` incident keys (sorted, as the locks are taken), every
     alert of a key in the same chunk.
 
@@ -590,17 +698,15 @@ def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping],
     for a in alerts:
         by_key.setdefault(mappings[a.fingerprint].incident_key, []).append(a)
     keys = sorted(by_key)
-    return [
-        ([a for k in keys[i:i + size] for a in by_key[k]], keys[i:i + size])
-        for i in range(0, len(keys), size)
-    ]
+    return [([a for k in keys[i : i + size] for a in by_key[k]], keys[i : i + size]) for i in range(0, len(keys), size)]
 
 
 def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
     state = correlation.State(active={}, reopenable={}, incidents={}, members={})
     for r in rows:
-        for fingerprint, status, starts_at, resolved_by in zip(r["member_fingerprints"], r["member_statuses"],
-                                                               r["member_starts"], r["member_resolvers"], strict=True):
+        for fingerprint, status, starts_at, resolved_by in zip(
+            r["member_fingerprints"], r["member_statuses"], r["member_starts"], r["member_resolvers"], strict=True
+        ):
             state.members[fingerprint] = correlation.MemberState(fingerprint, r["id"], status, starts_at, resolved_by)
         inc = correlation.IncidentState(
             id=r["id"],
@@ -649,53 +755,61 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], sou
     changes = list(plan.changes.values())
     ids = _IdText()
     return _PlanRecords(
-        new_incidents=_dumps_records([
-            {
-                "id": ids[x.id],
-                "incident_key": x.incident_key,
-                "route": x.route,
-                "kind": x.kind,
-                "severity": x.severity,
-                "owner": x.owner,
-                "metadata": x.metadata,
-                "mapping_rule": x.mapping_rule,
-            }
-            for x in plan.new_incidents
-        ]),
-        changes=_dumps_records([
-            {
-                "id": ids[x.id],
-                "severity": x.severity,
-                "status": x.status,
-                "metadata": x.metadata,
-                "flap_count": x.flap_count,
-                "reopened": x.reopened,
-                "rearm": x.rearm,
-                "clear_ack": x.clear_ack,
-                "resolved_by": x.resolved_by,
-            }
-            for x in changes
-        ]),
+        new_incidents=_dumps_records(
+            [
+                {
+                    "id": ids[x.id],
+                    "incident_key": x.incident_key,
+                    "route": x.route,
+                    "kind": x.kind,
+                    "severity": x.severity,
+                    "owner": x.owner,
+                    "metadata": x.metadata,
+                    "mapping_rule": x.mapping_rule,
+                }
+                for x in plan.new_incidents
+            ]
+        ),
+        changes=_dumps_records(
+            [
+                {
+                    "id": ids[x.id],
+                    "severity": x.severity,
+                    "status": x.status,
+                    "metadata": x.metadata,
+                    "flap_count": x.flap_count,
+                    "reopened": x.reopened,
+                    "rearm": x.rearm,
+                    "clear_ack": x.clear_ack,
+                    "resolved_by": x.resolved_by,
+                }
+                for x in changes
+            ]
+        ),
         # one JSON array: for a webhook of many alerts, cheaper to build than eight arrays of parameters
-        members=_dumps_records([
-            {
-                "incident_id": ids[x.incident_id],
-                "fingerprint": x.alert.fingerprint,
-                "status": x.status,
-                "labels": x.alert.labels,
-                "annotations": x.alert.annotations,
-                "starts_at": x.alert.starts_at.isoformat(),
-                "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
-                "generator_url": x.alert.generator_url,
-                "resolved_by": x.resolved_by,
-                "source": source,
-            }
-            for x in plan.members
-        ]),
-        events=_dumps_records([
-            {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail}
-            for x in plan.events
-        ]),
+        members=_dumps_records(
+            [
+                {
+                    "incident_id": ids[x.incident_id],
+                    "fingerprint": x.alert.fingerprint,
+                    "status": x.status,
+                    "labels": x.alert.labels,
+                    "annotations": x.alert.annotations,
+                    "starts_at": x.alert.starts_at.isoformat(),
+                    "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
+                    "generator_url": x.alert.generator_url,
+                    "resolved_by": x.resolved_by,
+                    "source": source,
+                }
+                for x in plan.members
+            ]
+        ),
+        events=_dumps_records(
+            [
+                {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail}
+                for x in plan.events
+            ]
+        ),
         resolve_notices=[x.id for x in changes if x.resolved and x.severity in notice_severities],
     )
 
@@ -707,20 +821,37 @@ def _escalation_records(plans: Sequence[Escalation]) -> tuple[str, str, str]:
     events: list[dict[str, Any]] = []
     for e in plans:
         incident_id = str(e.incident_id)
-        levels.append({"id": incident_id, "level": e.level,
-                       "next_at": e.next_at.isoformat() if e.next_at is not None else None})
+        levels.append(
+            {"id": incident_id, "level": e.level, "next_at": e.next_at.isoformat() if e.next_at is not None else None}
+        )
         outbox.extend(
-            {"incident_id": incident_id, "notification_key": e.notification_key, "level": e.level,
-             "target": t.id, "target_type": t.type, "url": t.url}
+            {
+                "incident_id": incident_id,
+                "notification_key": e.notification_key,
+                "level": e.level,
+                "target": t.id,
+                "target_type": t.type,
+                "url": t.url,
+            }
             for t in e.targets
         )
         if e.level > e.from_level:
-            events.append({"incident_id": incident_id, "type": "escalated", "detail": {
-                "from_level": e.from_level, "to_level": e.level, "targets": e.target_ids,
-                "skipped_levels": max(0, e.level - e.from_level - 1)}})
+            events.append(
+                {
+                    "incident_id": incident_id,
+                    "type": "escalated",
+                    "detail": {
+                        "from_level": e.from_level,
+                        "to_level": e.level,
+                        "targets": e.target_ids,
+                        "skipped_levels": max(0, e.level - e.from_level - 1),
+                    },
+                }
+            )
         elif e.level == 0 and e.targets:
-            events.append({"incident_id": incident_id, "type": "paged",
-                           "detail": {"level": 0, "targets": e.target_ids}})
+            events.append(
+                {"incident_id": incident_id, "type": "paged", "detail": {"level": 0, "targets": e.target_ids}}
+            )
     return _dumps(levels), _dumps(outbox), _dumps(events)
 
 

@@ -21,8 +21,16 @@ from .handlers import incident_json, json_response, parse_incident_id
 from .middleware import json_error
 
 
-async def perform(app: web.Application, incident_id: uuid.UUID, action: str, actor: str, now: datetime,
-                  body: dict[str, Any], *, link_signature: str | None = None) -> tuple[Incident, Incident] | None:
+async def perform(
+    app: web.Application,
+    incident_id: uuid.UUID,
+    action: str,
+    actor: str,
+    now: datetime,
+    body: dict[str, Any],
+    *,
+    link_signature: str | None = None,
+) -> tuple[Incident, Incident] | None:
     """Run one lifecycle action; raises InvalidInput before touching the database, InvalidTransition, and
     LinkAlreadyUsed (with `link_signature`, spent in the action's transaction); None for an unknown incident."""
     config = app[CONFIG]
@@ -41,9 +49,14 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
         assert silence is not None
         return lifecycle.silence(incident, actor, now, *silence)
 
-    result = await store.transition(incident_id, change, actor=actor, now=now,
-                                    notice_severities=config.escalation.resolve_notice_severities,
-                                    link_signature=link_signature)
+    result = await store.transition(
+        incident_id,
+        change,
+        actor=actor,
+        now=now,
+        notice_severities=config.escalation.resolve_notice_severities,
+        link_signature=link_signature,
+    )
     if result is not None:
         after = result[1]
         metrics = app[METRICS]
@@ -63,8 +76,11 @@ async def perform(app: web.Application, incident_id: uuid.UUID, action: str, act
 async def api_action(request: web.Request) -> web.Response:
     actor = api_actor(request.app[CONFIG], request.headers.get("Authorization"))
     if actor is None:
-        return web.json_response({"error": "a valid API token is required"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="receiver"'})
+        return web.json_response(
+            {"error": "a valid API token is required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
+        )
     incident_id = parse_incident_id(request)
     action = request.match_info["action"]
     body: dict[str, Any] = {}
@@ -100,8 +116,12 @@ async def read_form(request: web.Request) -> Any:
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     env: jinja2.Environment = request.app[TEMPLATES]
     html = env.get_template(template).render(**{"done": False, "error": None, **context})
-    return web.Response(text=html, status=status, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return web.Response(
+        text=html,
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 async def link_page(request: web.Request) -> web.Response:

@@ -91,19 +91,34 @@ def page_limit(query: Any, name: str, default: int) -> int:
     return value
 
 
-async def read_page(store: Store, incident_id: uuid.UUID, *, alerts_cursor: str | None, alerts_limit: int,
-                    events_cursor: str | None, events_limit: int, newest_first: bool = False) -> DetailPage:
+async def read_page(
+    store: Store,
+    incident_id: uuid.UUID,
+    *,
+    alerts_cursor: str | None,
+    alerts_limit: int,
+    events_cursor: str | None,
+    events_limit: int,
+    newest_first: bool = False,
+) -> DetailPage:
     """One page of members and one of events, with the cursors of the next pages."""
     alerts_after = decode_alert_cursor(alerts_cursor) if alerts_cursor else None
     events_after = decode_event_cursor(events_cursor) if events_cursor else None
-    alerts = await store.incident_alerts_page(incident_id, after=alerts_after, limit=alerts_limit,
-                                              max_bytes=ALERTS_PAGE_BYTES)
-    events = await store.incident_events_page(incident_id, after=events_after, limit=events_limit,
-                                              max_bytes=EVENTS_PAGE_BYTES, newest_first=newest_first)
+    alerts = await store.incident_alerts_page(
+        incident_id, after=alerts_after, limit=alerts_limit, max_bytes=ALERTS_PAGE_BYTES
+    )
+    events = await store.incident_events_page(
+        incident_id, after=events_after, limit=events_limit, max_bytes=EVENTS_PAGE_BYTES, newest_first=newest_first
+    )
     weight = alerts.bytes + events.bytes + ROW_WEIGHT * (len(alerts.items) + len(events.items))
-    return DetailPage(alerts=alerts.items, alerts_next=encode_alert_cursor(alerts.items[-1]) if alerts.more else None,
-                      events=events.items, events_next=str(events.items[-1].id) if events.more else None,
-                      event_count=await store.incident_event_count(incident_id), weight=weight)
+    return DetailPage(
+        alerts=alerts.items,
+        alerts_next=encode_alert_cursor(alerts.items[-1]) if alerts.more else None,
+        events=events.items,
+        events_next=str(events.items[-1].id) if events.more else None,
+        event_count=await store.incident_event_count(incident_id),
+        weight=weight,
+    )
 
 
 async def off_loop_if(large: bool, fn: Callable[..., T], *args: Any) -> T:

@@ -88,8 +88,11 @@ async def receive(request: web.Request, sender: Sender) -> web.Response:
         {
             "status": "ok",
             "incidents": plan.summary(),
-            "alerts": {"received": len(notification.alerts) + len(notification.invalid), **plan.outcomes,
-                       "invalid": len(notification.invalid)},
+            "alerts": {
+                "received": len(notification.alerts) + len(notification.invalid),
+                **plan.outcomes,
+                "invalid": len(notification.invalid),
+            },
             "invalid": [i.as_dict() for i in notification.invalid],
         }
     )
@@ -228,14 +231,25 @@ async def get_incident(request: web.Request) -> web.Response:
         row = await store.get_incident(incident_id)
         if row is None:
             return json_error(404, "no such incident")
-        page = await detail.read_page(store, incident_id, alerts_cursor=q.get("alerts_cursor"),
-                                      alerts_limit=alerts_limit, events_cursor=q.get("events_cursor"),
-                                      events_limit=events_limit, newest_first=order == "desc")
+        page = await detail.read_page(
+            store,
+            incident_id,
+            alerts_cursor=q.get("alerts_cursor"),
+            alerts_limit=alerts_limit,
+            events_cursor=q.get("events_cursor"),
+            events_limit=events_limit,
+            newest_first=order == "desc",
+        )
     except detail.BadPageRequest as e:
         return json_error(400, str(e))
     data = incident_json(row)
-    data.update(event_count=page.event_count, alerts=page.alerts, events=page.events,
-                alerts_next_cursor=page.alerts_next, events_next_cursor=page.events_next)
+    data.update(
+        event_count=page.event_count,
+        alerts=page.alerts,
+        events=page.events,
+        alerts_next_cursor=page.alerts_next,
+        events_next_cursor=page.events_next,
+    )
     config = request.app[CONFIG]
     if config.alertmanager is not None and config.alertmanager.silences:
         mirrored, _ = await store.incident_alertmanager_silences(incident_id, limit=AM_SILENCES_LISTED)

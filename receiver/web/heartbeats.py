@@ -62,8 +62,11 @@ async def ping(request: web.Request) -> web.Response:
     name no heartbeat has. The body, if any, is ignored."""
     actor = api_actor(request.app[CONFIG], request.headers.get("Authorization"))
     if actor is None:
-        return web.json_response({"error": "a valid API token is required"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="receiver"'})
+        return web.json_response(
+            {"error": "a valid API token is required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
+        )
     monitor = request.app[HEARTBEATS]
     hb = monitor.by_name.get(request.match_info["name"])
     if hb is None:

@@ -48,8 +48,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(e, ConnectionError) or _client_gone(request):
             # The client went away mid-request (an upload cut off): nothing to answer, nothing to fix here.
             request.app[METRICS].http_connection_closed("client_disconnect")
-            log.info("client %s closed the connection during %s %s (%s)", request.remote, request.method,
-                     request.path, type(e).__name__)
+            log.info(
+                "client %s closed the connection during %s %s (%s)",
+                request.remote,
+                request.method,
+                request.path,
+                type(e).__name__,
+            )
             return web.Response(status=CLIENT_CLOSED)
         # e.g. a Content-Encoding that does not decode: bad input, never retried
         return json_error(400, "the request body could not be read or decoded")
@@ -125,8 +130,9 @@ class BodyLimits:
             limit = config.webhook.max_body_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
-            return json_error(413, f"the body is {declared} bytes; at most {limit} are accepted here",
-                              max_bytes=limit), limit
+            return json_error(
+                413, f"the body is {declared} bytes; at most {limit} are accepted here", max_bytes=limit
+            ), limit
         return None, limit
 
     def _log_rejected(self, request: web.Request, header: str | None) -> None:
@@ -138,8 +144,11 @@ class BodyLimits:
             what = "no Authorization header"
         else:
             scheme = header.partition(" ")[0][:16]
-            what = (f"wrong {scheme.title()} credentials" if scheme.lower() in ("bearer", "basic")
-                    else "an unsupported Authorization scheme")
+            what = (
+                f"wrong {scheme.title()} credentials"
+                if scheme.lower() in ("bearer", "basic")
+                else "an unsupported Authorization scheme"
+            )
         log.warning("webhook from %s refused (401): %s%s", sender, what, held_back(held))
 
     @web.middleware

@@ -30,8 +30,14 @@ from .handlers import decode_cursor, encode_cursor, parse_incident_id, query_lis
 from .users import challenge, check_csrf, csrf_token, current_user, ensure_session, known_user
 
 SEVERITY_ORDER = tuple(sorted(Severity, key=lambda s: -s.rank))  # most severe first
-SILENCE_CHOICES = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("12h", "12 hours"), ("1d", "1 day"),
-                   ("7d", "7 days"))
+SILENCE_CHOICES = (
+    ("30m", "30 minutes"),
+    ("1h", "1 hour"),
+    ("4h", "4 hours"),
+    ("12h", "12 hours"),
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+)
 RESOLVED_PAGE = 25
 AM_SILENCES_SHOWN = 20  # an incident's Alertmanager silences listed on its page, newest first
 
@@ -95,8 +101,9 @@ def _render(request: web.Request, template: str, status: int = 200, **context: A
     return response
 
 
-def _prepare(request: web.Request, template: str, status: int,
-             context: dict[str, Any]) -> tuple[web.Response, Callable[[], str]]:
+def _prepare(
+    request: web.Request, template: str, status: int, context: dict[str, Any]
+) -> tuple[web.Response, Callable[[], str]]:
     """The response (session cookie, headers) and the template's render call, which a large page makes in a
     worker thread."""
     config = request.app[CONFIG]
@@ -137,8 +144,14 @@ async def index(request: web.Request) -> web.Response:
     active: list[IncidentSummary] = []
     if active_statuses:
         active = await store.page_incidents(
-            statuses=active_statuses, severities=f["severity"], routes=f["route"], kinds=f["kind"],
-            owners=f["owner"], after=_cursor3(request.query.get("after")), limit=size + 1)
+            statuses=active_statuses,
+            severities=f["severity"],
+            routes=f["route"],
+            kinds=f["kind"],
+            owners=f["owner"],
+            after=_cursor3(request.query.get("after")),
+            limit=size + 1,
+        )
     more_active = None
     if len(active) > size:
         active = active[:size]
@@ -149,8 +162,13 @@ async def index(request: web.Request) -> web.Response:
     if IncidentStatus.RESOLVED in statuses:
         before = request.query.get("before")
         resolved = await store.page_resolved(
-            severities=f["severity"], routes=f["route"], kinds=f["kind"], owners=f["owner"],
-            after=decode_cursor(before) if before else None, limit=RESOLVED_PAGE + 1)
+            severities=f["severity"],
+            routes=f["route"],
+            kinds=f["kind"],
+            owners=f["owner"],
+            after=decode_cursor(before) if before else None,
+            limit=RESOLVED_PAGE + 1,
+        )
         if len(resolved) > RESOLVED_PAGE:
             resolved = resolved[:RESOLVED_PAGE]
             last_resolved = resolved[-1]
@@ -167,10 +185,19 @@ async def index(request: web.Request) -> web.Response:
         return "/?" + urlencode(query)
 
     return _render(
-        request, "index.html", user=user, active=active, resolved=resolved, counts=counts, by_status=by_status,
-        filters=f, more_active=page_link(after=more_active) if more_active else None,
+        request,
+        "index.html",
+        user=user,
+        active=active,
+        resolved=resolved,
+        counts=counts,
+        by_status=by_status,
+        filters=f,
+        more_active=page_link(after=more_active) if more_active else None,
         more_resolved=page_link(before=more_resolved) if more_resolved else None,
-        filtered=any(f.values()), statuses=tuple(IncidentStatus), severities=SEVERITY_ORDER,
+        filtered=any(f.values()),
+        statuses=tuple(IncidentStatus),
+        severities=SEVERITY_ORDER,
     )
 
 
@@ -213,11 +240,23 @@ async def incident(request: web.Request) -> web.Response:
         return _render(request, "error.html", status=404, message="There is no such incident.")
     alerts_cursor, events_cursor = request.query.get("alerts"), request.query.get("events")
     try:
-        page = await detail.read_page(store, incident_id, alerts_cursor=alerts_cursor, alerts_limit=size,
-                                      events_cursor=events_cursor, events_limit=size, newest_first=True)
+        page = await detail.read_page(
+            store,
+            incident_id,
+            alerts_cursor=alerts_cursor,
+            alerts_limit=size,
+            events_cursor=events_cursor,
+            events_limit=size,
+            newest_first=True,
+        )
     except detail.BadPageRequest as e:
-        return _render(request, "error.html", status=400, message=f"The page link is not valid: {e}.",
-                       back=f"/incidents/{incident_id}")
+        return _render(
+            request,
+            "error.html",
+            status=400,
+            message=f"The page link is not valid: {e}.",
+            back=f"/incidents/{incident_id}",
+        )
     events = [dataclasses.replace(e, detail=event_detail(e.detail)) for e in page.events]
     labels = await store.incident_common_labels(incident_id)
     metadata = row.metadata or {}
@@ -227,21 +266,35 @@ async def incident(request: web.Request) -> web.Response:
         query = urlencode({k: v for k, v in cursors.items() if v})
         return f"/incidents/{incident_id}" + (f"?{query}" if query else "")
 
-    response, render = _prepare(request, "incident.html", 200, dict(
-        user=user, incident=row, alerts=page.alerts, events=events, event_count=page.event_count,
-        metadata=metadata, common=labels, am=alertmanager_links(metadata.get("external_url"), labels),
-        silence_choices=SILENCE_CHOICES, message=request.query.get("done"), am_silences=am_silences,
-        alerts_next=link(alerts=page.alerts_next, events=events_cursor) if page.alerts_next else None,
-        alerts_first=link(events=events_cursor) if alerts_cursor else None,
-        events_next=link(alerts=alerts_cursor, events=page.events_next) if page.events_next else None,
-        events_first=link(alerts=alerts_cursor) if events_cursor else None,
-    ))
+    response, render = _prepare(
+        request,
+        "incident.html",
+        200,
+        dict(
+            user=user,
+            incident=row,
+            alerts=page.alerts,
+            events=events,
+            event_count=page.event_count,
+            metadata=metadata,
+            common=labels,
+            am=alertmanager_links(metadata.get("external_url"), labels),
+            silence_choices=SILENCE_CHOICES,
+            message=request.query.get("done"),
+            am_silences=am_silences,
+            alerts_next=link(alerts=page.alerts_next, events=events_cursor) if page.alerts_next else None,
+            alerts_first=link(events=events_cursor) if alerts_cursor else None,
+            events_next=link(alerts=alerts_cursor, events=page.events_next) if page.events_next else None,
+            events_first=link(alerts=alerts_cursor) if events_cursor else None,
+        ),
+    )
     response.text = await detail.off_loop_if(page.large, render)
     return response
 
 
-async def _alertmanager_silences(request: web.Request, row: Incident,
-                                 metadata: dict[str, Any]) -> dict[str, Any] | None:
+async def _alertmanager_silences(
+    request: web.Request, row: Incident, metadata: dict[str, Any]
+) -> dict[str, Any] | None:
     """With `alertmanager.silences: true`, the incident's Alertmanager silences (links into Alertmanager's UI at
     the externalURL its webhooks carry) and whether to offer a retry: silenced here, but the latest attempt
     failed or no silence of ours lasts as long as the one here."""
@@ -251,11 +304,16 @@ async def _alertmanager_silences(request: web.Request, row: Incident,
     base = safe_url(metadata.get("external_url"))
     current = [s for s in silences if s.expired_at is None and s.ends_at == row.silenced_until]
     return {
-        "silences": [{"silence": s, "matchers": describe((k, v) for k, v in s.matchers),
-                      "url": f"{base.rstrip('/')}/#/silences/{quote(s.silence_id, safe='')}" if base else None}
-                     for s in silences],
-        "retry": row.status == IncidentStatus.SILENCED and (not current or (last is not None and
-                                                                           last[0] == "alertmanager_silence_failed")),
+        "silences": [
+            {
+                "silence": s,
+                "matchers": describe((k, v) for k, v in s.matchers),
+                "url": f"{base.rstrip('/')}/#/silences/{quote(s.silence_id, safe='')}" if base else None,
+            }
+            for s in silences
+        ],
+        "retry": row.status == IncidentStatus.SILENCED
+        and (not current or (last is not None and last[0] == "alertmanager_silence_failed")),
         "failure": event_detail(last[1]).get("reason") if last and last[0] == "alertmanager_silence_failed" else None,
     }
 
@@ -278,8 +336,13 @@ async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
     if row is None:
         return _render(request, "error.html", status=404, message="There is no such incident.")
     if row.status != IncidentStatus.SILENCED:
-        return _render(request, "error.html", status=409, message=f"The incident is {row.status}, not silenced.",
-                       back=f"/incidents/{incident_id}")
+        return _render(
+            request,
+            "error.html",
+            status=409,
+            message=f"The incident is {row.status}, not silenced.",
+            back=f"/incidents/{incident_id}",
+        )
     await silencer.run(silencer.silence(row, user, utcnow()))
     raise web.HTTPSeeOther(f"/incidents/{incident_id}?done=am-silence")
 
@@ -299,11 +362,13 @@ async def incident_action(request: web.Request) -> web.StreamResponse:
     try:
         result = await perform(request.app, incident_id, action, user, utcnow(), body)
     except lifecycle.InvalidInput as e:
-        return _render(request, "error.html", status=400, message=f"Cannot {action}: {e}.",
-                       back=f"/incidents/{incident_id}")
+        return _render(
+            request, "error.html", status=400, message=f"Cannot {action}: {e}.", back=f"/incidents/{incident_id}"
+        )
     except lifecycle.InvalidTransition as e:
-        return _render(request, "error.html", status=409, message=f"Cannot {action}: {e}.",
-                       back=f"/incidents/{incident_id}")
+        return _render(
+            request, "error.html", status=409, message=f"Cannot {action}: {e}.", back=f"/incidents/{incident_id}"
+        )
     if result is None:
         return _render(request, "error.html", status=404, message="There is no such incident.")
     raise web.HTTPSeeOther(f"/incidents/{incident_id}?done={action}")

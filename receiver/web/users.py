@@ -59,8 +59,15 @@ def verify_password(password: str, encoded: str) -> bool:
     try:
         _, n, r, p, salt, digest = encoded.split("$")
         expected = _unb64(digest)
-        actual = hashlib.scrypt(password.encode("utf-8", "replace"), salt=_unb64(salt), n=int(n), r=int(r),
-                                p=int(p), dklen=len(expected), maxmem=256 * 1024 * 1024)
+        actual = hashlib.scrypt(
+            password.encode("utf-8", "replace"),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=256 * 1024 * 1024,
+        )
     except (ValueError, binascii.Error):
         return False
     return hmac.compare_digest(actual, expected)
@@ -159,8 +166,9 @@ class SignIn:
     MAX_PENDING = 32  # checks queued or running; past this, answer 429 at once (16 MB of scrypt each, running)
     REMEMBER = 300.0  # seconds a successful check is remembered (browsers send the password with every request)
 
-    def __init__(self, config: Config, *, workers: int = 2, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, config: Config, *, workers: int = 2, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ):
         self.config = config
         self.clock = clock
         self._hashes = {u.name: u.password_hash.value for u in config.ui.users}
@@ -245,8 +253,9 @@ def too_many_attempts(request: web.Request, wait: float) -> web.HTTPTooManyReque
     retry = str(max(1, int(wait + 0.999)))
     message = "too many sign-in attempts; try again later"
     if request.path.startswith("/api/"):
-        return web.HTTPTooManyRequests(text=f'{{"error": "{message}"}}', content_type="application/json",
-                                       headers={"Retry-After": retry})
+        return web.HTTPTooManyRequests(
+            text=f'{{"error": "{message}"}}', content_type="application/json", headers={"Retry-After": retry}
+        )
     return web.HTTPTooManyRequests(text=f"429: {message}", headers={"Retry-After": retry})
 
 
@@ -332,8 +341,14 @@ def ensure_session(request: web.Request, response: web.StreamResponse) -> str:
     sid = session_id(request)
     if sid is None:
         sid = new_session_id(request.app[LINK_SECRET])
-        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Strict", path="/",
-                            secure=_scheme(request.app[CONFIG], request) == "https")
+        response.set_cookie(
+            SESSION_COOKIE,
+            sid,
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=_scheme(request.app[CONFIG], request) == "https",
+        )
     return sid
 
 

@@ -130,12 +130,12 @@ class Page:
         box = await self.js(
             f"(() => {{ const el = document.querySelector({json.dumps(selector)}); if (!el) return null;"
             " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-            " return {x: r.left + r.width / 2, y: r.top + r.height / 2, w: r.width, h: r.height}; })()")
+            " return {x: r.left + r.width / 2, y: r.top + r.height / 2, w: r.width, h: r.height}; })()"
+        )
         assert box and box["w"] > 0 and box["h"] > 0, f"{selector} is not on the page or not visible"
         loaded = self.expect("Page.loadEventFired")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left",
-                            clickCount=1)
+            await self.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
         await asyncio.wait_for(loaded, CALL_TIMEOUT)
 
     async def screenshot(self, path: Path, metrics: dict[str, Any], full: bool = True) -> bytes:
@@ -145,8 +145,12 @@ class Page:
         height = metrics["height"]
         if full:
             height = max(height, min(int(await self.js("Math.ceil(document.documentElement.scrollHeight)")), 6000))
-        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                               clip={"x": 0, "y": 0, "width": metrics["width"], "height": height, "scale": 1})
+        shot = await self.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": metrics["width"], "height": height, "scale": 1},
+        )
         data = base64.b64decode(shot["data"])
         path.write_bytes(data)
         return data
@@ -155,15 +159,33 @@ class Page:
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Page]:
     profile = Path(tempfile.mkdtemp(prefix="receiver-chromium-"))
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-            "--disable-dev-shm-usage", "--no-default-browser-check", "--hide-scrollbars", "--mute-audio",
-            "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-            "about:blank"]
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--no-default-browser-check",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        f"--user-data-dir={profile}",
+        "about:blank",
+    ]
     stderr = open(profile.parent / (profile.name + ".log"), "wb")  # noqa: SIM115 - closed in finally
-    proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-                                                start_new_session=True)
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT))
     page: Page | None = None
     try:
@@ -208,41 +230,99 @@ async def chromium() -> AsyncIterator[Page]:
 
 
 def config(refresh: str = "0s") -> Any:
-    return parse_config(json.dumps({
-        "ui": {"users": [{"name": "alice", "password_hash": hash_password(PASSWORD)}], "refresh": refresh},
-        "api_tokens": [{"name": "bob", "token_env": "RECEIVER_TEST_API_TOKEN"}],
-        "owners": [{"name": "payments", "match": {"service": "payments"}},
-                   {"name": "search", "match": {"service": "search"}}],
-    }), env={"RECEIVER_TEST_API_TOKEN": API_TOKEN})
+    return parse_config(
+        json.dumps(
+            {
+                "ui": {"users": [{"name": "alice", "password_hash": hash_password(PASSWORD)}], "refresh": refresh},
+                "api_tokens": [{"name": "bob", "token_env": "RECEIVER_TEST_API_TOKEN"}],
+                "owners": [
+                    {"name": "payments", "match": {"service": "payments"}},
+                    {"name": "search", "match": {"service": "search"}},
+                ],
+            }
+        ),
+        env={"RECEIVER_TEST_API_TOKEN": API_TOKEN},
+    )
 
 
 ALERTS = [
-    alert(alertname="HighErrorRate", method="POST", path="/api/payments", service="payments", severity="critical",
-          instance="pay-1:8080", starts_at="2026-11-27T09:12:00Z",
-          generator_url="http://prometheus:9090/graph?g0.expr=rate%28http_requests_total%7Bcode%3D~%225..%22%7D%5B5m%5D%29",
-          annotations={"summary": "5xx ratio 12% on POST /api/payments",
-                       "description": "The error ratio has been above 5% for 10 minutes since the 09:05 deploy. "
-                                      "Card authorisations fail with upstream timeouts from the acquirer.",
-                       "runbook_url": "https://runbooks.example.com/payments/5xx",
-                       "sentry_url": "https://sentry.example.com/organizations/acme/issues/4242/"}),
-    alert(alertname="HighErrorRate", method="POST", path="/api/payments", service="payments", severity="critical",
-          instance="pay-2:8080", starts_at="2026-11-27T09:13:00Z",
-          annotations={"summary": "5xx ratio 12% on POST /api/payments"}),
-    alert(alertname="CheckoutSLOBurn", method="GET", path="/api/checkout", service="payments", severity="critical",
-          annotations={"summary": "Checkout availability SLO burning 14x"}),
-    alert(alertname="HighLatency", method="GET", path="/api/search", service="search", severity="warning",
-          annotations={"summary": "p99 latency 2.4s (SLO 800ms)"}),
-    {**alert(alertname="DiskFillingUp", job="postgres", instance="db-1:9187", severity="warning",
-             annotations={"summary": "Disk /var/lib/postgresql will be full in 6h"}),
-     "labels": {"alertname": "DiskFillingUp", "job": "postgres", "instance": "db-1:9187", "severity": "warning"}},
-    alert(alertname="HighLatency", method="GET", path="/api/items/{id}", service="search", severity="warning",
-          annotations={"summary": "p99 latency 1.3s"}),
+    alert(
+        alertname="HighErrorRate",
+        method="POST",
+        path="/api/payments",
+        service="payments",
+        severity="critical",
+        instance="pay-1:8080",
+        starts_at="2026-11-27T09:12:00Z",
+        generator_url="http://prometheus:9090/graph?g0.expr=rate%28http_requests_total%7Bcode%3D~%225..%22%7D%5B5m%5D%29",
+        annotations={
+            "summary": "5xx ratio 12% on POST /api/payments",
+            "description": "The error ratio has been above 5% for 10 minutes since the 09:05 deploy. "
+            "Card authorisations fail with upstream timeouts from the acquirer.",
+            "runbook_url": "https://runbooks.example.com/payments/5xx",
+            "sentry_url": "https://sentry.example.com/organizations/acme/issues/4242/",
+        },
+    ),
+    alert(
+        alertname="HighErrorRate",
+        method="POST",
+        path="/api/payments",
+        service="payments",
+        severity="critical",
+        instance="pay-2:8080",
+        starts_at="2026-11-27T09:13:00Z",
+        annotations={"summary": "5xx ratio 12% on POST /api/payments"},
+    ),
+    alert(
+        alertname="CheckoutSLOBurn",
+        method="GET",
+        path="/api/checkout",
+        service="payments",
+        severity="critical",
+        annotations={"summary": "Checkout availability SLO burning 14x"},
+    ),
+    alert(
+        alertname="HighLatency",
+        method="GET",
+        path="/api/search",
+        service="search",
+        severity="warning",
+        annotations={"summary": "p99 latency 2.4s (SLO 800ms)"},
+    ),
+    {
+        **alert(
+            alertname="DiskFillingUp",
+            job="postgres",
+            instance="db-1:9187",
+            severity="warning",
+            annotations={"summary": "Disk /var/lib/postgresql will be full in 6h"},
+        ),
+        "labels": {"alertname": "DiskFillingUp", "job": "postgres", "instance": "db-1:9187", "severity": "warning"},
+    },
+    alert(
+        alertname="HighLatency",
+        method="GET",
+        path="/api/items/{id}",
+        service="search",
+        severity="warning",
+        annotations={"summary": "p99 latency 1.3s"},
+    ),
 ]
 RESOLVED = [
-    alert(alertname="HighLatency", method="GET", path="/api/users", severity="warning",
-          annotations={"summary": "p99 latency 900ms"}),
-    alert(alertname="HighErrorRate", method="DELETE", path="/api/sessions", severity="critical",
-          annotations={"summary": "5xx on logout"}),
+    alert(
+        alertname="HighLatency",
+        method="GET",
+        path="/api/users",
+        severity="warning",
+        annotations={"summary": "p99 latency 900ms"},
+    ),
+    alert(
+        alertname="HighErrorRate",
+        method="DELETE",
+        path="/api/sessions",
+        severity="critical",
+        annotations={"summary": "5xx on logout"},
+    ),
 ]
 
 
@@ -250,6 +330,7 @@ async def seed(base: str) -> dict[str, str]:
     """Ingest through the webhook like Alertmanager; acknowledge one and silence one by API; resolve two.
     Returns the incident ids by route."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as http:
+
         async def post(body: dict[str, Any]) -> None:
             async with http.post(f"{base}/webhook", json=body) as resp:
                 assert resp.status == 200, await resp.text()
@@ -258,15 +339,20 @@ async def seed(base: str) -> dict[str, str]:
             await post(payload(a, external_url="http://alertmanager.example:9093"))
         for a in RESOLVED:
             await post(payload({**a, "status": "resolved", "endsAt": "2026-11-27T11:00:00Z"}))
-        async with http.get(f"{base}/api/incidents?status=open,acknowledged,silenced,resolved&limit=100",
-                            headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+        async with http.get(
+            f"{base}/api/incidents?status=open,acknowledged,silenced,resolved&limit=100",
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as resp:
             ids = {i["route"]: i["id"] for i in (await resp.json())["incidents"]}
-        async with http.post(f"{base}/api/incidents/{ids['GET /api/search']}/ack",
-                             headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+        async with http.post(
+            f"{base}/api/incidents/{ids['GET /api/search']}/ack", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        ) as resp:
             assert resp.status == 200, await resp.text()
-        async with http.post(f"{base}/api/incidents/{ids['postgres']}/silence",
-                             json={"duration": "4h", "reason": "volume resize in progress"},
-                             headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+        async with http.post(
+            f"{base}/api/incidents/{ids['postgres']}/silence",
+            json={"duration": "4h", "reason": "volume resize in progress"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as resp:
             assert resp.status == 200, await resp.text()
         return ids
 
@@ -287,8 +373,10 @@ def check_png(path: Path, width: int) -> None:
 # --- the test --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM} "
-                    "(CI installs it: apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"Chromium is not installed at {CHROMIUM} (CI installs it: apt-get install -y chromium)",
+)
 async def test_triage_and_acknowledge_in_a_real_browser(aiohttp_server: Any, database_url: str) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -347,8 +435,10 @@ async def test_triage_and_acknowledge_in_a_real_browser(aiohttp_server: Any, dat
         assert await page.js("location.pathname + location.search") == f"/incidents/{target}?done=ack", body[:500]
         assert await page.js("document.querySelector('.notice').textContent") == "Acknowledged."
         assert await page.js("!!document.querySelector('form[action$=\"/actions/unack\"]')")
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"{base}/api/incidents/{target}", headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{base}/api/incidents/{target}", headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp,
+        ):
             data = await resp.json()
         assert data["status"] == "acknowledged" and data["acknowledged_by"] == "alice", data
         assert [e["actor"] for e in data["events"] if e["type"] == "acknowledged"] == ["alice"]
@@ -379,23 +469,31 @@ async def test_triage_and_acknowledge_in_a_real_browser(aiohttp_server: Any, dat
     check_png(ARTIFACTS / "list-desktop.png", 1280)
     check_png(ARTIFACTS / "incident-desktop.png", 1280)
     check_png(ARTIFACTS / "incident-acknowledged-desktop.png", 1280)
-    for name in ("list-phone.png", "incident-phone.png", "list-phone-dark.png", "list-phone-screen.png",
-                 "incident-phone-screen.png"):
+    for name in (
+        "list-phone.png",
+        "incident-phone.png",
+        "list-phone-dark.png",
+        "list-phone-screen.png",
+        "incident-phone-screen.png",
+    ):
         check_png(ARTIFACTS / name, 780)
     (ARTIFACTS / "browser-timings.json").write_text(json.dumps(timings, indent=2))
     print("browser timings:", json.dumps({k: round(v, 2) for k, v in timings.items()}))
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM} "
-                    "(CI installs it: apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"Chromium is not installed at {CHROMIUM} (CI installs it: apt-get install -y chromium)",
+)
 async def test_auto_refresh_never_interrupts_a_form(aiohttp_server: Any, database_url: str) -> None:
     server = await aiohttp_server(create_app(config(refresh="1s"), database_url, loops=False), host="127.0.0.1")
     base = f"http://127.0.0.1:{server.port}"
     ids = await seed(base)
     async with chromium() as page:
         await page.call("Emulation.setDeviceMetricsOverride", **DESKTOP)
-        await page.goto(f"http://alice:{PASSWORD.replace(' ', '%20')}@127.0.0.1:{server.port}/incidents/"
-                        f"{ids['GET /api/checkout']}")
+        await page.goto(
+            f"http://alice:{PASSWORD.replace(' ', '%20')}@127.0.0.1:{server.port}/incidents/{ids['GET /api/checkout']}"
+        )
         # idle: the page reloads itself (a marker set on this document disappears)
         await page.js("window.__marker = 1")
         reloaded = page.expect("Page.loadEventFired")

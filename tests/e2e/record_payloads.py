@@ -77,8 +77,9 @@ def alert(instance: str, starts_at: str, ends_at: str | None = None) -> dict[str
 
 
 async def record(binary: str, out: Path) -> None:
-    version = re.search(r"version (\d+\.\d+)", subprocess.run([binary, "--version"], capture_output=True,
-                                                               text=True).stdout + "")
+    version = re.search(
+        r"version (\d+\.\d+)", subprocess.run([binary, "--version"], capture_output=True, text=True).stdout + ""
+    )
     tag = version.group(1) if version else "unknown"
     launcher = Alertmanagers(Path(tempfile.mkdtemp(prefix="am-record-")), binary)  # kept: its log, if it fails
 

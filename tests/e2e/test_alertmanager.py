@@ -33,8 +33,9 @@ from tests.readme import code_blocks
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.timeout(deadline(90)),
-    pytest.mark.skipif(not os.path.exists(AM_BINARY),
-                       reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"),
+    pytest.mark.skipif(
+        not os.path.exists(AM_BINARY), reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"
+    ),
 ]
 ROUTE = "GET /api/items/{id}"
 KEY = f"{ROUTE}::latency"
@@ -46,8 +47,13 @@ ALL_STATUSES = "open,acknowledged,silenced,resolved"
 
 def api_alert(instance: str, starts_at: datetime, ends_at: datetime | None = None) -> dict[str, Any]:
     """HighLatency on GET /api/items/{id} from one instance, as Prometheus posts it to Alertmanager."""
-    labels = {"alertname": "HighLatency", "method": "GET", "path": "/api/items/{id}", "severity": "critical",
-              "instance": instance}
+    labels = {
+        "alertname": "HighLatency",
+        "method": "GET",
+        "path": "/api/items/{id}",
+        "severity": "critical",
+        "instance": instance,
+    }
     return am_alert(labels, starts_at, ends_at)
 
 
@@ -68,8 +74,9 @@ class Delivery:
 DELIVERY = web.RequestKey("delivery", Delivery)
 
 
-async def start_receiver(aiohttp_server: Any, aiohttp_client: Any, database_url: str, token: str,
-                         reply_delay: float = 0.0) -> tuple[Any, Any, list[Delivery]]:
+async def start_receiver(
+    aiohttp_server: Any, aiohttp_client: Any, database_url: str, token: str, reply_delay: float = 0.0
+) -> tuple[Any, Any, list[Delivery]]:
     """The real receiver app with a bearer token on a loopback port, recording every webhook request.
 
     `reply_delay` holds each webhook reply after the handler has committed, as a slower network would.
@@ -129,8 +136,15 @@ def alertmanager_config(receiver_url: str, credentials_file: Path) -> str:
     return snippet
 
 
-def start_alertmanager(alertmanagers: Alertmanagers, name: str, receiver_url: str, token: str, *,
-                       cluster: bool = False, peers: tuple[int, ...] = ()) -> Alertmanager:
+def start_alertmanager(
+    alertmanagers: Alertmanagers,
+    name: str,
+    receiver_url: str,
+    token: str,
+    *,
+    cluster: bool = False,
+    peers: tuple[int, ...] = (),
+) -> Alertmanager:
     """An Alertmanager configured by the README's snippet, reading the token from a file as the README does."""
     token_file = alertmanagers.workdir(name) / "receiver.token"
     token_file.write_text(token + "\n")
@@ -168,8 +182,9 @@ def expected_receive_count(deliveries: list[Delivery], fingerprint: str) -> int:
 
 # What ingest writes. The app's background loops (escalation, delivery) may add their own events to the
 # same timeline (a level-0 page, notify results): those are not what these tests are about.
-INGEST_EVENTS = frozenset({"opened", "alert_fired", "alert_resolved", "resolved", "reopened", "severity_raised",
-                           "stale_resolved"})
+INGEST_EVENTS = frozenset(
+    {"opened", "alert_fired", "alert_resolved", "resolved", "reopened", "severity_raised", "stale_resolved"}
+)
 
 
 def event_types(detail: dict[str, Any]) -> list[str]:
@@ -193,10 +208,20 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
 
     # Without the token, or with a wrong one, the receiver refuses and stores nothing.
     intruder = {
-        "version": "4", "status": "firing", "receiver": "x", "externalURL": "http://intruder",
-        "alerts": [{"status": "firing", "labels": {"alertname": "HighLatency", "method": "POST", "path": "/intrusion"},
-                    "annotations": {}, "startsAt": rfc3339(datetime.now(UTC)),
-                    "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "0123456789abcdef"}],
+        "version": "4",
+        "status": "firing",
+        "receiver": "x",
+        "externalURL": "http://intruder",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "HighLatency", "method": "POST", "path": "/intrusion"},
+                "annotations": {},
+                "startsAt": rfc3339(datetime.now(UTC)),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": "0123456789abcdef",
+            }
+        ],
     }
     for headers in ({}, {"Authorization": "Bearer wrong-" + token}, {"Authorization": token}):
         r = await client.post("/webhook", json=intruder, headers=headers)
@@ -266,11 +291,18 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
     assert datetime.fromisoformat(members(detail)[fps["a:9100"]]["ends_at"]) == a_ends
     print("timeline:", [(e["type"], e["actor"]) for e in detail["events"]])
     events = [e for e in detail["events"] if e["type"] in INGEST_EVENTS]
-    assert event_types(detail) == ["opened", "alert_fired", "alert_fired", "alert_resolved", "alert_resolved",
-                                   "resolved"]
+    assert event_types(detail) == [
+        "opened",
+        "alert_fired",
+        "alert_fired",
+        "alert_resolved",
+        "alert_resolved",
+        "resolved",
+    ]
     assert {e["detail"]["fingerprint"] for e in events if e["type"] == "alert_fired"} == set(fps.values())
     assert [e["detail"]["fingerprint"] for e in events if e["type"] == "alert_resolved"] == [
-        fps["b:9100"], fps["a:9100"]
+        fps["b:9100"],
+        fps["a:9100"],
     ]
     assert all(e["actor"] == "alertmanager" for e in events)
     assert events[0]["detail"]["severity"] == "critical"
@@ -288,7 +320,9 @@ async def test_single_alertmanager_opens_and_resolves_an_incident(
     bodies = [d.json for d in sent]
     assert [b["status"] for b in bodies] == ["firing", "firing", "resolved"]
     assert [sorted(a["status"] for a in b["alerts"]) for b in bodies] == [
-        ["firing", "firing"], ["firing", "resolved"], ["resolved"]
+        ["firing", "firing"],
+        ["firing", "resolved"],
+        ["resolved"],
     ]
     assert {b["groupKey"] for b in bodies} == {'{}:{alertname="HighLatency", method="GET", path="/api/items/{id}"}'}
     assert {b["externalURL"] for b in bodies} == {am.external_url}
@@ -302,8 +336,9 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
     # the receiver has answered. The second peer checks the log --cluster.peer-timeout (50 ms) after the
     # first sent. Answering in ~30 ms, the receiver let the entry reach the second peer in time in about
     # one run in ten, which then sent nothing; holding replies 200 ms makes the duplicate certain.
-    server, client, deliveries = await start_receiver(aiohttp_server, aiohttp_client, database_url, token,
-                                                      reply_delay=0.2)
+    server, client, deliveries = await start_receiver(
+        aiohttp_server, aiohttp_client, database_url, token, reply_delay=0.2
+    )
     receiver_url = str(server.make_url("/webhook"))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline(30))) as session:
@@ -365,15 +400,25 @@ async def test_clustered_alertmanagers_deliver_duplicates_that_make_one_incident
 
     # Exactly one incident, resolved, with one event of each kind per fingerprint: duplicates change
     # receive counts only.
-    print("deliveries:", [(d.json["externalURL"], d.json["status"], round(d.at - deliveries[0].at, 3))
-                          for d in deliveries], "both peers resolved:", both_resolved)
+    print(
+        "deliveries:",
+        [(d.json["externalURL"], d.json["status"], round(d.at - deliveries[0].at, 3)) for d in deliveries],
+        "both peers resolved:",
+        both_resolved,
+    )
     (only,) = await incidents(client)
     assert only["id"] == detail["id"]
     detail = await incident(client, detail["id"])
     print("timeline:", [(e["type"], e["actor"]) for e in detail["events"]])
     assert detail["status"] == "resolved"
-    assert event_types(detail) == ["opened", "alert_fired", "alert_fired", "alert_resolved", "alert_resolved",
-                                   "resolved"]
+    assert event_types(detail) == [
+        "opened",
+        "alert_fired",
+        "alert_fired",
+        "alert_resolved",
+        "alert_resolved",
+        "resolved",
+    ]
     for kind in ("alert_fired", "alert_resolved"):
         assert sorted(e["detail"]["fingerprint"] for e in detail["events"] if e["type"] == kind) == sorted(fps.values())
     for m in detail["alerts"]:

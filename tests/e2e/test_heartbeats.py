@@ -31,8 +31,9 @@ from tests.readme import code_blocks
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.timeout(deadline(90)),
-    pytest.mark.skipif(not os.path.exists(AM_BINARY),
-                       reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"),
+    pytest.mark.skipif(
+        not os.path.exists(AM_BINARY), reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"
+    ),
 ]
 HEADING = "A Watchdog from Prometheus through Alertmanager"
 KEY = "heartbeat prod-prometheus::heartbeat_missed"

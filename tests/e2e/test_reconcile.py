@@ -26,11 +26,17 @@ from tests.helpers import am_alert, deadline, eventually, free_port, rfc3339
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.timeout(deadline(120)),
-    pytest.mark.skipif(not os.path.exists(AM_BINARY),
-                       reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"),
+    pytest.mark.skipif(
+        not os.path.exists(AM_BINARY), reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"
+    ),
 ]
-LABELS = {"alertname": "HighLatency", "method": "GET", "path": "/api/items/{id}", "severity": "critical",
-          "instance": "a"}
+LABELS = {
+    "alertname": "HighLatency",
+    "method": "GET",
+    "path": "/api/items/{id}",
+    "severity": "critical",
+    "instance": "a",
+}
 
 
 def am_config(webhook_url: str, *, send_resolved: bool = True) -> str:
@@ -39,7 +45,8 @@ def am_config(webhook_url: str, *, send_resolved: bool = True) -> str:
 
 def receiver_config(*peers: Alertmanager, grace: str = "2s", slack_url: str | None = None) -> Any:
     owners = "owners: [{name: default, slack_url_env: SLACK}]\n" if slack_url else ""
-    return parse_config(f"""
+    return parse_config(
+        f"""
 alertmanager:
   urls: [{", ".join(p.url for p in peers)}]
   receiver: incidents
@@ -51,7 +58,9 @@ escalation:
     critical:
       steps: [{{after: 1s}}]
       repeat: {{every: 1s, max: 1000}}
-{owners}""", env={"SLACK": slack_url or ""})
+{owners}""",
+        env={"SLACK": slack_url or ""},
+    )
 
 
 @pytest.fixture
@@ -66,8 +75,9 @@ async def start_receiver(aiohttp_server: Any, config: Any, database_url: str, po
 
 
 async def incidents(session: aiohttp.ClientSession, server: Any) -> list[dict[str, Any]]:
-    async with session.get(f"http://127.0.0.1:{server.port}/api/incidents",
-                           params={"status": "open,acknowledged,silenced,resolved"}) as r:
+    async with session.get(
+        f"http://127.0.0.1:{server.port}/api/incidents", params={"status": "open,acknowledged,silenced,resolved"}
+    ) as r:
         assert r.status == 200
         return list((await r.json())["incidents"])
 
@@ -87,8 +97,8 @@ def now() -> datetime:
 
 
 async def test_a_resolve_alertmanager_never_sent_resolves_by_reconciliation_but_not_while_a_peer_is_down(
-        alertmanagers: Alertmanagers, aiohttp_server: Any, database_url: str, session: aiohttp.ClientSession,
-        db: Any) -> None:
+    alertmanagers: Alertmanagers, aiohttp_server: Any, database_url: str, session: aiohttp.ClientSession, db: Any
+) -> None:
     port = free_port()
     hook = f"http://127.0.0.1:{port}/webhook"
     am_a = alertmanagers("am-a", am_config(hook, send_resolved=False))
@@ -136,8 +146,8 @@ async def test_a_resolve_alertmanager_never_sent_resolves_by_reconciliation_but_
 
 
 async def test_a_firing_alertmanager_could_not_deliver_opens_an_incident_by_reconciliation(
-        alertmanagers: Alertmanagers, aiohttp_server: Any, database_url: str, session: aiohttp.ClientSession
-        ) -> None:
+    alertmanagers: Alertmanagers, aiohttp_server: Any, database_url: str, session: aiohttp.ClientSession
+) -> None:
     # the webhook points at a port nobody listens on: Alertmanager fails to deliver, and keeps the alert
     am = alertmanagers("am", am_config(f"http://127.0.0.1:{free_port()}/webhook"))
     await am.wait_ready(session)
@@ -157,6 +167,7 @@ async def test_a_firing_alertmanager_could_not_deliver_opens_an_incident_by_reco
         return found or None
 
     [inc] = await eventually(opened, "reconciliation to open the incident")
+
     def reconciler_events(found: dict[str, Any]) -> list[dict[str, Any]]:
         return [e for e in found["events"] if e["actor"] == "reconciler"]
 
@@ -172,8 +183,12 @@ async def test_a_firing_alertmanager_could_not_deliver_opens_an_incident_by_reco
 
 
 async def test_an_incident_silenced_in_alertmanager_stops_paging_until_the_silence_ends(
-        alertmanagers: Alertmanagers, aiohttp_server: Any, database_url: str, session: aiohttp.ClientSession,
-        fake_slack: FakeSlack) -> None:
+    alertmanagers: Alertmanagers,
+    aiohttp_server: Any,
+    database_url: str,
+    session: aiohttp.ClientSession,
+    fake_slack: FakeSlack,
+) -> None:
     port = free_port()
     am = alertmanagers("am", am_config(f"http://127.0.0.1:{port}/webhook"))
     await am.wait_ready(session)
@@ -185,10 +200,16 @@ async def test_an_incident_silenced_in_alertmanager_stops_paging_until_the_silen
 
     await eventually(lambda: paged(3), "the incident to open and escalate")
     silence_ends = now() + timedelta(seconds=8)
-    async with session.post(f"{am.url}/api/v2/silences", json={
+    async with session.post(
+        f"{am.url}/api/v2/silences",
+        json={
             "matchers": [{"name": "alertname", "value": "HighLatency", "isRegex": False, "isEqual": True}],
-            "startsAt": rfc3339(now()), "endsAt": rfc3339(silence_ends), "createdBy": "alice",
-            "comment": "maintenance window"}) as r:
+            "startsAt": rfc3339(now()),
+            "endsAt": rfc3339(silence_ends),
+            "createdBy": "alice",
+            "comment": "maintenance window",
+        },
+    ) as r:
         assert r.status == 200
         silence_id = (await r.json())["silenceID"]
 

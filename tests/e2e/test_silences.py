@@ -29,8 +29,9 @@ from tests.helpers import am_alert, deadline, eventually, free_port
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.timeout(deadline(90)),
-    pytest.mark.skipif(not os.path.exists(AM_BINARY),
-                       reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"),
+    pytest.mark.skipif(
+        not os.path.exists(AM_BINARY), reason=f"{AM_BINARY} is missing: apt-get install -y prometheus-alertmanager"
+    ),
 ]
 
 WEBHOOK_TOKEN = "e2e-webhook-token"
@@ -47,8 +48,15 @@ def items_alert(instance: str, path: str = "/api/items/{id}") -> dict[str, Any]:
     return am_alert(labels, datetime.now(UTC))
 
 
-async def start(aiohttp_server: Any, aiohttp_client: Any, database_url: str, alertmanagers: Alertmanagers,
-                session: aiohttp.ClientSession, *, via: str | None = None) -> tuple[Any, Alertmanager]:
+async def start(
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    database_url: str,
+    alertmanagers: Alertmanagers,
+    session: aiohttp.ClientSession,
+    *,
+    via: str | None = None,
+) -> tuple[Any, Alertmanager]:
     """An Alertmanager sending to the receiver, and the receiver (alertmanager.silences on, its loops running,
     the sweep every second) asking that Alertmanager, or the proxy `via` in front of it."""
     port = free_port()
@@ -60,8 +68,13 @@ async def start(aiohttp_server: Any, aiohttp_client: Any, database_url: str, ale
         "webhook": {"token_env": "WT"},
         "api_tokens": [{"name": "alice", "token_env": "AT"}],
         "ui": {"users": [{"name": "alice", "password_hash": HASH}]},
-        "alertmanager": {"urls": [via or am.url], "receiver": "incidents", "timeout": "3s",
-                         "reconcile": {"interval": "1s", "grace": "1h"}, "silences": True},
+        "alertmanager": {
+            "urls": [via or am.url],
+            "receiver": "incidents",
+            "timeout": "3s",
+            "reconcile": {"interval": "1s", "grace": "1h"},
+            "silences": True,
+        },
     }
     receiver = parse_config(json.dumps(doc), env={"WT": WEBHOOK_TOKEN, "AT": API_TOKEN})
     server = await aiohttp_server(create_app(receiver, database_url), host="127.0.0.1", port=port)
@@ -93,8 +106,13 @@ async def alert_states(am: Alertmanager, session: aiohttp.ClientSession) -> dict
 
 
 async def events(db: Any, incident_id: str) -> list[Any]:
-    return list(await db.fetch("SELECT type, actor, detail FROM incident_events WHERE incident_id = $1::text::uuid "
-                               "AND type LIKE 'alertmanager%' ORDER BY id", incident_id))
+    return list(
+        await db.fetch(
+            "SELECT type, actor, detail FROM incident_events WHERE incident_id = $1::text::uuid "
+            "AND type LIKE 'alertmanager%' ORDER BY id",
+            incident_id,
+        )
+    )
 
 
 def matcher_pairs(silence: dict[str, Any]) -> set[tuple[str, str]]:
@@ -109,24 +127,34 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_a_silence_from_our_api_is_alertmanagers_until_unsilenced(
-        database_url: str, db: Any, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Alertmanagers,
-        session: aiohttp.ClientSession) -> None:
+    database_url: str,
+    db: Any,
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    alertmanagers: Alertmanagers,
+    session: aiohttp.ClientSession,
+) -> None:
     client, am = await start(aiohttp_server, aiohttp_client, database_url, alertmanagers, session)
     # two incidents whose alerts share alertname, method, severity and instances: only the path differs
     await am.post_alerts(session, [items_alert("i1"), items_alert("i2"), items_alert("i1", "/api/other")])
     ids = await incidents_by_path(client, {"/api/items/{id}": 2, "/api/other": 1})
     # someone's own silence in Alertmanager, for the same alerts: shown there, never touched by us
     now = datetime.now(UTC)
-    theirs = {"matchers": [{"name": "instance", "value": "i2", "isRegex": False, "isEqual": True}],
-              "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=2)).isoformat(),
-              "createdBy": "bob", "comment": "bob's own"}
+    theirs = {
+        "matchers": [{"name": "instance", "value": "i2", "isRegex": False, "isEqual": True}],
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(hours=2)).isoformat(),
+        "createdBy": "bob",
+        "comment": "bob's own",
+    }
     async with session.post(f"{am.url}/api/v2/silences", json=theirs) as r:
         assert r.status == 200, await r.text()
         bobs = (await r.json())["silenceID"]
 
     incident_id = ids["/api/items/{id}"]
-    r = await client.post(f"/api/incidents/{incident_id}/silence", headers=API,
-                          json={"reason": "deploy of items", "duration": "1h"})
+    r = await client.post(
+        f"/api/incidents/{incident_id}/silence", headers=API, json={"reason": "deploy of items", "duration": "1h"}
+    )
     assert r.status == 200, await r.text()
     until = (await r.json())["silenced_until"]
     [created] = await events(db, incident_id)
@@ -138,8 +166,12 @@ async def test_a_silence_from_our_api_is_alertmanagers_until_unsilenced(
     assert found[ours]["comment"] == f"deploy of items (silenced in receiver: {EXTERNAL}/incidents/{incident_id})"
     assert abs(datetime.fromisoformat(found[ours]["endsAt"]) - datetime.fromisoformat(until)) < timedelta(seconds=1)
     # the labels both of its alerts share; /api/other's alert differs in path
-    assert matcher_pairs(found[ours]) == {("alertname", "HighLatency"), ("method", "GET"),
-                                          ("path", "/api/items/{id}"), ("severity", "critical")}
+    assert matcher_pairs(found[ours]) == {
+        ("alertname", "HighLatency"),
+        ("method", "GET"),
+        ("path", "/api/items/{id}"),
+        ("severity", "critical"),
+    }
     # the JSON detail lists ours (never bob's), with the matchers Alertmanager took
     detail = await (await client.get(f"/api/incidents/{incident_id}", headers=API)).json()
     [listed] = detail["alertmanager_silences"]
@@ -151,8 +183,9 @@ async def test_a_silence_from_our_api_is_alertmanagers_until_unsilenced(
     assert states["/api/other", "i1"]["state"] == "active"  # the other incident's alert is not silenced
 
     # silencing again (longer) replaces ours: the new one is made, the old one expired
-    r = await client.post(f"/api/incidents/{incident_id}/silence", headers=API,
-                          json={"reason": "deploy takes longer", "duration": "2h"})
+    r = await client.post(
+        f"/api/incidents/{incident_id}/silence", headers=API, json={"reason": "deploy takes longer", "duration": "2h"}
+    )
     assert r.status == 200, await r.text()
     kinds = [e["type"] for e in await events(db, incident_id)]
     assert kinds == ["alertmanager_silenced", "alertmanager_silenced", "alertmanager_silence_expired"], kinds
@@ -184,8 +217,13 @@ async def test_a_silence_from_our_api_is_alertmanagers_until_unsilenced(
 
 
 async def test_resolving_without_an_action_expires_the_silence(
-        database_url: str, db: Any, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Alertmanagers,
-        session: aiohttp.ClientSession) -> None:
+    database_url: str,
+    db: Any,
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    alertmanagers: Alertmanagers,
+    session: aiohttp.ClientSession,
+) -> None:
     """A webhook resolves the silenced incident (here posted straight to the receiver, since Alertmanager sends
     no resolve for a silenced alert): the sweep expires our silence."""
     client, am = await start(aiohttp_server, aiohttp_client, database_url, alertmanagers, session)
@@ -196,13 +234,31 @@ async def test_resolving_without_an_action_expires_the_silence(
     assert r.status == 200
     [ours] = (await events(db, incident_id))[0]["detail"]["silences"]
     [member] = await db.fetch("SELECT fingerprint, labels, starts_at FROM incident_alerts")
-    resolved = {"status": "resolved", "labels": member["labels"], "annotations": {},
-                "startsAt": member["starts_at"].isoformat(), "endsAt": datetime.now(UTC).isoformat(),
-                "generatorURL": "", "fingerprint": member["fingerprint"]}
-    r = await client.post("/webhook", headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
-                          json={"version": "4", "status": "resolved", "receiver": "incidents", "alerts": [resolved],
-                                "externalURL": am.external_url, "groupLabels": {}, "commonLabels": {},
-                                "commonAnnotations": {}, "groupKey": "{}", "truncatedAlerts": 0})
+    resolved = {
+        "status": "resolved",
+        "labels": member["labels"],
+        "annotations": {},
+        "startsAt": member["starts_at"].isoformat(),
+        "endsAt": datetime.now(UTC).isoformat(),
+        "generatorURL": "",
+        "fingerprint": member["fingerprint"],
+    }
+    r = await client.post(
+        "/webhook",
+        headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+        json={
+            "version": "4",
+            "status": "resolved",
+            "receiver": "incidents",
+            "alerts": [resolved],
+            "externalURL": am.external_url,
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "groupKey": "{}",
+            "truncatedAlerts": 0,
+        },
+    )
     assert r.status == 200, await r.text()
 
     async def expired() -> bool:
@@ -211,7 +267,10 @@ async def test_resolving_without_an_action_expires_the_silence(
     await eventually(expired, "the sweep to expire our silence", deadline(20))
     last = (await events(db, incident_id))[-1]
     assert (last["type"], last["actor"], last["detail"]["reason"]) == (
-        "alertmanager_silence_expired", "receiver", "the incident resolved")
+        "alertmanager_silence_expired",
+        "receiver",
+        "the incident resolved",
+    )
 
 
 class FlakyProxy:
@@ -226,9 +285,15 @@ class FlakyProxy:
     async def handle(self, request: web.Request) -> web.Response:
         if not self.up:
             return web.json_response("cluster not ready", status=503)
-        async with aiohttp.ClientSession() as s, s.request(request.method, self.target + request.path_qs,
-                                                          data=await request.read(),
-                                                          headers={"Content-Type": "application/json"}) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.request(
+                request.method,
+                self.target + request.path_qs,
+                data=await request.read(),
+                headers={"Content-Type": "application/json"},
+            ) as r,
+        ):
             return web.Response(status=r.status, body=await r.read(), content_type="application/json")
 
     async def __aenter__(self) -> FlakyProxy:
@@ -247,8 +312,13 @@ class FlakyProxy:
 
 
 async def test_when_alertmanager_refuses_the_page_says_why_and_its_retry_works(
-        database_url: str, db: Any, aiohttp_server: Any, aiohttp_client: Any, alertmanagers: Alertmanagers,
-        session: aiohttp.ClientSession) -> None:
+    database_url: str,
+    db: Any,
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    alertmanagers: Alertmanagers,
+    session: aiohttp.ClientSession,
+) -> None:
     async with FlakyProxy("") as proxy:
         client, am = await start(aiohttp_server, aiohttp_client, database_url, alertmanagers, session, via=proxy.url)
         proxy.target = am.url
@@ -257,8 +327,12 @@ async def test_when_alertmanager_refuses_the_page_says_why_and_its_retry_works(
         page = await (await client.get(f"/incidents/{incident_id}", headers=ALICE)).text()
         csrf = re.findall(r'name="csrf" value="([0-9a-f]+)"', page)[0]
         origin = {"Origin": f"http://{client.host}:{client.port}"}
-        r = await client.post(f"/incidents/{incident_id}/actions/silence", headers={**ALICE, **origin},
-                              data={"csrf": csrf, "duration": "1h", "reason": "maintenance"}, allow_redirects=False)
+        r = await client.post(
+            f"/incidents/{incident_id}/actions/silence",
+            headers={**ALICE, **origin},
+            data={"csrf": csrf, "duration": "1h", "reason": "maintenance"},
+            allow_redirects=False,
+        )
         assert r.status == 303, await r.text()
         [failed] = await events(db, incident_id)
         assert failed["type"] == "alertmanager_silence_failed"
@@ -269,8 +343,12 @@ async def test_when_alertmanager_refuses_the_page_says_why_and_its_retry_works(
         assert "The Alertmanager silence failed" in page and "cluster not ready" in page
 
         proxy.up = True
-        r = await client.post(f"/incidents/{incident_id}/alertmanager-silence", headers={**ALICE, **origin},
-                              data={"csrf": csrf}, allow_redirects=False)
+        r = await client.post(
+            f"/incidents/{incident_id}/alertmanager-silence",
+            headers={**ALICE, **origin},
+            data={"csrf": csrf},
+            allow_redirects=False,
+        )
         assert r.status == 303, await r.text()
         assert r.headers["Location"] == f"/incidents/{incident_id}?done=am-silence"
         retried = (await events(db, incident_id))[-1]

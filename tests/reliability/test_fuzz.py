@@ -46,8 +46,12 @@ STATUSES: dict[str, Counter[int]] = {}
 
 FUZZ = settings(
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
     database=None,  # no .hypothesis directory in the project; failures print their reproducer
     print_blob=True,
 )
@@ -74,8 +78,14 @@ class Target:
         )
         return dict(row)
 
-    async def post(self, body: bytes, headers: dict[str, str] | None = None, *,
-                   json_content_type: bool = True, json_errors: bool = True) -> tuple[int, bytes]:
+    async def post(
+        self,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        json_content_type: bool = True,
+        json_errors: bool = True,
+    ) -> tuple[int, bytes]:
         """POST /webhook; check never-5xx, JSON reasons on 4xx, and no writes on 4xx."""
         before = await self.counts()
         hdrs = {"Content-Type": "application/json"} if json_content_type else {}
@@ -109,15 +119,26 @@ class Target:
     async def pages_render(self) -> None:
         """Whatever was stored renders: the JSON API, the status page and every incident page."""
         ids = [r["id"] for r in await self.db.fetch("SELECT id FROM incidents ORDER BY first_seen DESC LIMIT 200")]
-        for path in ("/api/incidents?status=open,acknowledged,silenced,resolved&limit=500", "/",
-                     *(f"/api/incidents/{i}" for i in ids), *(f"/incidents/{i}" for i in ids)):
+        for path in (
+            "/api/incidents?status=open,acknowledged,silenced,resolved&limit=500",
+            "/",
+            *(f"/api/incidents/{i}" for i in ids),
+            *(f"/incidents/{i}" for i in ids),
+        ):
             resp = await self.client.get(path, headers=self.headers)
             text = await resp.text()
             assert resp.status == 200, f"GET {path}: {resp.status} {text[:300]}"
 
 
-async def _target(aiohttp_client: Any, database_url: str, db: Any, name: str, config_yaml: str = "",
-                  env: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Target:
+async def _target(
+    aiohttp_client: Any,
+    database_url: str,
+    db: Any,
+    name: str,
+    config_yaml: str = "",
+    env: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Target:
     app = create_app(parse_config(config_yaml, env=env or {}), database_url, loops=False)
     return Target(await aiohttp_client(app), db, name, headers)
 
@@ -137,8 +158,19 @@ def run(t: Target) -> None:
 # --- strategies -------------------------------------------------------------------------------------
 
 SQL_AND_MARKUP = [
-    "'); DROP TABLE incidents;--", "' OR 1=1 --", '"; DELETE FROM incident_alerts; --', "$1", "%s", "\\",
-    "<script>alert(1)</script>", "{{7*7}}", "${jndi:ldap://x}", "\u202e", "\ufeff", "\u2028", "😀",
+    "'); DROP TABLE incidents;--",
+    "' OR 1=1 --",
+    '"; DELETE FROM incident_alerts; --',
+    "$1",
+    "%s",
+    "\\",
+    "<script>alert(1)</script>",
+    "{{7*7}}",
+    "${jndi:ldap://x}",
+    "\u202e",
+    "\ufeff",
+    "\u2028",
+    "😀",
 ]
 any_char = st.characters(exclude_categories=[])  # includes NUL, controls and lone surrogates
 hostile_text = st.one_of(
@@ -146,8 +178,14 @@ hostile_text = st.one_of(
     st.sampled_from(["", " ", "\x00", "a\x00b", "\ud800", "\udfff", "\uffff", "\U0010ffff", *SQL_AND_MARKUP]),
     st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", "😀", "\x00"]), st.integers(0, 5000)),
 )
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(2**70), 2**70),
-                         st.floats(allow_nan=True, allow_infinity=True), hostile_text)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    hostile_text,
+)
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4),
@@ -160,14 +198,34 @@ def timestamps(draw: st.DrawFn) -> str:
     """RFC 3339-shaped strings from the plausible to the absurd, with every offset form."""
     kind = draw(st.integers(0, 4))
     if kind == 0:
-        return draw(st.sampled_from([
-            ZERO, "0001-01-01T00:00:00+23:59", "0002-01-01T00:00:00+23:59", "0001-12-31T23:59:59-23:59",
-            "9999-12-31T23:59:59.999999999Z", "9999-12-31T23:59:59-23:59", "9999-12-31T00:00:00+23:59",
-            "0000-01-01T00:00:00Z", "2026-02-29T00:00:00Z", "2024-02-29T12:00:00Z", "2026-11-27T10:00:60Z",
-            "2026-11-27T24:00:00Z", "2026-11-27T10:00:00+24:00", "2026-11-27T10:00:00-00:60",
-            "2026-11-27T10:00:00.1234567890Z", "2026-11-27 10:00:00z", "2026-11-27T10:00:00", "now", "",
-            "2026-11-27T10:00:00Z\x00", "２０２６-11-27T10:00:00Z", "1970-01-01T00:00:00Z",
-        ]))
+        return draw(
+            st.sampled_from(
+                [
+                    ZERO,
+                    "0001-01-01T00:00:00+23:59",
+                    "0002-01-01T00:00:00+23:59",
+                    "0001-12-31T23:59:59-23:59",
+                    "9999-12-31T23:59:59.999999999Z",
+                    "9999-12-31T23:59:59-23:59",
+                    "9999-12-31T00:00:00+23:59",
+                    "0000-01-01T00:00:00Z",
+                    "2026-02-29T00:00:00Z",
+                    "2024-02-29T12:00:00Z",
+                    "2026-11-27T10:00:60Z",
+                    "2026-11-27T24:00:00Z",
+                    "2026-11-27T10:00:00+24:00",
+                    "2026-11-27T10:00:00-00:60",
+                    "2026-11-27T10:00:00.1234567890Z",
+                    "2026-11-27 10:00:00z",
+                    "2026-11-27T10:00:00",
+                    "now",
+                    "",
+                    "2026-11-27T10:00:00Z\x00",
+                    "２０２６-11-27T10:00:00Z",
+                    "1970-01-01T00:00:00Z",
+                ]
+            )
+        )
     if kind == 1:
         d = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
         off = draw(st.integers(-(23 * 60 + 59), 23 * 60 + 59))
@@ -195,9 +253,15 @@ def _set(path: list[Any], root: Any, value: Any) -> None:
 def mutated_payloads(draw: st.DrawFn) -> tuple[Any, list[str]]:
     """A valid group of 1-4 alerts with 0-6 random mutations; returns the body and what was done."""
     n = draw(st.integers(1, 4))
-    alerts = [alert(path=f"/fuzz/{draw(st.integers(0, 3))}", instance=f"i{i}",
-                    severity=draw(st.sampled_from(["warning", "critical"])),
-                    status=draw(st.sampled_from(["firing", "resolved"]))) for i in range(n)]
+    alerts = [
+        alert(
+            path=f"/fuzz/{draw(st.integers(0, 3))}",
+            instance=f"i{i}",
+            severity=draw(st.sampled_from(["warning", "critical"])),
+            status=draw(st.sampled_from(["firing", "resolved"])),
+        )
+        for i in range(n)
+    ]
     for a in alerts:
         if a["status"] == "resolved":
             a["endsAt"] = "2026-11-27T10:05:00Z"
@@ -206,15 +270,32 @@ def mutated_payloads(draw: st.DrawFn) -> tuple[Any, list[str]]:
     top_fields = [*body.keys(), "notification_reason", "routeLabels"]
     alert_fields = ["status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"]
     for _ in range(draw(st.integers(0, 6))):
-        op = draw(st.sampled_from([
-            "drop_top", "retype_top", "drop_alert_field", "retype_alert_field", "label", "label_key",
-            "annotation", "timestamp", "many_labels", "duplicate", "same_fingerprint", "empty_labels",
-            "replace_alert", "non_string_label", "fingerprint",
-        ]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "drop_top",
+                    "retype_top",
+                    "drop_alert_field",
+                    "retype_alert_field",
+                    "label",
+                    "label_key",
+                    "annotation",
+                    "timestamp",
+                    "many_labels",
+                    "duplicate",
+                    "same_fingerprint",
+                    "empty_labels",
+                    "replace_alert",
+                    "non_string_label",
+                    "fingerprint",
+                ]
+            )
+        )
         done.append(op)
         alerts_now: Any = body.get("alerts") if isinstance(body, dict) else None
-        dict_alerts = [i for i, a in enumerate(alerts_now) if isinstance(a, dict)] \
-            if isinstance(alerts_now, list) else []
+        dict_alerts = (
+            [i for i, a in enumerate(alerts_now) if isinstance(a, dict)] if isinstance(alerts_now, list) else []
+        )
         if op == "drop_top" and isinstance(body, dict) and body:
             body.pop(draw(st.sampled_from(sorted(body))), None)
         elif op == "retype_top" and isinstance(body, dict):
@@ -233,8 +314,11 @@ def mutated_payloads(draw: st.DrawFn) -> tuple[Any, list[str]]:
                     a["labels"] = {}
                 labels = a["labels"]
                 if op == "label":
-                    name = draw(st.sampled_from(["alertname", "path", "method", "kind", "severity", "route",
-                                                 "job", "service", "owner", "x"]))
+                    name = draw(
+                        st.sampled_from(
+                            ["alertname", "path", "method", "kind", "severity", "route", "job", "service", "owner", "x"]
+                        )
+                    )
                     labels[name] = draw(hostile_text)
                 elif op == "label_key":
                     labels[draw(hostile_text)] = draw(hostile_text)
@@ -247,8 +331,9 @@ def mutated_payloads(draw: st.DrawFn) -> tuple[Any, list[str]]:
             elif op == "annotation":
                 if not isinstance(a.get("annotations"), dict):
                     a["annotations"] = {}
-                a["annotations"][draw(st.sampled_from(["summary", "description", "runbook_url", "x"]))] = \
-                    draw(hostile_text | json_values)
+                a["annotations"][draw(st.sampled_from(["summary", "description", "runbook_url", "x"]))] = draw(
+                    hostile_text | json_values
+                )
             elif op == "timestamp":
                 a[draw(st.sampled_from(["startsAt", "endsAt"]))] = draw(timestamps())
             elif op == "duplicate":
@@ -276,13 +361,28 @@ def encode(value: Any, ascii_only: bool) -> bytes:
 
 
 @settings(FUZZ, max_examples=200)
-@given(body=st.one_of(
-    json_values.map(lambda v: json.dumps(v).encode()),
-    st.binary(max_size=300),
-    st.dictionaries(st.sampled_from(["version", "alerts", "status", "receiver", "groupLabels", "commonLabels",
-                                     "externalURL", "truncatedAlerts", "groupKey"]), json_values)
-      .map(lambda d: json.dumps({"version": "4", **d}).encode()),
-))
+@given(
+    body=st.one_of(
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=300),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "alerts",
+                    "status",
+                    "receiver",
+                    "groupLabels",
+                    "commonLabels",
+                    "externalURL",
+                    "truncatedAlerts",
+                    "groupKey",
+                ]
+            ),
+            json_values,
+        ).map(lambda d: json.dumps({"version": "4", **d}).encode()),
+    )
+)
 async def test_random_bodies_are_never_5xx(target: Target, body: bytes) -> None:
     run(target)
     await target.post(body)
@@ -303,32 +403,67 @@ async def test_mutated_alertmanager_payloads(target: Target, case: tuple[Any, li
         await target.still_up()
 
 
-HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from(["\t", "é", "\xff"]),
-                      max_size=80)
+HEADER_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from(["\t", "é", "\xff"]), max_size=80
+)
 TOKEN = "fuzz-token-3f9a"
 
 
 @settings(FUZZ, max_examples=200)
 @given(
-    content_type=st.one_of(st.none(), st.sampled_from([
-        "application/json", "application/json; charset=utf-8", "application/json; charset=latin-1", "text/plain",
-        "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "multipart/form-data", "",
-        "*/*", "application/json; charset=utf-16",
-    ]), HEADER_TEXT),
+    content_type=st.one_of(
+        st.none(),
+        st.sampled_from(
+            [
+                "application/json",
+                "application/json; charset=utf-8",
+                "application/json; charset=latin-1",
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "multipart/form-data; boundary=xyz",
+                "multipart/form-data",
+                "",
+                "*/*",
+                "application/json; charset=utf-16",
+            ]
+        ),
+        HEADER_TEXT,
+    ),
     authorization=st.one_of(
-        st.none(), st.just(f"Bearer {TOKEN}"), st.just(f"bearer   {TOKEN}  "), HEADER_TEXT,
-        HEADER_TEXT.map(lambda s: "Bearer " + s), HEADER_TEXT.map(lambda s: f"Bearer {TOKEN}{s}"),
+        st.none(),
+        st.just(f"Bearer {TOKEN}"),
+        st.just(f"bearer   {TOKEN}  "),
+        HEADER_TEXT,
+        HEADER_TEXT.map(lambda s: "Bearer " + s),
+        HEADER_TEXT.map(lambda s: f"Bearer {TOKEN}{s}"),
         HEADER_TEXT.map(lambda s: "Basic " + s),
         st.binary(max_size=40).map(lambda b: "Basic " + base64.b64encode(b).decode()),
-        st.sampled_from(["Bearer", "Bearer ", "Basic", "Basic =", "Digest x", f"Token {TOKEN}", TOKEN,
-                         f"Bearer {TOKEN.upper()}", f"Bearer {TOKEN[:-1]}"]),
+        st.sampled_from(
+            [
+                "Bearer",
+                "Bearer ",
+                "Basic",
+                "Basic =",
+                "Digest x",
+                f"Token {TOKEN}",
+                TOKEN,
+                f"Bearer {TOKEN.upper()}",
+                f"Bearer {TOKEN[:-1]}",
+            ]
+        ),
     ),
-    extra=st.dictionaries(st.sampled_from(["X-Forwarded-For", "Origin", "Cookie", "Accept", "Accept-Charset",
-                                           "X-Request-Id", "User-Agent", "Expect"]), HEADER_TEXT, max_size=3),
+    extra=st.dictionaries(
+        st.sampled_from(
+            ["X-Forwarded-For", "Origin", "Cookie", "Accept", "Accept-Charset", "X-Request-Id", "User-Agent", "Expect"]
+        ),
+        HEADER_TEXT,
+        max_size=3,
+    ),
     body=st.one_of(st.just(b"valid"), st.binary(max_size=100), json_values.map(lambda v: json.dumps(v).encode())),
 )
-async def test_random_headers(token_target: Target, content_type: str | None, authorization: str | None,
-                              extra: dict[str, str], body: bytes) -> None:
+async def test_random_headers(
+    token_target: Target, content_type: str | None, authorization: str | None, extra: dict[str, str], body: bytes
+) -> None:
     t = token_target
     run(t)
     if body == b"valid":
@@ -352,8 +487,15 @@ async def test_random_headers(token_target: Target, content_type: str | None, au
 
 @pytest.fixture
 async def token_target(request: Any, aiohttp_client: Any, database_url: str, db: Any) -> AsyncIterator[Target]:
-    t = await _target(aiohttp_client, database_url, db, request.node.name, "webhook:\n  token_env: T\n",
-                      {"T": TOKEN}, headers={"Authorization": f"Bearer {TOKEN}"})
+    t = await _target(
+        aiohttp_client,
+        database_url,
+        db,
+        request.node.name,
+        "webhook:\n  token_env: T\n",
+        {"T": TOKEN},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     yield t
     await t.still_up()
 
@@ -363,12 +505,15 @@ QUERY = st.text(any_char.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), max_s
 
 @st.composite
 def cursors(draw: st.DrawFn) -> str:
-    stamp = draw(st.one_of(
-        st.datetimes(min_value=datetime(1, 1, 2), timezones=st.one_of(st.none(), st.timezones()))
-        .map(lambda d: d.isoformat()),
-        st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01", "x"]),
-        QUERY,
-    ))
+    stamp = draw(
+        st.one_of(
+            st.datetimes(min_value=datetime(1, 1, 2), timezones=st.one_of(st.none(), st.timezones())).map(
+                lambda d: d.isoformat()
+            ),
+            st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01", "x"]),
+            QUERY,
+        )
+    )
     ident = draw(st.one_of(st.uuids().map(str), QUERY))
     raw = f"{stamp}|{ident}".encode("utf-8", "surrogatepass")
     text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -378,14 +523,20 @@ def cursors(draw: st.DrawFn) -> str:
 @settings(FUZZ, max_examples=150)
 @given(
     path=st.sampled_from(["/api/incidents", "/", "/api/incidents/{id}", "/incidents/{id}"]),
-    params=st.lists(st.tuples(st.sampled_from(["status", "route", "kind", "severity", "owner", "limit", "cursor",
-                                                "after", "before", "done"]),
-                              QUERY | cursors() | st.sampled_from(["open", "resolved", "1", "500", "0", "-1",
-                                                                   "1e3", "١٢"])), max_size=4),
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["status", "route", "kind", "severity", "owner", "limit", "cursor", "after", "before", "done"]
+            ),
+            QUERY | cursors() | st.sampled_from(["open", "resolved", "1", "500", "0", "-1", "1e3", "١٢"]),
+        ),
+        max_size=4,
+    ),
     ident=st.one_of(st.uuids().map(str), QUERY, st.just("")),
 )
-async def test_read_endpoints_with_random_queries(target: Target, path: str, params: list[tuple[str, str]],
-                                                  ident: str) -> None:
+async def test_read_endpoints_with_random_queries(
+    target: Target, path: str, params: list[tuple[str, str]], ident: str
+) -> None:
     if RUNS[target.name] == 0:
         for i in range(6):
             await target.post_json(payload(alert(path=f"/q/{i}", severity="critical" if i % 2 else "warning")))
@@ -402,17 +553,24 @@ def _cursor(text: str) -> str:
 
 
 READ_CASES = [
-    ("/api/incidents", {"route": "\x00"}), ("/api/incidents", {"kind": "a\x00b,c"}),
-    ("/api/incidents", {"severity": "\x00"}), ("/api/incidents", {"status": "\x00"}),
+    ("/api/incidents", {"route": "\x00"}),
+    ("/api/incidents", {"kind": "a\x00b,c"}),
+    ("/api/incidents", {"severity": "\x00"}),
+    ("/api/incidents", {"status": "\x00"}),
     ("/api/incidents", {"cursor": _cursor("2026-11-27T10:00:00|" + "0" * 32)}),  # naive time
     ("/api/incidents", {"cursor": _cursor("0001-01-01T00:00:00+05:00|" + "0" * 32)}),
     ("/api/incidents", {"cursor": _cursor("9999-12-31T23:59:59.999999+00:00|" + "0" * 32)}),
     ("/api/incidents", {"cursor": _cursor("9999-12-31T23:59:59-23:59|" + "0" * 32)}),
-    ("/api/incidents", {"limit": "9" * 5000}), ("/api/incidents", {"limit": "1e3"}),
-    ("/", {"status": "\x00"}), ("/", {"after": "critical~" + _cursor("2026-11-27T10:00:00|" + "0" * 32)}),
+    ("/api/incidents", {"limit": "9" * 5000}),
+    ("/api/incidents", {"limit": "1e3"}),
+    ("/", {"status": "\x00"}),
+    ("/", {"after": "critical~" + _cursor("2026-11-27T10:00:00|" + "0" * 32)}),
     ("/", {"after": "warning~" + _cursor("0001-01-01T00:00:00+05:00|" + "0" * 32)}),
-    ("/", {"before": _cursor("2026-11-27T10:00:00|" + "0" * 32)}), ("/", {"before": "\x00"}),
-    ("/incidents/%00", {}), ("/api/incidents/%00", {}), ("/incidents/" + "0" * 32, {"done": "<script>x</script>"}),
+    ("/", {"before": _cursor("2026-11-27T10:00:00|" + "0" * 32)}),
+    ("/", {"before": "\x00"}),
+    ("/incidents/%00", {}),
+    ("/api/incidents/%00", {}),
+    ("/incidents/" + "0" * 32, {"done": "<script>x</script>"}),
 ]
 
 
@@ -481,28 +639,59 @@ EXPLICIT: list[tuple[str, bytes, int | tuple[int, ...]]] = [
     ("only-nul-bytes", b"\x00" * 64, 400),
     ("nul-in-label-value", json.dumps(with_labels(path="/nul\x00value", note="\x00")).encode(), 200),
     ("nul-in-label-key", json.dumps(with_labels(**{"k\x00ey": "v", "\x00": "\x00"})).encode(), 200),
-    ("nul-everywhere", json.dumps(payload(
-        alert(path="/nul\x00", fingerprint="fp\x00nul", generator_url="http://x/\x00",
-              annotations={"summary\x00": "s\x00", "runbook_url": "http://r\x00"}, alertname="A\x00"),
-        receiver="r\x00", externalURL="http://am\x00:9093", groupKey="\x00",
-        groupLabels={"\x00": "\x00"}, commonLabels={"a": "\x00"}, commonAnnotations={"\x00": "x"})).encode(), 200),
+    (
+        "nul-everywhere",
+        json.dumps(
+            payload(
+                alert(
+                    path="/nul\x00",
+                    fingerprint="fp\x00nul",
+                    generator_url="http://x/\x00",
+                    annotations={"summary\x00": "s\x00", "runbook_url": "http://r\x00"},
+                    alertname="A\x00",
+                ),
+                receiver="r\x00",
+                externalURL="http://am\x00:9093",
+                groupKey="\x00",
+                groupLabels={"\x00": "\x00"},
+                commonLabels={"a": "\x00"},
+                commonAnnotations={"\x00": "x"},
+            )
+        ).encode(),
+        200,
+    ),
     ("nul-in-timestamp", json.dumps(with_alert(startsAt="2026-11-27T10:00:00Z\x00")).encode(), 400),
     ("lone-surrogates-escaped", json.dumps(with_labels(path="/\ud800", **{"\udfff": "\udbff"})).encode(), 200),
-    ("five-thousand-labels", json.dumps(with_labels(**{f"label_{i}": f"value {i}" for i in range(5000)})).encode(),
-     200),
-    ("five-thousand-long-keys", json.dumps(with_labels(**{f"{i}" + "k" * 200: "v" for i in range(5000)})).encode(),
-     200),
+    (
+        "five-thousand-labels",
+        json.dumps(with_labels(**{f"label_{i}": f"value {i}" for i in range(5000)})).encode(),
+        200,
+    ),
+    (
+        "five-thousand-long-keys",
+        json.dumps(with_labels(**{f"{i}" + "k" * 200: "v" for i in range(5000)})).encode(),
+        200,
+    ),
     ("label-value-100kB", json.dumps(with_labels(note="v" * 100_000)).encode(), 200),
     ("label-key-100kB", json.dumps(with_labels(**{"k" * 100_000: "v"})).encode(), 200),
     ("path-100kB", json.dumps(with_labels(path="/" + "p" * 100_000)).encode(), 200),
     ("alertname-and-kind-100kB", json.dumps(with_labels(alertname="A" * 100_000, kind="😀" * 100_000)).encode(), 200),
-    ("annotation-100kB", json.dumps(with_alert(annotations={"summary": "s" * 100_000,
-                                                            "description": "d" * 100_000})).encode(), 200),
+    (
+        "annotation-100kB",
+        json.dumps(with_alert(annotations={"summary": "s" * 100_000, "description": "d" * 100_000})).encode(),
+        200,
+    ),
     ("generator-url-100kB", json.dumps(with_alert(generatorURL="http://x/" + "g" * 100_000)).encode(), 200),
-    ("external-url-100kB", json.dumps(payload(alert(path="/explicit"),
-                                              externalURL="http://am/" + "e" * 100_000)).encode(), 200),
-    ("receiver-and-group-key-100kB", json.dumps(payload(alert(path="/explicit"), receiver="r" * 100_000,
-                                                        groupKey="g" * 100_000)).encode(), 200),
+    (
+        "external-url-100kB",
+        json.dumps(payload(alert(path="/explicit"), externalURL="http://am/" + "e" * 100_000)).encode(),
+        200,
+    ),
+    (
+        "receiver-and-group-key-100kB",
+        json.dumps(payload(alert(path="/explicit"), receiver="r" * 100_000, groupKey="g" * 100_000)).encode(),
+        200,
+    ),
     ("fingerprint-100kB", json.dumps(with_alert(fingerprint="f" * 100_000)).encode(), 400),
     ("fingerprint-128-emoji", json.dumps(with_alert(fingerprint="😀" * 128)).encode(), 200),
     ("starts-year-0001", json.dumps(with_alert(startsAt=ZERO)).encode(), 400),
@@ -515,10 +704,8 @@ EXPLICIT: list[tuple[str, bytes, int | tuple[int, ...]]] = [
     ("starts-year-0000", json.dumps(with_alert(startsAt="0000-06-01T00:00:00Z")).encode(), 400),
     ("starts-offset-24-00", json.dumps(with_alert(startsAt="2026-11-27T10:00:00+24:00")).encode(), 400),
     ("starts-leap-second", json.dumps(with_alert(startsAt="2016-12-31T23:59:60Z")).encode(), 200),
-    ("ends-year-9999-resolved", json.dumps(with_alert(status="resolved", endsAt="9999-12-31T23:59:59Z")).encode(),
-     200),
-    ("ends-before-starts", json.dumps(with_alert(status="resolved", endsAt="2000-01-01T00:00:00-23:59")).encode(),
-     200),
+    ("ends-year-9999-resolved", json.dumps(with_alert(status="resolved", endsAt="9999-12-31T23:59:59Z")).encode(), 200),
+    ("ends-before-starts", json.dumps(with_alert(status="resolved", endsAt="2000-01-01T00:00:00-23:59")).encode(), 200),
     ("ends-year-0002-firing", json.dumps(with_alert(endsAt="0002-01-01T00:00:00+23:59")).encode(), 200),
     ("float-label", json.dumps(with_labels(x=1.5)).encode(), 400),
     ("bool-label", json.dumps(with_labels(alertname=True)).encode(), 400),
@@ -547,8 +734,11 @@ EXPLICIT: list[tuple[str, bytes, int | tuple[int, ...]]] = [
     ("alerts-of-nulls", json.dumps(payload(alerts=[None, 1, "x", [], True])).encode(), 400),
     ("receiver-number", json.dumps(payload(alert(), receiver=1)).encode(), 400),
     ("external-url-list", json.dumps(payload(alert(), externalURL=[])).encode(), 400),
-    ("external-url-javascript", json.dumps(payload(alert(path="/js"), externalURL="javascript:alert(1)")).encode(),
-     200),
+    (
+        "external-url-javascript",
+        json.dumps(payload(alert(path="/js"), externalURL="javascript:alert(1)")).encode(),
+        200,
+    ),
     ("group-labels-null", json.dumps(payload(alert(), groupLabels=None)).encode(), 200),
     ("common-labels-float", json.dumps(payload(alert(), commonLabels={"a": 1.0})).encode(), 400),
     ("truncated-float", json.dumps(payload(alert(), truncatedAlerts=1.5)).encode(), 400),
@@ -578,12 +768,15 @@ async def test_explicit_hostile_bodies(target: Target) -> None:
             failures.append(f"{name}: {status} (expected {allowed}) {raw[:200]!r}")
     assert not failures, "\n".join(failures)
     # the hostile values that were accepted are stored with NULs replaced, not lost
-    assert await target.db.fetchval(
-        "SELECT count(*) FROM incident_alerts WHERE labels->>'path' = $1", "/nul\ufffdvalue") == 1
+    assert (
+        await target.db.fetchval("SELECT count(*) FROM incident_alerts WHERE labels->>'path' = $1", "/nul\ufffdvalue")
+        == 1
+    )
     labels = await target.db.fetchval("SELECT labels FROM incident_alerts WHERE labels ? 'k\ufffdey'")
     assert labels["\ufffd"] == "\ufffd"
-    assert await target.db.fetchval("SELECT count(*) FROM incident_alerts WHERE labels->>'note' = $1",
-                                    "v" * 100_000) == 1
+    assert (
+        await target.db.fetchval("SELECT count(*) FROM incident_alerts WHERE labels->>'note' = $1", "v" * 100_000) == 1
+    )
     big = await target.db.fetchval("SELECT labels FROM incident_alerts WHERE labels ? 'label_4999'")
     assert len(big) == 5003
 
@@ -654,13 +847,18 @@ async def test_duplicate_fingerprints_with_different_statuses(target: Target) ->
             path, fp = f"/dup/{known}/{i}", f"dup-fp-{known}-{i}"
             if known:
                 assert (await target.post_json(payload(alert(starts_at=t0, fingerprint=fp, path=path))))[0] == 200
-            alerts = [alert(status, starts_at=starts, fingerprint=fp, path=path,
-                            ends_at=end if status == "resolved" else ZERO) for status, starts in instances]
+            alerts = [
+                alert(
+                    status, starts_at=starts, fingerprint=fp, path=path, ends_at=end if status == "resolved" else ZERO
+                )
+                for status, starts in instances
+            ]
             code, raw = await target.post_json(payload(*alerts))
             assert code == 200, (name, raw)
             rows = await target.db.fetch("SELECT status, starts_at FROM incident_alerts WHERE fingerprint = $1", fp)
             incident = await target.db.fetchval(
-                "SELECT status FROM incidents WHERE route = $1 ORDER BY first_seen DESC LIMIT 1", f"GET {path}")
+                "SELECT status FROM incidents WHERE route = $1 ORDER BY first_seen DESC LIMIT 1", f"GET {path}"
+            )
             if not rows:  # a resolve for an alert never seen opens nothing
                 assert not known and expected == "resolved" and incident is None, (name, known)
                 continue
@@ -668,21 +866,32 @@ async def test_duplicate_fingerprints_with_different_statuses(target: Target) ->
             assert latest["status"] == expected, (name, known, [dict(r) for r in rows])
             assert incident == ("open" if expected == "firing" else "resolved"), (name, known, incident)
     # two fingerprints that become one after NUL replacement ("a\0" and "a\ufffd"), firing and resolved
-    code, _ = await target.post_json(payload(
-        alert(fingerprint="coll\x00", path="/coll"),
-        alert("resolved", fingerprint="coll\ufffd", path="/coll", ends_at=end)))
+    code, _ = await target.post_json(
+        payload(
+            alert(fingerprint="coll\x00", path="/coll"),
+            alert("resolved", fingerprint="coll\ufffd", path="/coll", ends_at=end),
+        )
+    )
     assert code == 200
 
 
 async def test_extreme_timestamps_render_and_escalate(target: Target) -> None:
     """Incidents whose alerts start in year 2 or 9999 still render everywhere and survive escalation."""
-    stamps = ["0002-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999999Z", "9999-12-31T00:00:00+23:59",
-              "1970-01-01T00:00:00-23:59", "2016-12-31T23:59:60Z"]
+    stamps = [
+        "0002-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59.999999999Z",
+        "9999-12-31T00:00:00+23:59",
+        "1970-01-01T00:00:00-23:59",
+        "2016-12-31T23:59:60Z",
+    ]
     for i, stamp in enumerate(stamps):
         status, raw = await target.post_json(payload(alert(path=f"/ts/{i}", starts_at=stamp, severity="critical")))
         assert status == 200, (stamp, raw)
-    status, raw = await target.post_json(payload(alert(
-        "resolved", path="/ts/0", starts_at=stamps[0], severity="critical", ends_at="9999-12-31T23:59:59Z")))
+    status, raw = await target.post_json(
+        payload(
+            alert("resolved", path="/ts/0", starts_at=stamps[0], severity="critical", ends_at="9999-12-31T23:59:59Z")
+        )
+    )
     assert status == 200, raw
     escalator = target.client.server.app[ESCALATOR]
     now = datetime.now(UTC)
@@ -705,4 +914,3 @@ def test_zz_fuzz_case_count(capsys: Any) -> None:
             replies = ", ".join(f"{code}: {k}" for code, k in sorted(STATUSES.get(name, Counter()).items()))
             print(f"[fuzz]   {name}: {n} cases; replies {replies}")
     assert total > 0
-

@@ -52,8 +52,9 @@ def edge_config(tmp_path: Path, listen: str, webhook: str = "") -> Path:
 
 
 @pytest.fixture
-def start_receiver(fresh_database: str, receiver_procs: Any, fake_slack: Any,
-                   tmp_path: Path) -> Callable[..., Awaitable[ReceiverProc]]:
+def start_receiver(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Path
+) -> Callable[..., Awaitable[ReceiverProc]]:
     async def start(listen: str, webhook: str = "") -> ReceiverProc:
         rx = receiver_procs("rx", edge_config(tmp_path, listen, webhook), fresh_database, fake_slack.url)
         async with fresh_session() as s:
@@ -65,8 +66,9 @@ def start_receiver(fresh_database: str, receiver_procs: Any, fake_slack: Any,
 
 def fresh_session() -> aiohttp.ClientSession:
     """A session whose connections close after each answer, so that they never hold a slot of the cap."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                 timeout=aiohttp.ClientTimeout(total=deadline(20)))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=deadline(20))
+    )
 
 
 class RawClient:
@@ -131,8 +133,10 @@ async def metric(rx: ReceiverProc, name: str, **labels: str) -> float:
 
 
 async def post_webhook(rx: ReceiverProc, body: dict[str, Any]) -> int:
-    async with fresh_session() as s, s.post(f"{rx.url}/webhook", json=body,
-                                            headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+    async with (
+        fresh_session() as s,
+        s.post(f"{rx.url}/webhook", json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+    ):
         return r.status
 
 
@@ -154,8 +158,7 @@ async def test_partial_request_line_is_closed_after_the_header_timeout(start_rec
 
 
 @pytest.mark.timeout(deadline(120))
-async def test_headers_sent_a_byte_at_a_time_are_closed_after_the_header_timeout(start_receiver: Any,
-                                                                                  raw: Any) -> None:
+async def test_headers_sent_a_byte_at_a_time_are_closed_after_the_header_timeout(start_receiver: Any, raw: Any) -> None:
     """Bytes keep arriving, but the head must be complete within header_timeout of its first byte."""
     rx = await start_receiver("header_timeout: 1s, body_timeout: 1s")
     client = await raw(rx)
@@ -180,8 +183,10 @@ async def test_headers_sent_a_byte_at_a_time_are_closed_after_the_header_timeout
 async def test_a_body_never_sent_is_closed_after_the_body_timeout(start_receiver: Any, raw: Any) -> None:
     rx = await start_receiver("header_timeout: 1s, body_timeout: 1s")
     client = await raw(rx)
-    assert await client.send(f"POST /webhook HTTP/1.1\r\nHost: receiver\r\n{AUTH}Content-Type: application/json\r\n"
-                             f"Content-Length: 5000\r\n\r\n{{\"alerts\": [".encode())
+    assert await client.send(
+        f"POST /webhook HTTP/1.1\r\nHost: receiver\r\n{AUTH}Content-Type: application/json\r\n"
+        f'Content-Length: 5000\r\n\r\n{{"alerts": ['.encode()
+    )
     await closed_by_server(client, "the server to close a connection whose body never came")
     assert await metric(rx, "receiver_http_connections_closed_total", reason="body_timeout") >= 1
     # unanswered, so Alertmanager would retry; not a 5xx, not an error
@@ -191,7 +196,8 @@ async def test_a_body_never_sent_is_closed_after_the_body_timeout(start_receiver
 
 @pytest.mark.timeout(deadline(120))
 async def test_connections_beyond_the_cap_are_refused_and_a_webhook_gets_through_afterwards(
-        start_receiver: Any, raw: Any) -> None:
+    start_receiver: Any, raw: Any
+) -> None:
     rx = await start_receiver("header_timeout: 60s, body_timeout: 60s, max_connections: 4")
     hogs = [await raw(rx) for _ in range(4)]  # connected, sending nothing: each holds a slot
     assert await hogs[-1].send(b"G")  # the last one is accepted and parsed: the server holds all four
@@ -229,8 +235,10 @@ async def test_connections_beyond_the_cap_are_refused_and_a_webhook_gets_through
 @pytest.mark.timeout(deadline(120))
 async def test_expect_100_continue_over_the_limit_is_answered_413(start_receiver: Any, raw: Any) -> None:
     rx = await start_receiver("header_timeout: 5s", webhook="webhook:\n  max_body_bytes: 64KiB\n")
-    head = ("POST /webhook HTTP/1.1\r\nHost: receiver\r\n{auth}Content-Type: application/json\r\n"
-            "Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n")
+    head = (
+        "POST /webhook HTTP/1.1\r\nHost: receiver\r\n{auth}Content-Type: application/json\r\n"
+        "Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    )
     over = await raw(rx)
     assert await over.send(head.format(auth=AUTH, length=10 * 1024 * 1024).encode())
     assert await over.status_line() == "HTTP/1.1 413 Request Entity Too Large"
@@ -271,8 +279,11 @@ async def test_a_client_disconnecting_mid_upload_is_not_a_500(start_receiver: An
     rx = await start_receiver("header_timeout: 5s, body_timeout: 60s")
     client = await raw(rx)
     body = json.dumps(payload(*(alert(fingerprint=f"{i:016x}", idx=str(i)) for i in range(200)))).encode()
-    assert await client.send(f"POST /webhook HTTP/1.1\r\nHost: receiver\r\n{AUTH}Content-Type: application/json\r\n"
-                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    assert await client.send(
+        f"POST /webhook HTTP/1.1\r\nHost: receiver\r\n{AUTH}Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
     await asyncio.sleep(0.2)  # (not a timing assumption: the test holds whether or not the server read it yet)
     client.writer.transport.abort()  # gone, mid-body
 
@@ -294,8 +305,10 @@ async def test_a_malformed_request_is_one_line_without_the_header_value(start_re
     rx = await start_receiver("header_timeout: 5s")
     secret = "tok3n-prefix-" + uuid.uuid4().hex
     client = await raw(rx)
-    assert await client.send(f"POST /webhook HTTP/1.1\r\nHost: receiver\r\nAuthorization: Bearer {secret}\x01x\r\n"
-                             "Content-Length: 2\r\n\r\n{}".encode())
+    assert await client.send(
+        f"POST /webhook HTTP/1.1\r\nHost: receiver\r\nAuthorization: Bearer {secret}\x01x\r\n"
+        "Content-Length: 2\r\n\r\n{}".encode()
+    )
     assert (await client.status_line()).split()[1:2] == ["400"]
 
     async def logged() -> list[str]:
@@ -314,8 +327,9 @@ async def test_rejected_webhooks_are_logged_once_per_sender_without_credentials(
     wrong = "wrong-" + uuid.uuid4().hex
     async with fresh_session() as s:
         for _ in range(5):
-            async with s.post(f"{rx.url}/webhook", json=payload(alert()),
-                              headers={"Authorization": f"Bearer {wrong}"}) as r:
+            async with s.post(
+                f"{rx.url}/webhook", json=payload(alert()), headers={"Authorization": f"Bearer {wrong}"}
+            ) as r:
                 assert r.status == 401
         async with s.post(f"{rx.url}/webhook", json=payload(alert())) as r:
             assert r.status == 401
@@ -332,14 +346,16 @@ async def test_rejected_webhooks_are_logged_once_per_sender_without_credentials(
 
 
 @pytest.mark.timeout(deadline(120))
-async def test_port_in_use_is_one_line_and_a_non_zero_exit(fresh_database: str, receiver_procs: Any,
-                                                          fake_slack: Any, tmp_path: Path) -> None:
+async def test_port_in_use_is_one_line_and_a_non_zero_exit(
+    fresh_database: str, receiver_procs: Any, fake_slack: Any, tmp_path: Path
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        rx = receiver_procs("rx", edge_config(tmp_path, "header_timeout: 5s"), fresh_database, fake_slack.url,
-                            port=port)
+        rx = receiver_procs(
+            "rx", edge_config(tmp_path, "header_timeout: 5s"), fresh_database, fake_slack.url, port=port
+        )
         code = await rx.wait_exit(deadline(60))
     assert code is not None and code != 0, rx.stderr()[-3000:]
     stderr = rx.stderr()
@@ -356,28 +372,44 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def _series(code: str, values: str, instance: str) -> dict[str, str]:
-    return {"series": f'receiver_webhook_requests_total{{job="receiver", instance="{instance}", code="{code}"}}',
-            "values": values}
+    return {
+        "series": f'receiver_webhook_requests_total{{job="receiver", instance="{instance}", code="{code}"}}',
+        "values": values,
+    }
 
 
 @pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed (apt-get install prometheus)")
 def test_rules_ignore_strangers_401_but_not_a_wrong_token_or_a_rejected_payload(tmp_path: Path) -> None:
     rules_file = REPO / "alerts" / "receiver.rules.yml"
-    described = {r["alert"]: r["annotations"]["description"]
-                 for g in yaml.safe_load(rules_file.read_text())["groups"] for r in g["rules"]}
-    summaries = {"ReceiverWebhookRejected": "receiver rejects webhooks with {code}",
-                 "ReceiverWebhookUnauthorized": "receiver refuses webhooks (401) and accepts none"}
+    described = {
+        r["alert"]: r["annotations"]["description"]
+        for g in yaml.safe_load(rules_file.read_text())["groups"]
+        for r in g["rules"]
+    }
+    summaries = {
+        "ReceiverWebhookRejected": "receiver rejects webhooks with {code}",
+        "ReceiverWebhookUnauthorized": "receiver refuses webhooks (401) and accepts none",
+    }
 
     def case(series: list[dict[str, str]], fires: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
         return {
             "interval": "1m",
             "input_series": series,
             "alert_rule_test": [
-                {"eval_time": "40m", "alertname": name,
-                 "exp_alerts": [{"exp_labels": {"severity": "warning", "job": "receiver", **labels},
-                                 "exp_annotations": {"summary": summaries[name].format(**labels),
-                                                     "description": described[name]}}
-                                for labels in fires.get(name, [])]}
+                {
+                    "eval_time": "40m",
+                    "alertname": name,
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"severity": "warning", "job": "receiver", **labels},
+                            "exp_annotations": {
+                                "summary": summaries[name].format(**labels),
+                                "description": described[name],
+                            },
+                        }
+                        for labels in fires.get(name, [])
+                    ],
+                }
                 for name in summaries
             ],
         }
@@ -389,15 +421,17 @@ def test_rules_ignore_strangers_401_but_not_a_wrong_token_or_a_rejected_payload(
             # a scanner earning 401s while Alertmanager's webhooks succeed: nothing fires
             case([_series("200", "0+10x60", "a"), _series("401", "0+3x60", "a")], {}),
             # a wrong token in Alertmanager: only 401s, nothing accepted
-            case([_series("200", "0x60", "a"), _series("401", "0+10x60", "a")],
-                 {"ReceiverWebhookUnauthorized": [{}]}),
+            case([_series("200", "0x60", "a"), _series("401", "0+10x60", "a")], {"ReceiverWebhookUnauthorized": [{}]}),
             # payloads refused from the authenticated sender: lost alerts
-            case([_series("200", "0+10x60", "a"), _series("413", "0+1x60", "a"), _series("401", "0+3x60", "a")],
-                 {"ReceiverWebhookRejected": [{"code": "413"}]}),
+            case(
+                [_series("200", "0+10x60", "a"), _series("413", "0+1x60", "a"), _series("401", "0+3x60", "a")],
+                {"ReceiverWebhookRejected": [{"code": "413"}]},
+            ),
         ],
     }
     path = tmp_path / "edge.rules.test.yml"
     path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True,
-                            timeout=deadline(60))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=deadline(60)
+    )
     assert result.returncode == 0, result.stdout + result.stderr

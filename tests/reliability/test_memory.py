@@ -43,9 +43,11 @@ STAMP = '"startsAt":"2026-11-27T10:00:00Z","endsAt":"2026-11-27T10:05:00Z","gene
 
 def _body(alerts: Iterator[str]) -> bytes:
     """A webhook of resolved alerts, filled up to BODY_BYTES."""
-    head = ('{"version":"4","receiver":"receiver","status":"resolved","externalURL":"http://am:9093",'
-            '"groupKey":"{}:{}","truncatedAlerts":0,"groupLabels":{},"commonLabels":{},"commonAnnotations":{},'
-            '"alerts":[')
+    head = (
+        '{"version":"4","receiver":"receiver","status":"resolved","externalURL":"http://am:9093",'
+        '"groupKey":"{}:{}","truncatedAlerts":0,"groupLabels":{},"commonLabels":{},"commonAnnotations":{},'
+        '"alerts":['
+    )
     parts: list[str] = []
     size = len(head) + 2
     for a in alerts:
@@ -59,20 +61,28 @@ def _body(alerts: Iterator[str]) -> bytes:
 
 def many_tiny_labels(n: int) -> bytes:
     tiny = ",".join(json.dumps(chr(0x4E00 + j), ensure_ascii=False) + ':""' for j in range(1000))
-    return _body(f'{{"status":"resolved","fingerprint":"tiny-{n}-{k}","labels":{{{tiny},"n":"{n}-{k}"}},{STAMP}}}'
-                 for k in range(10**9))
+    return _body(
+        f'{{"status":"resolved","fingerprint":"tiny-{n}-{k}","labels":{{{tiny},"n":"{n}-{k}"}},{STAMP}}}'
+        for k in range(10**9)
+    )
 
 
 def few_huge_labels(n: int) -> bytes:
     huge = "/" + "x" * (BODY_BYTES // 8)
-    return _body(f'{{"status":"resolved","fingerprint":"huge-{n}-{k}","labels":{{"method":"GET",'
-                 f'"path":"{huge}{k}","description":"{huge}"}},{STAMP}}}' for k in range(10**9))
+    return _body(
+        f'{{"status":"resolved","fingerprint":"huge-{n}-{k}","labels":{{"method":"GET",'
+        f'"path":"{huge}{k}","description":"{huge}"}},{STAMP}}}'
+        for k in range(10**9)
+    )
 
 
 def many_label_sets(n: int) -> bytes:
-    return _body(f'{{"status":"resolved","fingerprint":"set-{n}-{k}","labels":{{"alertname":"HighLatency",'
-                 f'"method":"GET","path":"/api/items","instance":"api-{n}-{k}.prod.svc:8080","job":"api",'
-                 f'"namespace":"prod","severity":"warning","team":"core"}},{STAMP}}}' for k in range(10**9))
+    return _body(
+        f'{{"status":"resolved","fingerprint":"set-{n}-{k}","labels":{{"alertname":"HighLatency",'
+        f'"method":"GET","path":"/api/items","instance":"api-{n}-{k}.prod.svc:8080","job":"api",'
+        f'"namespace":"prod","severity":"warning","team":"core"}},{STAMP}}}'
+        for k in range(10**9)
+    )
 
 
 SHAPES: dict[str, Callable[[int], bytes]] = {
@@ -104,11 +114,22 @@ async def feed(session: aiohttp.ClientSession, url: str, pid: int, rounds: int =
             async with session.post(f"{url}/webhook", data=body, headers=AUTH, timeout=timeout) as r:
                 answer = await r.text()
                 assert r.status == 200, f"{shape}: {r.status} {answer[:500]}"
-            steps.append({"shape": shape, "round": n, "body_mb": round(len(body) / 2**20, 1),
-                          "alerts": json.loads(answer)["alerts"]["received"], "rss_mb": round(rss_mb(pid), 1)})
+            steps.append(
+                {
+                    "shape": shape,
+                    "round": n,
+                    "body_mb": round(len(body) / 2**20, 1),
+                    "alerts": json.loads(answer)["alerts"]["received"],
+                    "rss_mb": round(rss_mb(pid), 1),
+                }
+            )
             print(f"MEMORY {json.dumps(steps[-1])}")
-    return {"before_mb": round(before, 1), "after_mb": steps[-1]["rss_mb"],
-            "peak_mb": max(s["rss_mb"] for s in steps), "steps": steps}
+    return {
+        "before_mb": round(before, 1),
+        "after_mb": steps[-1]["rss_mb"],
+        "peak_mb": max(s["rss_mb"] for s in steps),
+        "steps": steps,
+    }
 
 
 async def test_rss_stays_bounded_whatever_the_label_shape(
@@ -120,7 +141,9 @@ async def test_rss_stays_bounded_whatever_the_label_shape(
         await rx.wait_ready(session, timeout=deadline(60))
         result = await asyncio.wait_for(feed(session, rx.url, rx.pid), deadline(900))
     growth = result["after_mb"] - result["before_mb"]
-    print(f"MEMORY before={result['before_mb']} MB after={result['after_mb']} MB peak={result['peak_mb']} MB "
-          f"growth={growth:.1f} MB ceiling={RSS_GROWTH_CEILING_MB} MB")
+    print(
+        f"MEMORY before={result['before_mb']} MB after={result['after_mb']} MB peak={result['peak_mb']} MB "
+        f"growth={growth:.1f} MB ceiling={RSS_GROWTH_CEILING_MB} MB"
+    )
     assert growth < RSS_GROWTH_CEILING_MB, result
     assert not rx.error_lines(), rx.error_context()

@@ -153,8 +153,7 @@ class StatusSlack(FakeSlack):
 
 
 @pytest.fixture
-async def env(aiohttp_client: Any, database_url: str, db: Any,
-              caplog: pytest.LogCaptureFixture) -> AsyncIterator[Env]:
+async def env(aiohttp_client: Any, database_url: str, db: Any, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Env]:
     caplog.set_level(logging.DEBUG)
     slack = await StatusSlack().start()
     base = slack.base_url
@@ -170,12 +169,15 @@ async def env(aiohttp_client: Any, database_url: str, db: Any,
         "webhook URL path (refused)": f"/hooks/{_hex()}",
     }
     environ = {
-        "WH": values["webhook token"], "API": values["API token"],
-        "SLACK_500": base + values["Slack URL path (500)"], "SLACK_404": base + values["Slack URL path (404)"],
+        "WH": values["webhook token"],
+        "API": values["API token"],
+        "SLACK_500": base + values["Slack URL path (500)"],
+        "SLACK_404": base + values["Slack URL path (404)"],
         "SLACK_SLOW": base + values["Slack URL path (slow)"],
         "HOOK_DOWN": "http://127.0.0.1:9" + values["webhook URL path (refused)"],  # discard port: refused
     }
-    config = parse_config(f"""
+    config = parse_config(
+        f"""
 external_url: http://receiver.test
 webhook:
   token_env: WH
@@ -185,9 +187,9 @@ api_tokens:
 ui:
   users:
     - name: alice
-      password_hash: "{values['user password hash']}"
+      password_hash: "{values["user password hash"]}"
     - name: bob
-      password_hash: "{values['user password hash']}"
+      password_hash: "{values["user password hash"]}"
 owners:
   - name: default
     slack_url_env: SLACK_500
@@ -203,7 +205,9 @@ owners:
     match: {{team: "slow"}}
 delivery:
   timeout: 500ms
-""", env=environ)
+""",
+        env=environ,
+    )
     app = create_app(config, database_url, loops=False)
     client = await aiohttp_client(app)
     values["link-signing secret"] = app[LINK_SECRET]
@@ -290,8 +294,9 @@ async def test_actions_need_a_user(env: Env) -> None:
     ]
     for headers in not_api_users:
         for action in ("ack", "resolve", "silence", "unack", "unsilence"):
-            reply = await env.request("POST", f"/api/incidents/{incident}/{action}", headers=headers,
-                                      json={"duration": "1h", "reason": "r"})
+            reply = await env.request(
+                "POST", f"/api/incidents/{incident}/{action}", headers=headers, json={"duration": "1h", "reason": "r"}
+            )
             assert reply.status == 401, (headers, action, reply.body)
     not_page_users = [
         {},
@@ -302,8 +307,7 @@ async def test_actions_need_a_user(env: Env) -> None:
         {"Authorization": "Basic !!!"},
     ]
     for headers in not_page_users:
-        reply = await env.request("POST", f"/incidents/{incident}/actions/ack", headers=headers,
-                                  data={"csrf": "x"})
+        reply = await env.request("POST", f"/incidents/{incident}/actions/ack", headers=headers, data={"csrf": "x"})
         assert reply.status == 401, (headers, reply.status)
         assert reply.headers.get("WWW-Authenticate", "").startswith("Basic")
         for path in ("/", f"/incidents/{incident}"):  # viewing needs sign-in once users exist
@@ -313,8 +317,13 @@ async def test_actions_need_a_user(env: Env) -> None:
     exp, good_sig = sign(s["link-signing secret"], uuid.UUID(incident), "ack", now + timedelta(hours=1))
     _, forged = sign("not-the-secret", uuid.UUID(incident), "ack", now + timedelta(hours=1))
     old_exp, old_sig = sign(s["link-signing secret"], uuid.UUID(incident), "ack", now - timedelta(seconds=1))
-    for form in ({"exp": str(exp), "sig": forged}, {"exp": str(exp + 1), "sig": good_sig},
-                 {"exp": str(old_exp), "sig": old_sig}, {"exp": "x", "sig": "y"}, {}):
+    for form in (
+        {"exp": str(exp), "sig": forged},
+        {"exp": str(exp + 1), "sig": good_sig},
+        {"exp": str(old_exp), "sig": old_sig},
+        {"exp": "x", "sig": "y"},
+        {},
+    ):
         reply = await env.request("POST", f"/incidents/{incident}/ack-link", data=form)
         assert reply.status == 403, (form, reply.status)
     assert await env.status_of(incident) == "open"
@@ -360,8 +369,13 @@ async def test_page_actions_need_the_csrf_token_and_our_origin(env: Env) -> None
         assert "text/html" in reply.headers.get("Content-Type", "")
         assert await env.status_of(incident) == "open", name
     # a silence needs the token too, whatever else the form carries
-    reply = await env.request("POST", f"/incidents/{incident}/actions/silence", cookie=sid,
-                              data={"duration": "1h", "reason": "x"}, headers={**user, "Origin": origin})
+    reply = await env.request(
+        "POST",
+        f"/incidents/{incident}/actions/silence",
+        cookie=sid,
+        data={"duration": "1h", "reason": "x"},
+        headers={**user, "Origin": origin},
+    )
     assert reply.status == 403
     assert await env.db.fetchval("SELECT count(*) FROM incident_events WHERE actor = 'alice'") == 0
     # the page's own form, from our origin, works
@@ -384,7 +398,7 @@ INJECTIONS = [
     "$$; DROP TABLE notifications; $$",
     "\\'; TRUNCATE incidents CASCADE; --",
     "%s%s%s%n",
-    "{\"$ne\": null}",
+    '{"$ne": null}',
     "pg_sleep(10)--",
 ]
 
@@ -392,8 +406,15 @@ INJECTIONS = [
 async def test_sql_injection_strings_are_stored_verbatim(env: Env) -> None:
     ids: dict[str, str] = {}
     for i, s in enumerate(INJECTIONS):
-        a = alert(path=f"/{s}", kind=s, alertname=s, note=s, fingerprint=f"sqli-{i}",
-                  annotations={"summary": s, "description": s}, labels={f"k{i}{s}": s})
+        a = alert(
+            path=f"/{s}",
+            kind=s,
+            alertname=s,
+            note=s,
+            fingerprint=f"sqli-{i}",
+            annotations={"summary": s, "description": s},
+            labels={f"k{i}{s}": s},
+        )
         data = await env.ingest(a, externalURL=f"http://am/{s}", groupKey=s, receiver=s)
         ids[s] = data["incidents"][0]["id"]
     for t in TABLES:
@@ -429,8 +450,9 @@ async def test_sql_injection_strings_are_stored_verbatim(env: Env) -> None:
         assert (await env.request("GET", "/", params={"owner": s}, headers=env.user_auth())).status == 200
     # an action with an injection as silence reason is stored as text
     s = INJECTIONS[0]
-    reply = await env.request("POST", f"/api/incidents/{ids[s]}/silence", headers=env.api_auth(),
-                              json={"duration": "1h", "reason": s})
+    reply = await env.request(
+        "POST", f"/api/incidents/{ids[s]}/silence", headers=env.api_auth(), json={"duration": "1h", "reason": s}
+    )
     assert reply.status == 200, reply.body
     assert json.loads(reply.body)["silence_reason"] == s
     for t in TABLES:
@@ -456,7 +478,13 @@ XSS_ANNOTATIONS = {
     "sentry_url": "data:text/html,<script>alert('xss-sentry')</script>",
 }
 RAW_MARKUP = [
-    "<script>alert(", "<img src=x", "<svg onload", "<iframe", "<b onmouseover", "<style>", "</title><script",
+    "<script>alert(",
+    "<img src=x",
+    "<svg onload",
+    "<iframe",
+    "<b onmouseover",
+    "<style>",
+    "</title><script",
     "onerror=alert('xss-kind')>",
 ]
 
@@ -473,8 +501,11 @@ class _Tags(HTMLParser):
         for name, value in attrs:
             if name.startswith("on"):
                 self.problems.append(f"<{tag} {name}=...>")
-            if name in ("href", "src", "action", "formaction") and value and \
-                    re.match(r"\s*(javascript|data|vbscript):", value, re.I):
+            if (
+                name in ("href", "src", "action", "formaction")
+                and value
+                and re.match(r"\s*(javascript|data|vbscript):", value, re.I)
+            ):
                 self.problems.append(f"<{tag} {name}={value[:40]!r}>")
         if tag in ("iframe", "img", "svg", "style", "object", "embed", "b"):
             self.problems.append(f"<{tag}>")
@@ -523,13 +554,26 @@ async def test_markup_in_labels_is_escaped_on_every_page(env: Env) -> None:
         assert_escaped(reply)
     # reflected input: filters, the "done" notice, an error page, a 404
     reflected = [
-        await env.request("GET", "/", params={"route": "<script>alert('xss-filter')</script>",
-                                              "kind": '"><img src=x onerror=alert(1)>'}, headers=user),
-        await env.request("GET", f"/incidents/{incident}", params={"done": "<script>alert('xss-done')</script>"},
-                          headers=user),
-        await env.request("POST", f"/incidents/{incident}/actions/silence", cookie=sid, headers={
-            **user, "Origin": f"http://{env.host}"}, data={"csrf": token, "duration": "<script>alert(1)</script>",
-                                                             "reason": "<script>alert('xss-reason')</script>"}),
+        await env.request(
+            "GET",
+            "/",
+            params={"route": "<script>alert('xss-filter')</script>", "kind": '"><img src=x onerror=alert(1)>'},
+            headers=user,
+        ),
+        await env.request(
+            "GET", f"/incidents/{incident}", params={"done": "<script>alert('xss-done')</script>"}, headers=user
+        ),
+        await env.request(
+            "POST",
+            f"/incidents/{incident}/actions/silence",
+            cookie=sid,
+            headers={**user, "Origin": f"http://{env.host}"},
+            data={
+                "csrf": token,
+                "duration": "<script>alert(1)</script>",
+                "reason": "<script>alert('xss-reason')</script>",
+            },
+        ),
         await env.request("GET", "/incidents/<script>alert(1)</script>", headers=user),
         await env.request("GET", f"/incidents/{uuid.uuid4()}", headers=user),
     ]
@@ -537,8 +581,9 @@ async def test_markup_in_labels_is_escaped_on_every_page(env: Env) -> None:
         assert reply.status < 500, (reply.path, reply.status)
         assert_escaped(reply, expect_data=False)
     # an acknowledgement by a one-click link whose user typed markup as their name
-    path = link_path(env.secrets["link-signing secret"], uuid.UUID(incident), "ack", datetime.now(UTC),
-                     timedelta(hours=1))
+    path = link_path(
+        env.secrets["link-signing secret"], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=1)
+    )
     link_page = await env.request("GET", path)
     assert link_page.status == 200
     assert_escaped(link_page)
@@ -550,8 +595,12 @@ async def test_markup_in_labels_is_escaped_on_every_page(env: Env) -> None:
     assert_escaped(after)
     assert "link:&lt;script&gt;" in after.body
     # a silence with markup as its reason, then every page again
-    reply = await env.request("POST", f"/api/incidents/{incident}/silence", headers=env.api_auth(),
-                              json={"duration": "1h", "reason": "<script>alert('xss-silence')</script>"})
+    reply = await env.request(
+        "POST",
+        f"/api/incidents/{incident}/silence",
+        headers=env.api_auth(),
+        json={"duration": "1h", "reason": "<script>alert('xss-silence')</script>"},
+    )
     assert reply.status == 200, reply.body
     for path in ("/", f"/incidents/{incident}", "/?status=silenced"):
         assert_escaped(await env.request("GET", path, headers=user))
@@ -570,8 +619,13 @@ async def test_markup_in_labels_is_escaped_on_every_page(env: Env) -> None:
 
 async def _slack_texts(env: Env) -> tuple[list[str], list[str]]:
     """Page for an incident whose labels carry Slack control sequences: (top-level texts, mrkdwn block texts)."""
-    await env.ingest(alert(path="/<https://evil.example|click here>", kind="<!channel>",
-                           annotations={"summary": "<!here> <https://evil.example|Acknowledge>"}))
+    await env.ingest(
+        alert(
+            path="/<https://evil.example|click here>",
+            kind="<!channel>",
+            annotations={"summary": "<!here> <https://evil.example|Acknowledge>"},
+        )
+    )
     now = datetime.now(UTC)
     await env.app[ESCALATOR].tick(now)
     await env.app[DELIVERER].deliver(now)
@@ -651,8 +705,9 @@ async def test_failed_deliveries_and_error_replies_reveal_no_secret(env: Env, ca
     await env.request("POST", f"/api/incidents/{ids['500']}/ack", headers=api)  # 409: already
     await env.request("POST", "/webhook", headers=env.webhook_auth(), data=b"{not json")
     await env.request("POST", "/webhook", headers=env.webhook_auth(), data=b"x" * (17 * 1024 * 1024))
-    await env.request("POST", "/webhook", headers={"Authorization": f"Bearer {env.secrets['API token']}"},
-                      json=payload(alert()))
+    await env.request(
+        "POST", "/webhook", headers={"Authorization": f"Bearer {env.secrets['API token']}"}, json=payload(alert())
+    )
     await env.request("GET", "/", headers=env.user_auth(password=env.secrets["webhook token"]))
     statuses = {r.status for r in env.replies}
     assert {200, 400, 401, 404, 405, 409, 413} <= statuses, statuses
@@ -667,7 +722,6 @@ async def test_failed_deliveries_and_error_replies_reveal_no_secret(env: Env, ca
     for e in events:
         detail = json.dumps(e["detail"])
         assert "/services/" not in detail and "/hooks/" not in detail, detail
-
 
 
 # --- issue 11 item 9: CSRF tokens bound to server-issued sessions and the user; the Origin's scheme --------------
@@ -692,20 +746,35 @@ async def test_csrf_sessions_are_issued_by_the_server_and_tokens_bound_to_the_us
     # the Origin's scheme counts: https://<our host> is another origin than the http:// we serve, and an
     # X-Forwarded-Proto from a client that is not a trusted proxy changes nothing
     sid, token = await env.session(incident, "alice")
-    for headers in ({"Origin": f"https://{env.host}"}, {"Origin": f"https://{env.host}", "X-Forwarded-Proto": "https"},
-                    {"Referer": f"https://{env.host}/incidents/{incident}"}, {"Origin": "https://receiver.test"}):
-        reply = await env.request("POST", path, data={"csrf": token}, cookie=sid,
-                                  headers={**env.user_auth("alice"), **headers})
+    for headers in (
+        {"Origin": f"https://{env.host}"},
+        {"Origin": f"https://{env.host}", "X-Forwarded-Proto": "https"},
+        {"Referer": f"https://{env.host}/incidents/{incident}"},
+        {"Origin": "https://receiver.test"},
+    ):
+        reply = await env.request(
+            "POST", path, data={"csrf": token}, cookie=sid, headers={**env.user_auth("alice"), **headers}
+        )
         assert reply.status == 403 and "another site" in reply.body, headers
     assert await env.status_of(incident) == "open"
     # the configured external_url (http://receiver.test) is our origin too, whatever Host the proxy sends
-    reply = await env.request("POST", path, data={"csrf": token}, cookie=sid,
-                              headers={**env.user_auth("alice"), "Origin": "http://receiver.test"})
+    reply = await env.request(
+        "POST",
+        path,
+        data={"csrf": token},
+        cookie=sid,
+        headers={**env.user_auth("alice"), "Origin": "http://receiver.test"},
+    )
     assert reply.status == 303, reply.body[:300]
     assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1", uuid.UUID(incident)) == "alice"
     # bob's own token works for bob
-    reply = await env.request("POST", f"/incidents/{incident}/actions/unack", data={"csrf": bob_token},
-                              cookie=bob_sid, headers={**env.user_auth("bob"), "Origin": origin})
+    reply = await env.request(
+        "POST",
+        f"/incidents/{incident}/actions/unack",
+        data={"csrf": bob_token},
+        cookie=bob_sid,
+        headers={**env.user_auth("bob"), "Origin": origin},
+    )
     assert reply.status == 303, reply.body[:300]
 
 
@@ -714,8 +783,11 @@ async def test_csrf_sessions_are_issued_by_the_server_and_tokens_bound_to_the_us
 
 async def _database_errors(env: Env) -> float:
     text = (await env.request("GET", "/metrics")).body
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("receiver_database_errors_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("receiver_database_errors_total{")
+    )
 
 
 async def test_bad_lifecycle_input_is_a_400_or_cleaned_never_a_5xx(env: Env) -> None:
@@ -748,22 +820,30 @@ async def test_bad_lifecycle_input_is_a_400_or_cleaned_never_a_5xx(env: Env) -> 
         assert json.loads(reply.body)["error"], name
     assert await env.status_of(incident) == "open"
     # text the database cannot store is cleaned as the webhook cleans labels: NUL and lone surrogates
-    reply = await env.request("POST", url, data=b'{"reason": "a\\u0000b \\ud800 c\\udfff", "duration": "1h"}',
-                              headers=api)
+    reply = await env.request(
+        "POST", url, data=b'{"reason": "a\\u0000b \\ud800 c\\udfff", "duration": "1h"}', headers=api
+    )
     assert reply.status == 200, reply.body[:300]
     assert json.loads(reply.body)["silence_reason"] == clean_text("a\x00b \ud800 c\udfff") == "a\ufffdb ? c?"
     # the page's form: the same rules, answered on a page
     sid, token = await env.session(incident)
     page = {**env.user_auth(), "Origin": f"http://{env.host}"}
     form_url = f"/incidents/{incident}/actions/silence"
-    for name, form in {"overflowing duration": {"duration": "99999999999999999999d", "reason": "r"},
-                       "duration over 30 days": {"duration": "9999w", "reason": "r"},
-                       "no reason": {"duration": "1h", "reason": ""}}.items():
+    for name, form in {
+        "overflowing duration": {"duration": "99999999999999999999d", "reason": "r"},
+        "duration over 30 days": {"duration": "9999w", "reason": "r"},
+        "no reason": {"duration": "1h", "reason": ""},
+    }.items():
         reply = await env.request("POST", form_url, data={"csrf": token, **form}, cookie=sid, headers=page)
         assert reply.status == 400 and "text/html" in reply.headers["Content-Type"], (name, reply.status)
     # a form that does not decode, and a file where text belongs
-    reply = await env.request("POST", form_url, data=b"csrf=" + token.encode() + b"&reason=\xff&duration=1h",
-                              cookie=sid, headers={**page, "Content-Type": "application/x-www-form-urlencoded"})
+    reply = await env.request(
+        "POST",
+        form_url,
+        data=b"csrf=" + token.encode() + b"&reason=\xff&duration=1h",
+        cookie=sid,
+        headers={**page, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert reply.status == 400, reply.status
     multipart = aiohttp.FormData()
     multipart.add_field("csrf", token)
@@ -772,19 +852,27 @@ async def test_bad_lifecycle_input_is_a_400_or_cleaned_never_a_5xx(env: Env) -> 
     reply = await env.request("POST", form_url, data=multipart, cookie=sid, headers=page)
     assert reply.status == 400, reply.status
     urlencoded = {**page, "Content-Type": "application/x-www-form-urlencoded"}
-    reply = await env.request("POST", form_url, data=f"csrf={token}&duration=4h&reason=x%00y%ED%A0%80z".encode(),
-                              cookie=sid, headers=urlencoded)
+    reply = await env.request(
+        "POST",
+        form_url,
+        data=f"csrf={token}&duration=4h&reason=x%00y%ED%A0%80z".encode(),
+        cookie=sid,
+        headers=urlencoded,
+    )
     assert reply.status == 303, reply.body[:300]
-    assert await env.db.fetchval("SELECT silence_reason FROM incidents WHERE id = $1",
-                                 uuid.UUID(incident)) == clean_text(unquote("x%00y%ED%A0%80z"))
+    assert await env.db.fetchval(
+        "SELECT silence_reason FROM incidents WHERE id = $1", uuid.UUID(incident)
+    ) == clean_text(unquote("x%00y%ED%A0%80z"))
     # a signed link's name is cleaned too
     await env.request("POST", f"/api/incidents/{incident}/unsilence", headers=env.api_auth())
     link = link_path(env.app[LINK_SECRET], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=1))
     query = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))
     reply = await env.request("POST", link.split("?", 1)[0], data={**query, "name": "dave\x00"})
     assert reply.status == 200, reply.body[:300]
-    assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1",
-                                 uuid.UUID(incident)) == "link:dave\ufffd"
+    assert (
+        await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1", uuid.UUID(incident))
+        == "link:dave\ufffd"
+    )
     assert all(r.status < 500 for r in env.replies), [(r.path, r.status) for r in env.replies if r.status >= 500]
     assert await _database_errors(env) == 0
 
@@ -810,8 +898,9 @@ async def test_a_signed_link_is_spent_only_when_its_action_succeeds(env: Env) ->
     # now it acts, once
     reply = await env.request("POST", form_url, data={**query, "name": "dave"})
     assert reply.status == 200, reply.body[:300]
-    assert await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1",
-                                 uuid.UUID(incident)) == "link:dave"
+    assert (
+        await env.db.fetchval("SELECT acknowledged_by FROM incidents WHERE id = $1", uuid.UUID(incident)) == "link:dave"
+    )
     assert (await env.request("POST", f"/api/incidents/{incident}/unack", headers=env.api_auth())).status == 200
     reply = await env.request("POST", form_url, data={**query, "name": "eve"})
     assert reply.status == 409 and "already used" in reply.body
@@ -819,8 +908,7 @@ async def test_a_signed_link_is_spent_only_when_its_action_succeeds(env: Env) ->
     # two clicks at once: one acts, the other is told the link was used (or that it is acknowledged)
     link2 = link_path(env.app[LINK_SECRET], uuid.UUID(incident), "ack", datetime.now(UTC), timedelta(hours=2))
     query2 = dict(p.split("=", 1) for p in link2.split("?", 1)[1].split("&"))
-    replies = await asyncio.gather(*(env.request("POST", form_url, data={**query2, "name": f"n{i}"})
-                                     for i in range(4)))
+    replies = await asyncio.gather(*(env.request("POST", form_url, data={**query2, "name": f"n{i}"}) for i in range(4)))
     assert sorted(r.status for r in replies) == [200, 409, 409, 409]
     assert await env.db.fetchval("SELECT count(*) FROM incident_events WHERE type = 'acknowledged'") == 3
 
@@ -834,7 +922,8 @@ def _basic(name: str, password: str) -> str:
 
 @pytest.mark.timeout(deadline(240))
 async def test_wrong_password_floods_neither_stall_the_server_nor_reach_the_webhook(
-        fresh_database: str, receiver_procs: Any, tmp_path: Path) -> None:
+    fresh_database: str, receiver_procs: Any, tmp_path: Path
+) -> None:
     """A real `receiver serve`. Clients send wrong passwords, first from many addresses at once (through a trusted
     proxy's X-Forwarded-For, so that every attempt reaches a password check), then from one address: /healthz
     and the webhook keep answering (the webhook with 200, never 429), repeated failures get 429 with
@@ -880,8 +969,12 @@ ui:
                     assert r.status == 200
                 health.append(time.monotonic() - started)
                 started = time.monotonic()
-                async with s.post(f"{rx.url}/webhook", json=payload(alert(instance=f"i-{len(hooks)}")),
-                                  headers=webhook, timeout=probe_timeout) as r:
+                async with s.post(
+                    f"{rx.url}/webhook",
+                    json=payload(alert(instance=f"i-{len(hooks)}")),
+                    headers=webhook,
+                    timeout=probe_timeout,
+                ) as r:
                     hooks.append((r.status, time.monotonic() - started))
                 await asyncio.sleep(0.05)
             stop.set()
@@ -894,9 +987,11 @@ ui:
             await asyncio.gather(*tasks)
         health.sort()
         latencies = sorted(t for _, t in hooks)
-        print(f"\nwrong-password flood from 48 addresses: {sum(flood.values())} attempts {dict(flood)}; "
-              f"/healthz p50 {health[len(health) // 2] * 1000:.0f} ms max {health[-1] * 1000:.0f} ms; "
-              f"webhook p50 {latencies[len(latencies) // 2] * 1000:.0f} ms max {latencies[-1] * 1000:.0f} ms")
+        print(
+            f"\nwrong-password flood from 48 addresses: {sum(flood.values())} attempts {dict(flood)}; "
+            f"/healthz p50 {health[len(health) // 2] * 1000:.0f} ms max {health[-1] * 1000:.0f} ms; "
+            f"webhook p50 {latencies[len(latencies) // 2] * 1000:.0f} ms max {latencies[-1] * 1000:.0f} ms"
+        )
         assert {status for status, _ in hooks} == {200}
         assert set(flood) <= {401, 429}, flood
         assert flood[429], "48 concurrent checks never filled the bounded queue"
@@ -923,8 +1018,9 @@ ui:
             async with s.get(f"{rx.url}/", headers=headers) as r:
                 names.append(r.status)
         assert names[:20] == [401] * 20 and names[20:] == [429, 429], names
-        async with s.get(f"{rx.url}/", headers={"X-Forwarded-For": "203.0.113.1",
-                                                "Authorization": _basic("alice", password)}) as r:
+        async with s.get(
+            f"{rx.url}/", headers={"X-Forwarded-For": "203.0.113.1", "Authorization": _basic("alice", password)}
+        ) as r:
             assert r.status == 200
     assert not rx.error_lines(), rx.error_context()
 

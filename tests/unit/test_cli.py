@@ -37,8 +37,9 @@ def explained(text: str) -> dict[str, str]:
 
 def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "good.yaml"
-    path.write_text('listen:\n  port: 9095\nrules:\n  - name: latency\n    match: [\'alertname=~".*Latency"\']\n'
-                    "    kind: latency\n")
+    path.write_text(
+        "listen:\n  port: 9095\nrules:\n  - name: latency\n    match: ['alertname=~\".*Latency\"']\n    kind: latency\n"
+    )
     assert main(["check-config", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == f"{path}: ok (1 rules)"
@@ -220,12 +221,15 @@ def test_pool_warnings_lose_their_traceback_not_their_reason() -> None:
     try:
         raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
     except OSError:
-        record = logging.LogRecord("asyncpg.pool", logging.WARNING, __file__, 1, "Failed to restore %s", ("x",),
-                                   sys.exc_info())
+        record = logging.LogRecord(
+            "asyncpg.pool", logging.WARNING, __file__, 1, "Failed to restore %s", ("x",), sys.exc_info()
+        )
     assert one_line_errors(record)
     line = logging.Formatter("%(levelname)s %(message)s").format(record)
-    assert line == "WARNING Failed to restore x (ConnectionRefusedError: [Errno 111] Connect call failed " \
-                   "('127.0.0.1', 5432))"
+    assert (
+        line == "WARNING Failed to restore x (ConnectionRefusedError: [Errno 111] Connect call failed "
+        "('127.0.0.1', 5432))"
+    )
     assert "Traceback" not in line
 
 
@@ -249,7 +253,8 @@ class _Pipe(io.StringIO):
 
 
 def test_hash_password_reads_a_piped_password_without_stdin_flag(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from receiver.web.users import verify_password
 
     monkeypatch.setattr(sys, "stdin", _Pipe("correct horse\n"))
@@ -262,13 +267,15 @@ def test_hash_password_reads_a_piped_password_without_stdin_flag(
 
 
 def test_hash_password_with_nothing_piped_is_one_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sys, "stdin", _Pipe(""))
     assert main(["hash-password"]) == 1
     out = capsys.readouterr()
     assert out.out == ""
     assert out.err.strip().splitlines() == [
-        "receiver: no password on standard input (pipe one line, or run in a terminal to be asked)"]
+        "receiver: no password on standard input (pipe one line, or run in a terminal to be asked)"
+    ]
 
 
 # --- start-up: the database -------------------------------------------------------------------------------
@@ -286,7 +293,8 @@ def test_startup_wait_is_a_config_key(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_an_unreachable_database_is_one_line_saying_what_to_check(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("database:\n  startup_wait: 0s\n")
     monkeypatch.setenv("DATABASE_URL", f"postgresql://receiver:pw-do-not-show@127.0.0.1:{free_port()}/receiver")
@@ -296,13 +304,16 @@ def test_an_unreachable_database_is_one_line_saying_what_to_check(
     assert out.err.strip().splitlines() == [
         "receiver: cannot connect to the database at postgresql://receiver:***@127.0.0.1:"
         f"{out.err.split('127.0.0.1:')[1].split('/')[0]}/receiver: connection refused; check that PostgreSQL is "
-        "running and that the URL's host and port are right (database.startup_wait sets how long to wait)"]
+        "running and that the URL's host and port are right (database.startup_wait sets how long to wait)"
+    ]
 
 
-@pytest.mark.parametrize("url", ["localhost:5432", "mysql://u:pw-do-not-show@db/receiver",
-                                 "postgresql://u:pw-do-not-show@db:99999/receiver"])
+@pytest.mark.parametrize(
+    "url", ["localhost:5432", "mysql://u:pw-do-not-show@db/receiver", "postgresql://u:pw-do-not-show@db:99999/receiver"]
+)
 def test_a_database_url_that_can_never_work_fails_at_once(
-        url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     assert main(["migrate"]) == 1  # the default startup_wait is 60 s: this must not wait at all
     err = capsys.readouterr().err

@@ -62,8 +62,10 @@ default_owner: sre
     assert c.default_owner == "sre"
 
 
-@pytest.mark.parametrize(("value", "size"), [("1000", 1000), ("16MiB", 16 * 1024**2), ("2 KB", 2000),
-                                             ("1GiB", 1024**3), ("512B", 512), ("3mb", 3_000_000)])
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("1000", 1000), ("16MiB", 16 * 1024**2), ("2 KB", 2000), ("1GiB", 1024**3), ("512B", 512), ("3mb", 3_000_000)],
+)
 def test_byte_sizes(value: str, size: int) -> None:
     assert parse_config(f"webhook:\n  max_body_bytes: {value}\n", env={}).webhook.max_body_bytes == size
 
@@ -159,8 +161,12 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["webhook: {token: x}\n", "webhook:\n  token: x\n", "database:\n  url: postgresql://u:p@h/db\n",
-     "webhook:\n  basic_auth:\n    username: am\n    password: hunter2\n"],
+    [
+        "webhook: {token: x}\n",
+        "webhook:\n  token: x\n",
+        "database:\n  url: postgresql://u:p@h/db\n",
+        "webhook:\n  basic_auth:\n    username: am\n    password: hunter2\n",
+    ],
 )
 def test_inline_secrets_are_refused(text: str) -> None:
     with pytest.raises(ConfigError, match=r"secrets are not written in the config; use \w+_env or \w+_file") as info:
@@ -202,12 +208,17 @@ def test_token_env_and_token_file_together_are_refused(tmp_path: Path) -> None:
 
 def test_secret_repr_never_shows_the_value() -> None:
     env = {"T": "tok-123-secret", "P": "pw-456-secret", "DATABASE_URL": "postgresql://u:dbpw-789@h/db"}
-    config = parse_config(
-        "webhook:\n  token_env: T\n  basic_auth:\n    username: am\n    password_env: P\n", env=env
-    )
+    config = parse_config("webhook:\n  token_env: T\n  basic_auth:\n    username: am\n    password_env: P\n", env=env)
     assert config.webhook.token is not None
-    for text in (repr(config.webhook.token), str(config.webhook.token), f"{config.webhook.token}",
-                 repr(config), str(config), repr(config.webhook), repr(config.database)):
+    for text in (
+        repr(config.webhook.token),
+        str(config.webhook.token),
+        f"{config.webhook.token}",
+        repr(config),
+        str(config),
+        repr(config.webhook),
+        repr(config.database),
+    ):
         assert "tok-123-secret" not in text
         assert "pw-456-secret" not in text
         assert "dbpw-789" not in text
@@ -268,8 +279,11 @@ def test_basic_auth_needs_username_and_password(text: str) -> None:
 
 def test_basic_auth_unknown_key() -> None:
     with pytest.raises(ConfigError, match=r"^cfg.yaml:5: webhook.basic_auth.realm: unknown key$"):
-        parse_config("webhook:\n  basic_auth:\n    username: am\n    password_env: P\n    realm: x\n",
-                     source="cfg.yaml", env={"P": "pw"})
+        parse_config(
+            "webhook:\n  basic_auth:\n    username: am\n    password_env: P\n    realm: x\n",
+            source="cfg.yaml",
+            env={"P": "pw"},
+        )
 
 
 # --- rules ------------------------------------------------------------------------------------------
@@ -307,10 +321,16 @@ def test_rules_with_matchers_as_a_list_a_string_and_a_mapping() -> None:
     assert [r.name for r in rules] == ["checkout-latency", "payments", "shorthand", "everything"]
     first, second, third, fourth = rules
     assert [str(m) for m in first.matchers] == ['alertname=~"High.*Latency"', 'service="checkout"']
-    assert (first.route, first.kind, first.severity, first.owner) == ("{method} {path}", "latency", "critical",
-                                                                      "team-checkout")
-    assert [(m.name, m.op, m.value) for m in second.matchers] == [("service", "=", "payments"),
-                                                                  ("path", "=~", "/pay,/refund|/x")]
+    assert (first.route, first.kind, first.severity, first.owner) == (
+        "{method} {path}",
+        "latency",
+        "critical",
+        "team-checkout",
+    )
+    assert [(m.name, m.op, m.value) for m in second.matchers] == [
+        ("service", "=", "payments"),
+        ("path", "=~", "/pay,/refund|/x"),
+    ]
     assert (second.route, second.severity, second.owner) == (None, None, None)
     assert [(m.name, m.op, m.value) for m in third.matchers] == [("team", "=", "sre"), ("env", "=", "prod")]
     assert fourth.matchers == ()
@@ -320,8 +340,11 @@ def test_configured_rules_map_labels() -> None:
     from receiver.rules import map_labels
 
     config = rule_config()
-    m = map_labels({"alertname": "HighP99Latency", "service": "checkout", "method": "GET", "path": "/cart"},
-                   config.rules, config.default_owner)
+    m = map_labels(
+        {"alertname": "HighP99Latency", "service": "checkout", "method": "GET", "path": "/cart"},
+        config.rules,
+        config.default_owner,
+    )
     assert (m.rule, m.route, m.severity, m.owner) == ("checkout-latency", "GET /cart", "critical", "team-checkout")
     assert map_labels({"service": "payments", "path": "/pay,/refund"}, config.rules).rule == "payments"
     assert map_labels({"team": "sre", "env": "prod"}, config.rules).rule == "shorthand"
@@ -334,7 +357,7 @@ def test_rules_get_default_names() -> None:
 
 
 def test_a_bad_regex_is_reported_with_its_line() -> None:
-    text = RULES + '  - name: broken\n    match: [\'alertname=~"High(Latency"\']\n'
+    text = RULES + "  - name: broken\n    match: ['alertname=~\"High(Latency\"']\n"
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="cfg.yaml", env={})
     line = RULES.count("\n") + 2
@@ -418,10 +441,14 @@ def test_invalid_yaml_is_the_one_error() -> None:
     ("text", "expected"),
     [
         ("listen: {}\nwebhok:\n  token_env: X\n", "cfg.yaml:2: webhok: unknown key; did you mean webhook?"),
-        ("webhook:\n  basic_auht:\n    username: x\n",
-         "cfg.yaml:2: webhook.basic_auht: unknown key; did you mean basic_auth?"),
-        ("escalation:\n  polices:\n    critical:\n      steps: []\n",
-         "cfg.yaml:2: escalation.polices: unknown key; did you mean policies?"),
+        (
+            "webhook:\n  basic_auht:\n    username: x\n",
+            "cfg.yaml:2: webhook.basic_auht: unknown key; did you mean basic_auth?",
+        ),
+        (
+            "escalation:\n  polices:\n    critical:\n      steps: []\n",
+            "cfg.yaml:2: escalation.polices: unknown key; did you mean policies?",
+        ),
         ("ui:\n  proxy:\n    - header: X\n", "cfg.yaml:2: ui.proxy: unknown key; did you mean proxy_auth?"),
         ("# top\n\nmetrics:\n  per_rout: true\n", "cfg.yaml:4: metrics.per_rout: unknown key; did you mean per_route?"),
         ("colour:\n  a: 1\n", "cfg.yaml:1: colour: unknown key"),  # nothing near: no guess
@@ -443,8 +470,7 @@ def test_an_inline_secret_name_is_never_suggested() -> None:
 # --- files named in the config ---------------------------------------------------------------------------
 
 
-def test_a_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "etc" / "secrets").mkdir(parents=True)
     (tmp_path / "etc" / "secrets" / "token").write_text("relative-secret\n")
     config_path = tmp_path / "etc" / "receiver.yml"
@@ -459,14 +485,22 @@ def test_a_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path,
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("ui:\n  users:\n    - {name: a, password_hash: 5}\n",
-         "cfg.yaml:3: ui.users[0].password_hash: expected a non-empty string"),
-        ("ui:\n  users:\n    - {name: a}\n",
-         "cfg.yaml:3: ui.users[0]: a user needs a name and password_hash (receiver hash-password)"),
-        ("ui:\n  users:\n    - {name: a, password_hash_env: UNSET}\n",
-         "cfg.yaml:3: ui.users[0].password_hash_env: environment variable UNSET is not set"),
-        ("ui:\n  users:\n    - {name: a, password_hash_env: H}\n",
-         "cfg.yaml:3: ui.users[0].password_hash_env: not a hash made by `receiver hash-password`"),
+        (
+            "ui:\n  users:\n    - {name: a, password_hash: 5}\n",
+            "cfg.yaml:3: ui.users[0].password_hash: expected a non-empty string",
+        ),
+        (
+            "ui:\n  users:\n    - {name: a}\n",
+            "cfg.yaml:3: ui.users[0]: a user needs a name and password_hash (receiver hash-password)",
+        ),
+        (
+            "ui:\n  users:\n    - {name: a, password_hash_env: UNSET}\n",
+            "cfg.yaml:3: ui.users[0].password_hash_env: environment variable UNSET is not set",
+        ),
+        (
+            "ui:\n  users:\n    - {name: a, password_hash_env: H}\n",
+            "cfg.yaml:3: ui.users[0].password_hash_env: not a hash made by `receiver hash-password`",
+        ),
     ],
 )
 def test_a_user_error_is_reported_once(text: str, expected: str) -> None:

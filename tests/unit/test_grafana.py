@@ -57,19 +57,25 @@ def test_links_values_and_details_of_a_grafana_11_alert() -> None:
     (a,) = n.alerts
     assert a.status == "firing" and a.index == 0
     assert a.fingerprint == "e6349a25f5ef0e9e"
-    assert a.labels == {"alertname": "HighLatency", "grafana_folder": "api", "method": "GET",
-                        "path": "/api/items/{id}", "severity": "critical"}
+    assert a.labels == {
+        "alertname": "HighLatency",
+        "grafana_folder": "api",
+        "method": "GET",
+        "path": "/api/items/{id}",
+        "severity": "critical",
+    }
     assert a.starts_at == datetime(2026, 11, 27, 21, 48, tzinfo=UTC) and a.ends_at is None
-    assert a.generator_url == ("https://grafana.example/alerting/grafana/dd2f0260-3cfc-4c65-a4c4-f3f632c551f4"
-                               "/view?orgId=1")
+    assert a.generator_url == (
+        "https://grafana.example/alerting/grafana/dd2f0260-3cfc-4c65-a4c4-f3f632c551f4/view?orgId=1"
+    )
     dashboard = "https://grafana.example/d/ece9fb32-7f71-4be9-bd94-2f23608ae5b9?from=1795812480000&orgId=1"
     assert a.annotations == {
         "summary": "p99 latency of GET /api/items/{id} is above 500ms",
         "dashboard_url": dashboard + "&to=1795816200000",  # Go's \u0026 escapes decoded
         "panel_url": dashboard + "&to=1795816200000&viewPanel=2",
         "silence_url": "https://grafana.example/alerting/silence/new?alertmanager=grafana&matcher=alertname%3D"
-                       "HighLatency&matcher=grafana_folder%3Dapi&matcher=method%3DGET&matcher=path%3D%2Fapi%2F"
-                       "items%2F%7Bid%7D&matcher=severity%3Dcritical&orgId=1",
+        "HighLatency&matcher=grafana_folder%3Dapi&matcher=method%3DGET&matcher=path%3D%2Fapi%2F"
+        "items%2F%7Bid%7D&matcher=severity%3Dcritical&orgId=1",
         "image_url": "https://grafana.example/public/img/attachments/9BOpEsbcQmfXcVOtPWni.png",
         "value": "A=0.7315, B=0.7315, C=1",
     }
@@ -116,7 +122,13 @@ def test_the_same_alert_parses_the_same_through_both_senders_but_for_grafanas_fi
     a_g = parse(data).alerts[0]
     a_am = am.parse_notification(as_am).alerts[0]
     assert (a_g.fingerprint, a_g.status, a_g.labels, a_g.starts_at, a_g.ends_at, a_g.generator_url) == (
-        a_am.fingerprint, a_am.status, a_am.labels, a_am.starts_at, a_am.ends_at, a_am.generator_url)
+        a_am.fingerprint,
+        a_am.status,
+        a_am.labels,
+        a_am.starts_at,
+        a_am.ends_at,
+        a_am.generator_url,
+    )
     assert a_am.annotations == {"summary": data["alerts"][0]["annotations"]["summary"]}
 
 
@@ -134,11 +146,14 @@ def test_the_registry_serves_both_senders_on_their_routes() -> None:
 # --- the version -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "reason"), [
-    ("4", "unsupported \"version\" '4'; expected \"1\""),
-    (1, "unsupported \"version\" '1'; expected \"1\""),  # a number is not Grafana's string
-    ("2", 'expected "1"'),
-])
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        ("4", 'unsupported "version" \'4\'; expected "1"'),
+        (1, 'unsupported "version" \'1\'; expected "1"'),  # a number is not Grafana's string
+        ("2", 'expected "1"'),
+    ],
+)
 def test_a_version_other_than_1_is_refused(version: Any, reason: str) -> None:
     data = recorded(LINKS.name)
     data["version"] = version
@@ -166,41 +181,46 @@ def test_a_grafana_payload_posted_to_the_alertmanager_route_is_refused() -> None
 # --- hostile and invalid input ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"", "not valid JSON"),
-    (b'{"version": "1", "alerts": [', "not valid JSON"),
-    (b'{"version": "1", "alerts": [], "receiver": "\xff"}', "UTF-8"),
-    (b"[" * 100_000, "nested too deeply"),
-    (b'["version", "1"]', "expected a JSON object"),
-    (b'{"version": "1", "alerts": {}}', '"alerts" must be a list'),
-    (b'{"version": "1", "alerts": [], "orgId": "1"}', '"orgId" must be an integer'),
-    (b'{"version": "1", "alerts": [], "orgId": true}', '"orgId" must be an integer'),
-    (b'{"version": "1", "alerts": [], "state": 3}', '"state" must be a string'),
-    (b'{"version": "1", "alerts": [], "title": ["x"]}', '"title" must be a string'),
-    (b'{"version": "1", "alerts": [], "message": {}}', '"message" must be a string'),
-    (b'{"version": "1", "alerts": [], "truncatedAlerts": -1}', '"truncatedAlerts" must be a non-negative integer'),
-    (b'{"version": "1", "alerts": [], "commonLabels": {"a": 1}}', "commonLabels"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "not valid JSON"),
+        (b'{"version": "1", "alerts": [', "not valid JSON"),
+        (b'{"version": "1", "alerts": [], "receiver": "\xff"}', "UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'["version", "1"]', "expected a JSON object"),
+        (b'{"version": "1", "alerts": {}}', '"alerts" must be a list'),
+        (b'{"version": "1", "alerts": [], "orgId": "1"}', '"orgId" must be an integer'),
+        (b'{"version": "1", "alerts": [], "orgId": true}', '"orgId" must be an integer'),
+        (b'{"version": "1", "alerts": [], "state": 3}', '"state" must be a string'),
+        (b'{"version": "1", "alerts": [], "title": ["x"]}', '"title" must be a string'),
+        (b'{"version": "1", "alerts": [], "message": {}}', '"message" must be a string'),
+        (b'{"version": "1", "alerts": [], "truncatedAlerts": -1}', '"truncatedAlerts" must be a non-negative integer'),
+        (b'{"version": "1", "alerts": [], "commonLabels": {"a": 1}}', "commonLabels"),
+    ],
+)
 def test_bodies_that_can_never_be_valid_raise_a_clear_reason(body: bytes, reason: str) -> None:
     with pytest.raises(PayloadError, match=reason):
         parse_body(body)
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
-    ({"dashboardURL": 5}, '"dashboardURL" must be a string'),
-    ({"panelURL": ["https://x"]}, '"panelURL" must be a string'),
-    ({"silenceURL": {}}, '"silenceURL" must be a string'),
-    ({"imageURL": False}, '"imageURL" must be a string'),
-    ({"values": [1, 2]}, '"values" must be an object of numbers'),
-    ({"values": {"A": "1"}}, "\"values\" must be an object of numbers \\('A' is not\\)"),
-    ({"values": {"A": True}}, "\"values\" must be an object of numbers \\('A' is not\\)"),
-    ({"valueString": 1}, '"valueString" must be a string'),
-    ({"status": "pending"}, '"status" must be "firing" or "resolved"'),
-    ({"labels": {}}, '"labels" must not be empty'),
-    ({"startsAt": "yesterday"}, '"startsAt"'),
-])
-def test_an_alert_that_can_never_be_valid_is_reported_and_the_others_kept(fields: dict[str, Any],
-                                                                          reason: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"dashboardURL": 5}, '"dashboardURL" must be a string'),
+        ({"panelURL": ["https://x"]}, '"panelURL" must be a string'),
+        ({"silenceURL": {}}, '"silenceURL" must be a string'),
+        ({"imageURL": False}, '"imageURL" must be a string'),
+        ({"values": [1, 2]}, '"values" must be an object of numbers'),
+        ({"values": {"A": "1"}}, "\"values\" must be an object of numbers \\('A' is not\\)"),
+        ({"values": {"A": True}}, "\"values\" must be an object of numbers \\('A' is not\\)"),
+        ({"valueString": 1}, '"valueString" must be a string'),
+        ({"status": "pending"}, '"status" must be "firing" or "resolved"'),
+        ({"labels": {}}, '"labels" must not be empty'),
+        ({"startsAt": "yesterday"}, '"startsAt"'),
+    ],
+)
+def test_an_alert_that_can_never_be_valid_is_reported_and_the_others_kept(fields: dict[str, Any], reason: str) -> None:
     data = with_alert(**fields)
     good = copy.deepcopy(data["alerts"][0] | {"fingerprint": "0000000000000001"})
     for name in fields:
@@ -219,10 +239,18 @@ def test_an_alert_that_can_never_be_valid_is_reported_and_the_others_kept(fields
         parse(with_alert(**fields))
 
 
-@pytest.mark.parametrize("url", [
-    "javascript:alert('x')", "JaVaScRiPt:alert(1)", "data:text/html,<script>alert(1)</script>",
-    "/d/relative", "ftp://grafana.example/d/x", "  ", "https://grafana.example/" + "a" * MAX_LINK,
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert('x')",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "/d/relative",
+        "ftp://grafana.example/d/x",
+        "  ",
+        "https://grafana.example/" + "a" * MAX_LINK,
+    ],
+)
 def test_a_link_that_is_not_a_short_http_url_is_dropped_and_the_alert_kept(url: str) -> None:
     data = with_alert(dashboardURL=url, panelURL=url, silenceURL=url, imageURL=url)
     (a,) = parse(data).alerts
@@ -238,8 +266,7 @@ def test_the_rules_own_annotation_wins_over_grafanas_field() -> None:
 
 
 def test_absent_or_null_grafana_fields_are_fine() -> None:
-    data = with_alert(dashboardURL=None, panelURL=None, silenceURL=None, imageURL=None, values=None,
-                      valueString=None)
+    data = with_alert(dashboardURL=None, panelURL=None, silenceURL=None, imageURL=None, values=None, valueString=None)
     for name in ("orgId", "state", "title", "message"):
         del data[name]
     data["alerts"][0]["values"] = None  # Go's nil map

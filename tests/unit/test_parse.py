@@ -164,8 +164,16 @@ def test_unknown_fields_are_ignored() -> None:
 
 
 def test_null_optional_envelope_fields_are_defaults() -> None:
-    data = payload(alert(), receiver=None, externalURL=None, groupKey=None, truncatedAlerts=None,
-                   groupLabels=None, commonLabels=None, commonAnnotations=None)
+    data = payload(
+        alert(),
+        receiver=None,
+        externalURL=None,
+        groupKey=None,
+        truncatedAlerts=None,
+        groupLabels=None,
+        commonLabels=None,
+        commonAnnotations=None,
+    )
     n = parse(data)
     assert n.details["receiver"] == "" and n.external_url == "" and n.details["group_key"] == ""
     assert n.truncated == 0 and n.details["group_labels"] == {} and n.details["common_labels"] == {}
@@ -236,8 +244,7 @@ def test_offsets_normalise_to_utc(text: str, expected: datetime) -> None:
 
 
 def test_an_alert_with_an_offset_is_stored_in_utc() -> None:
-    n = parse(payload(alert(starts_at="2026-11-27T12:00:00.987654321+02:00",
-                            ends_at="2026-11-27T06:00:00-05:30")))
+    n = parse(payload(alert(starts_at="2026-11-27T12:00:00.987654321+02:00", ends_at="2026-11-27T06:00:00-05:30")))
     a = n.alerts[0]
     assert a.starts_at == datetime(2026, 11, 27, 10, 0, 0, 987654, tzinfo=UTC)
     assert a.ends_at == datetime(2026, 11, 27, 11, 30, tzinfo=UTC)
@@ -521,8 +528,27 @@ def test_parse_duration(text: Any, expected: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "  ", "5", "m", "5x", "5 m", "1h 30m", "-5m", "5m-", "h1", "1.5", "five minutes", "5M", "1h30", True,
-     -1, None, [1], {"m": 5}],
+    [
+        "",
+        "  ",
+        "5",
+        "m",
+        "5x",
+        "5 m",
+        "1h 30m",
+        "-5m",
+        "5m-",
+        "h1",
+        "1.5",
+        "five minutes",
+        "5M",
+        "1h30",
+        True,
+        -1,
+        None,
+        [1],
+        {"m": 5},
+    ],
 )
 def test_bad_durations_raise_value_error(bad: Any) -> None:
     with pytest.raises(ValueError):

@@ -34,30 +34,62 @@ ROUTE, KIND = "GET /checkout", "latency"
 KEY = f"{ROUTE}::{KIND}"
 
 
-def alert(fingerprint: str, status: AlertStatus = AlertStatus.FIRING, *, starts_at: datetime = T0,
-          ends_at: datetime | None = None, annotations: dict[str, str] | None = None) -> Alert:
-    return Alert(0, fingerprint, status, {"alertname": f"Alert-{fingerprint}"}, annotations or {}, starts_at, ends_at,
-                 "http://prometheus/graph")
+def alert(
+    fingerprint: str,
+    status: AlertStatus = AlertStatus.FIRING,
+    *,
+    starts_at: datetime = T0,
+    ends_at: datetime | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Alert:
+    return Alert(
+        0,
+        fingerprint,
+        status,
+        {"alertname": f"Alert-{fingerprint}"},
+        annotations or {},
+        starts_at,
+        ends_at,
+        "http://prometheus/graph",
+    )
 
 
-def resolved(fingerprint: str, *, starts_at: datetime = T0, ends_at: datetime | None = T0 + timedelta(minutes=5)
-             ) -> Alert:
+def resolved(
+    fingerprint: str, *, starts_at: datetime = T0, ends_at: datetime | None = T0 + timedelta(minutes=5)
+) -> Alert:
     return alert(fingerprint, AlertStatus.RESOLVED, starts_at=starts_at, ends_at=ends_at)
 
 
-def incident(status: IncidentStatus = IncidentStatus.OPEN, *, severity: Severity = Severity.WARNING,
-             firing: tuple[str, ...] = (), key: str = KEY, flap_count: int = 0) -> IncidentState:
-    return IncidentState(uuid.uuid4(), key, status, severity, {"alerts_received": len(firing)}, set(firing),
-                         flap_count=flap_count, kind=KIND, first_seen=T0)
+def incident(
+    status: IncidentStatus = IncidentStatus.OPEN,
+    *,
+    severity: Severity = Severity.WARNING,
+    firing: tuple[str, ...] = (),
+    key: str = KEY,
+    flap_count: int = 0,
+) -> IncidentState:
+    return IncidentState(
+        uuid.uuid4(),
+        key,
+        status,
+        severity,
+        {"alerts_received": len(firing)},
+        set(firing),
+        flap_count=flap_count,
+        kind=KIND,
+        first_seen=T0,
+    )
 
 
-def member(fingerprint: str, inc: IncidentState, status: AlertStatus = AlertStatus.FIRING,
-           starts_at: datetime = T0) -> MemberState:
+def member(
+    fingerprint: str, inc: IncidentState, status: AlertStatus = AlertStatus.FIRING, starts_at: datetime = T0
+) -> MemberState:
     return MemberState(fingerprint, inc.id, status, starts_at)
 
 
-def state(*incidents: IncidentState, members: tuple[MemberState, ...] = (),
-          reopenable: tuple[IncidentState, ...] = ()) -> State:
+def state(
+    *incidents: IncidentState, members: tuple[MemberState, ...] = (), reopenable: tuple[IncidentState, ...] = ()
+) -> State:
     """What the store reads: the active incident of each key, the reopenable ones, every incident named."""
     every = [*incidents, *reopenable]
     return State(
@@ -68,12 +100,22 @@ def state(*incidents: IncidentState, members: tuple[MemberState, ...] = (),
     )
 
 
-def run(alerts: list[Alert], st: State | None = None, *, severity: dict[str, Severity] | None = None,
-        keys: dict[str, str] | None = None, **kwargs: Any) -> Plan:
+def run(
+    alerts: list[Alert],
+    st: State | None = None,
+    *,
+    severity: dict[str, Severity] | None = None,
+    keys: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Plan:
     """Plan `alerts`, each mapped to KEY (or to `keys[fingerprint]`'s route) with its given severity."""
     severity, keys = severity or {}, keys or {}
-    mappings = {a.fingerprint: Mapping(keys.get(a.fingerprint, ROUTE), KIND, severity.get(a.fingerprint,
-                                       Severity.WARNING), "team-a", "default") for a in alerts}
+    mappings = {
+        a.fingerprint: Mapping(
+            keys.get(a.fingerprint, ROUTE), KIND, severity.get(a.fingerprint, Severity.WARNING), "team-a", "default"
+        )
+        for a in alerts
+    }
     return plan(alerts, mappings, st or state(), NOW, **kwargs)
 
 
@@ -97,16 +139,31 @@ def test_a_firing_alert_of_a_new_key_opens_an_incident_with_its_evidence() -> No
     a = alert("a", annotations={"summary": "p99 over 2s", "runbook": "https://runbooks/x", "other": "x"})
     p = run([a], external_url="http://am-1:9093", owner_snapshot=lambda name: {"name": name, "targets": []})
     [ni] = p.new_incidents
-    assert (ni.incident_key, ni.route, ni.kind, ni.severity, ni.mapping_rule) == (KEY, ROUTE, KIND, "warning",
-                                                                                  "default")
+    assert (ni.incident_key, ni.route, ni.kind, ni.severity, ni.mapping_rule) == (
+        KEY,
+        ROUTE,
+        KIND,
+        "warning",
+        "default",
+    )
     assert ni.owner == {"name": "team-a", "targets": []}
-    assert ni.metadata == {"alerts_received": 1, "summary": "p99 over 2s", "runbook_url": "https://runbooks/x",
-                           "generator_url": "http://prometheus/graph", "external_url": "http://am-1:9093",
-                           "last_alertname": "Alert-a"}
+    assert ni.metadata == {
+        "alerts_received": 1,
+        "summary": "p99 over 2s",
+        "runbook_url": "https://runbooks/x",
+        "generator_url": "http://prometheus/graph",
+        "external_url": "http://am-1:9093",
+        "last_alertname": "Alert-a",
+    }
     assert [(m.incident_id, m.alert, m.status) for m in p.members] == [(ni.id, a, AlertStatus.FIRING)]
     assert event_types(p) == ["opened", "alert_fired"]
-    assert p.events[0].detail == {"route": ROUTE, "kind": KIND, "severity": "warning", "rule": "default",
-                                  "owner": "team-a"}
+    assert p.events[0].detail == {
+        "route": ROUTE,
+        "kind": KIND,
+        "severity": "warning",
+        "rule": "default",
+        "owner": "team-a",
+    }
     assert p.summary() == [{"id": str(ni.id), "incident_key": KEY, "action": "opened"}]
     assert outcomes(p) == {Outcome.NEW: 1}
     assert p.changes == {}
@@ -157,7 +214,13 @@ def test_a_firing_alert_reopens_the_incident_resolved_within_the_window() -> Non
     assert p.new_incidents == []
     ch = p.changes[old.id]
     assert (ch.status, ch.flap_count, ch.reopened, ch.resolved, ch.rearm, ch.clear_ack) == (
-        IncidentStatus.OPEN, 3, True, False, True, True)
+        IncidentStatus.OPEN,
+        3,
+        True,
+        False,
+        True,
+        True,
+    )
     assert event_types(p) == ["reopened", "alert_fired", "alert_fired"]  # the second alert joins, no second reopen
     assert p.events[0].detail == {"flap_count": 3}
     assert p.actions == {old.id: Action.REOPENED}
@@ -188,7 +251,12 @@ def test_severity_rises_to_critical_and_rearms_escalation() -> None:
     p = run([alert("b")], state(inc, members=(member("a", inc),)), severity={"b": Severity.CRITICAL})
     ch = p.changes[inc.id]
     assert (ch.severity, ch.severity_raised, ch.rearm, ch.clear_ack, ch.status) == (
-        Severity.CRITICAL, True, True, False, IncidentStatus.OPEN)
+        Severity.CRITICAL,
+        True,
+        True,
+        False,
+        IncidentStatus.OPEN,
+    )
     assert event_types(p) == ["severity_raised", "alert_fired"]
     assert p.events[0].detail == {"from": "warning", "to": "critical"}
 
@@ -206,8 +274,12 @@ def test_a_reopened_incident_rising_to_critical_is_rearmed_once() -> None:
     old = incident(IncidentStatus.RESOLVED)
     p = run([alert("a"), alert("b")], state(reopenable=(old,)), severity={"b": Severity.CRITICAL})
     ch = p.changes[old.id]
-    assert (ch.severity, ch.severity_raised, ch.rearm, ch.status) == (Severity.CRITICAL, True, True,
-                                                                      IncidentStatus.OPEN)
+    assert (ch.severity, ch.severity_raised, ch.rearm, ch.status) == (
+        Severity.CRITICAL,
+        True,
+        True,
+        IncidentStatus.OPEN,
+    )
     assert event_types(p) == ["reopened", "alert_fired", "severity_raised", "alert_fired"]
 
 
@@ -219,10 +291,22 @@ def test_a_duplicate_firing_changes_only_receive_counts() -> None:
     a = alert("a")
     p = run([a], state(inc, members=(member("a", inc),)))
     assert [(m.incident_id, m.alert, m.status) for m in p.members] == [(inc.id, a, AlertStatus.FIRING)]
-    assert p.changes == {inc.id: IncidentChange(inc.id, Severity.WARNING, IncidentStatus.SILENCED,
-                                                {**inc.metadata, "alerts_received": 2, "last_alertname": "Alert-a",
-                                                 "generator_url": "http://prometheus/graph"},
-                                                0, kind=KIND, first_seen=T0)}
+    assert p.changes == {
+        inc.id: IncidentChange(
+            inc.id,
+            Severity.WARNING,
+            IncidentStatus.SILENCED,
+            {
+                **inc.metadata,
+                "alerts_received": 2,
+                "last_alertname": "Alert-a",
+                "generator_url": "http://prometheus/graph",
+            },
+            0,
+            kind=KIND,
+            first_seen=T0,
+        )
+    }
     assert p.events == [] and p.new_incidents == []
     assert p.touched == [inc.id]  # its last_seen moves
     assert outcomes(p) == {Outcome.DUPLICATE: 1}
@@ -319,8 +403,11 @@ def test_resolving_one_member_and_firing_another_in_one_webhook_never_flaps() ->
 def test_each_alert_acts_on_its_own_member_whatever_the_others_say() -> None:
     """Per alert, never per group: one webhook resolves one incident and keeps another open."""
     one, two = incident(firing=("a",)), incident(firing=("b",), key="GET /cart::latency")
-    p = run([resolved("a"), alert("b")], state(one, two, members=(member("a", one), member("b", two))),
-            keys={"b": "GET /cart"})
+    p = run(
+        [resolved("a"), alert("b")],
+        state(one, two, members=(member("a", one), member("b", two))),
+        keys={"b": "GET /cart"},
+    )
     assert p.actions == {one.id: Action.RESOLVED}
     assert p.touched == [two.id, one.id]
     assert outcomes(p) == {Outcome.DUPLICATE: 1, Outcome.UPDATED: 1}
@@ -386,7 +473,10 @@ def test_dedupe_keeps_the_latest_instance_and_a_resolve_over_its_firing() -> Non
     later = T0 + timedelta(minutes=1)
     kept = dedupe([alert("a"), resolved("a"), alert("b", starts_at=later), resolved("b"), alert("c")])
     assert [(a.fingerprint, a.status, a.starts_at) for a in kept] == [
-        ("a", AlertStatus.RESOLVED, T0), ("b", AlertStatus.FIRING, later), ("c", AlertStatus.FIRING, T0)]
+        ("a", AlertStatus.RESOLVED, T0),
+        ("b", AlertStatus.FIRING, later),
+        ("c", AlertStatus.FIRING, T0),
+    ]
 
 
 def test_merged_plans_of_one_webhook_keep_the_strongest_action_and_every_flag() -> None:
@@ -396,8 +486,11 @@ def test_merged_plans_of_one_webhook_keep_the_strongest_action_and_every_flag() 
     first = run([alert("b")], state(acked, members=members), severity={"b": Severity.CRITICAL})
     # the second transaction reads what the first committed: b fires too
     after_first = replace(acked, status=IncidentStatus.OPEN, severity=Severity.CRITICAL, firing={"a", "b"})
-    second = run([resolved("a"), alert("x")], state(after_first, members=(*members[:1], member("b", acked))),
-                 keys={"x": "GET /cart"})
+    second = run(
+        [resolved("a"), alert("x")],
+        state(after_first, members=(*members[:1], member("b", acked))),
+        keys={"x": "GET /cart"},
+    )
     first.merge(second)
     ch = first.changes[acked.id]
     assert (ch.severity_raised, ch.clear_ack, ch.rearm) == (True, True, True)  # from the first
@@ -464,15 +557,18 @@ def test_resolves_record_who_resolved_and_a_senders_resolve_turns_an_inferred_on
     inc = incident(firing=("a", "b"))
     st = state(inc, members=(member("a", inc), inferred("b", inc, RECONCILER)))
     p = run([resolved("a"), resolved("b")], st, actor="alertmanager")
-    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [("a", "alertmanager"),
-                                                                             ("b", "alertmanager")]
+    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [
+        ("a", "alertmanager"),
+        ("b", "alertmanager"),
+    ]
     assert p.changes[inc.id].resolved_by == "alertmanager"
     # reconciliation repeating a resolve never overwrites the sender's
     inc = incident(firing=("b",))
     st = state(inc, members=(MemberState("a", inc.id, AlertStatus.RESOLVED, T0, "alertmanager"), member("b", inc)))
     p = run([resolved("a"), resolved("b")], st, actor=RECONCILER, event_detail={"peers": ["http://am-0:9093"]})
-    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [("a", "alertmanager"),
-                                                                             ("b", RECONCILER)]
+    assert sorted((m.alert.fingerprint, m.resolved_by) for m in p.members) == [("a", "alertmanager"), ("b", RECONCILER)]
     assert [(e.type, e.actor, e.detail.get("peers")) for e in p.events] == [
-        ("alert_resolved", RECONCILER, ["http://am-0:9093"]), ("resolved", RECONCILER, None)]
+        ("alert_resolved", RECONCILER, ["http://am-0:9093"]),
+        ("resolved", RECONCILER, None),
+    ]
     assert p.changes[inc.id].resolved_by == RECONCILER

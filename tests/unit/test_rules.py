@@ -100,8 +100,15 @@ def test_kind_without_alertname_is_unknown() -> None:
 
 @pytest.mark.parametrize(
     ("name", "snake"),
-    [("DiskFull", "disk_full"), ("KubePodCrashLooping", "kube_pod_crash_looping"), ("HTTPDown", "http_down"),
-     ("already_snake", "already_snake"), ("a--b  c", "a_b_c"), ("___", "unknown"), ("Up2Date", "up2_date")],
+    [
+        ("DiskFull", "disk_full"),
+        ("KubePodCrashLooping", "kube_pod_crash_looping"),
+        ("HTTPDown", "http_down"),
+        ("already_snake", "already_snake"),
+        ("a--b  c", "a_b_c"),
+        ("___", "unknown"),
+        ("Up2Date", "up2_date"),
+    ],
 )
 def test_snake_case(name: str, snake: str) -> None:
     assert snake_case(name) == snake
@@ -203,8 +210,12 @@ def test_parse_matchers_string_variants() -> None:
     assert parse_matchers("{}") == ()
     assert parse_matchers("") == ()
     ms = parse_matchers(r'a="1", b!="2,3", c!~"\"q,\"", d=~' + "'e,f'")
-    assert [(m.name, m.op, m.value) for m in ms] == [("a", "=", "1"), ("b", "!=", "2,3"), ("c", "!~", '"q,"'),
-                                                     ("d", "=~", "e,f")]
+    assert [(m.name, m.op, m.value) for m in ms] == [
+        ("a", "=", "1"),
+        ("b", "!=", "2,3"),
+        ("c", "!~", '"q,"'),
+        ("d", "=~", "e,f"),
+    ]
     assert len(parse_matchers('{ a="1" , }')) == 1  # a trailing comma is harmless
 
 
@@ -221,14 +232,18 @@ def test_parse_matchers_rejects_garbage() -> None:
 
 # --- rules ------------------------------------------------------------------------------------------
 
-LABELS = {"alertname": "HighLatency", "method": "GET", "path": "/checkout", "service": "checkout",
-          "severity": "page"}
+LABELS = {"alertname": "HighLatency", "method": "GET", "path": "/checkout", "service": "checkout", "severity": "page"}
 
 
 def test_no_rule_means_the_defaults() -> None:
     m = map_labels(LABELS)
-    assert (m.route, m.kind, m.severity, m.owner, m.rule) == ("GET /checkout", "latency", "critical", "default",
-                                                              DEFAULT_RULE)
+    assert (m.route, m.kind, m.severity, m.owner, m.rule) == (
+        "GET /checkout",
+        "latency",
+        "critical",
+        "default",
+        DEFAULT_RULE,
+    )
     assert m.incident_key == "GET /checkout::latency"
     assert map_labels(LABELS, default_owner="sre").owner == "sre"
 
@@ -236,13 +251,24 @@ def test_no_rule_means_the_defaults() -> None:
 def test_the_first_matching_rule_wins() -> None:
     rules = [
         Rule("payments", parse_matchers('service="payments"'), kind="payments"),
-        Rule("checkout", parse_matchers('service="checkout"'), route="checkout-api", kind="checkout_latency",
-             severity="warning", owner="team-checkout"),
+        Rule(
+            "checkout",
+            parse_matchers('service="checkout"'),
+            route="checkout-api",
+            kind="checkout_latency",
+            severity="warning",
+            owner="team-checkout",
+        ),
         Rule("catch-all", parse_matchers([]), route="everything", kind="all", owner="sre"),
     ]
     m = map_labels(LABELS, rules)
-    assert (m.rule, m.route, m.kind, m.severity, m.owner) == ("checkout", "checkout-api", "checkout_latency",
-                                                              "warning", "team-checkout")
+    assert (m.rule, m.route, m.kind, m.severity, m.owner) == (
+        "checkout",
+        "checkout-api",
+        "checkout_latency",
+        "warning",
+        "team-checkout",
+    )
     other = map_labels({"alertname": "DiskFull", "service": "db"}, rules)
     assert (other.rule, other.route, other.kind, other.owner) == ("catch-all", "everything", "all", "sre")
 
@@ -250,8 +276,13 @@ def test_the_first_matching_rule_wins() -> None:
 def test_unset_rule_fields_fall_back_to_the_defaults() -> None:
     rules = [Rule("owner-only", parse_matchers('alertname=~"High.*"'), owner="team-a")]
     m = map_labels(LABELS, rules, default_owner="fallback")
-    assert (m.rule, m.route, m.kind, m.severity, m.owner) == ("owner-only", "GET /checkout", "latency",
-                                                              "critical", "team-a")
+    assert (m.rule, m.route, m.kind, m.severity, m.owner) == (
+        "owner-only",
+        "GET /checkout",
+        "latency",
+        "critical",
+        "team-a",
+    )
     nothing = map_labels(LABELS, [Rule("bare", ())], default_owner="fallback")
     assert (nothing.rule, nothing.owner, nothing.route) == ("bare", "fallback", "GET /checkout")
 
@@ -329,16 +360,23 @@ def test_multibyte_values_are_cut_on_character_boundaries() -> None:
     assert len(digest) == 16
 
 
-@given(st.dictionaries(st.sampled_from(["alertname", "severity", "path", "method", "service", "kind"]),
-                       st.sampled_from(["", "HighLatency", "critical", "/a", "GET", "checkout", "error_rate"])))
+@given(
+    st.dictionaries(
+        st.sampled_from(["alertname", "severity", "path", "method", "service", "kind"]),
+        st.sampled_from(["", "HighLatency", "critical", "/a", "GET", "checkout", "error_rate"]),
+    )
+)
 def test_the_ingestor_maps_like_the_config_whatever_it_cached(labels: dict[str, str]) -> None:
-    config = parse_config("""
+    config = parse_config(
+        """
 rules:
   - match: ['service="checkout"']
     route: "checkout {{ path }}"
     kind: error_rate
 default_owner: team-a
-""", env={})
+""",
+        env={},
+    )
     ingestor = Ingestor(config, store=None)  # type: ignore[arg-type]  # mapping needs no database
     for _ in range(2):  # a miss, then a hit
         assert ingestor.map(labels) == config.map(labels)

@@ -39,13 +39,30 @@ def record_keys(encoded: str) -> list[str]:
 
 def test_apply_ingest_records_are_the_querys_columns() -> None:
     incident_id = uuid.uuid4()
-    alert = Alert(index=0, fingerprint="f1", status="resolved", labels={"a": "b"}, annotations={},
-                  starts_at=NOW - timedelta(minutes=5), ends_at=NOW, generator_url="")
+    alert = Alert(
+        index=0,
+        fingerprint="f1",
+        status="resolved",
+        labels={"a": "b"},
+        annotations={},
+        starts_at=NOW - timedelta(minutes=5),
+        ends_at=NOW,
+        generator_url="",
+    )
     plan = correlation.Plan(
-        new_incidents=[correlation.NewIncident(incident_id, "GET /x::latency", "GET /x", "latency", "warning",
-                                               {"name": "default", "targets": []}, "default", {})],
-        changes={incident_id: correlation.IncidentChange(incident_id, "critical", "resolved", {}, 1,
-                                                         resolved=True)},
+        new_incidents=[
+            correlation.NewIncident(
+                incident_id,
+                "GET /x::latency",
+                "GET /x",
+                "latency",
+                "warning",
+                {"name": "default", "targets": []},
+                "default",
+                {},
+            )
+        ],
+        changes={incident_id: correlation.IncidentChange(incident_id, "critical", "resolved", {}, 1, resolved=True)},
         members=[correlation.MemberWrite(incident_id, alert, "resolved", NOW)],
         events=[correlation.Event(incident_id, "resolved", {"reason": "all alerts resolved"})],
     )
@@ -63,16 +80,23 @@ def test_apply_ingest_records_are_the_querys_columns() -> None:
 
 def test_apply_escalations_records_are_the_querys_columns() -> None:
     target = Target("default/slack", "slack", "https://hooks.example/secret")
-    plans = [Escalation(incident_id=uuid.uuid4(), from_level=0, level=2, next_at=NOW, notification_key="c1:l2",
-                        targets=(target,))]
+    plans = [
+        Escalation(
+            incident_id=uuid.uuid4(), from_level=0, level=2, next_at=NOW, notification_key="c1:l2", targets=(target,)
+        )
+    ]
     levels, outbox, events = store._escalation_records(plans)
     assert recordset_columns("apply_escalations") == {
         2: record_keys(levels),
         3: record_keys(outbox),
         4: record_keys(events),
     }
-    assert json.loads(events)[0]["detail"] == {"from_level": 0, "to_level": 2, "targets": ["default/slack"],
-                                               "skipped_levels": 1}
+    assert json.loads(events)[0]["detail"] == {
+        "from_level": 0,
+        "to_level": 2,
+        "targets": ["default/slack"],
+        "skipped_levels": 1,
+    }
     assert "secret" not in repr(target)  # a target's URL never shows in a repr (logs)
 
 
@@ -88,6 +112,7 @@ def test_the_check_can_fail() -> None:
     """A field spelt differently on one side is caught: the parser sees the query's own names."""
     renamed = store.QUERIES["apply_escalations"].replace("notification_key text", "notification text")
     names = {int(n): [c.split()[0] for c in cols.split(",")] for n, cols in _RECORDSET.findall(renamed)}
-    _, outbox, _ = store._escalation_records([Escalation(uuid.uuid4(), 0, 0, None, "c1:l0",
-                                                         (Target("t", "slack", "u"),))])
+    _, outbox, _ = store._escalation_records(
+        [Escalation(uuid.uuid4(), 0, 0, None, "c1:l0", (Target("t", "slack", "u"),))]
+    )
     assert names[3] != record_keys(outbox)

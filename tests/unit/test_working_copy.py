@@ -14,16 +14,29 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _incident(key: str, status: str) -> IncidentState:
     # every field away from its default, so that a field the copy forgets shows
-    return IncidentState(uuid.uuid4(), key, status, "critical", {"alerts_received": 3}, {"fp-a"}, flap_count=2,
-                         resolved_at=T0, kind="error_rate", first_seen=T0)
+    return IncidentState(
+        uuid.uuid4(),
+        key,
+        status,
+        "critical",
+        {"alerts_received": 3},
+        {"fp-a"},
+        flap_count=2,
+        resolved_at=T0,
+        kind="error_rate",
+        first_seen=T0,
+    )
 
 
 def test_the_copy_keeps_every_field_and_owns_its_firing_set() -> None:
     active, resolved = _incident("a::x", "open"), _incident("b::x", "resolved")
     member = MemberState("fp-a", active.id, "firing", T0)
-    state = State(active={active.incident_key: active},
-                  reopenable={resolved.incident_key: resolved},
-                  incidents={active.id: active, resolved.id: resolved}, members={"fp-a": member})
+    state = State(
+        active={active.incident_key: active},
+        reopenable={resolved.incident_key: resolved},
+        incidents={active.id: active, resolved.id: resolved},
+        members={"fp-a": member},
+    )
 
     work = _working_copy(state)
 
