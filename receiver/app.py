@@ -112,9 +112,7 @@ def _silences(loops: bool) -> Callable[[web.Application], AsyncIterator[None]]:
         if am is None or not am.silences:
             yield
             return
-        silencer = Silencer(
-            AlertmanagerAPI(am, app[HTTP_SESSION]), app[STORE], app[METRICS], external_url=config.external_url
-        )
+        silencer = Silencer(app[ALERTMANAGER_API], app[STORE], app[METRICS], external_url=config.external_url)
         app[SILENCER] = silencer
         stop = asyncio.Event()
         task = (
