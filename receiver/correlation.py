@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .model import Alert, AlertStatus, IncidentStatus, Outcome, Severity
+from .model import Alert, AlertStatus, IncidentStatus, Outcome, Severity, severity_rank
 from .rules import Mapping
 
 ACTOR = "alertmanager"
@@ -62,19 +62,9 @@ class Action(StrEnum):
     REOPENED = "reopened"
     OPENED = "opened"
 
-    @property
-    def rank(self) -> int:
-        return _ACTION_RANK[self]
-
 
 _ACTION_RANK: dict[str, int] = {a: i for i, a in enumerate(Action)}
-# by plain string, so that a severity stored before a rename ranks lowest instead of raising
-_SEVERITY_RANK: dict[str, int] = {s.value: s.rank for s in Severity}
 _HIGHEST_SEVERITY = max(Severity, key=lambda s: s.rank)
-
-
-def _rank(severity: str) -> int:
-    return _SEVERITY_RANK.get(severity, 0)
 
 
 # The members the planner's rules use, read once: an Enum class attribute costs a descriptor call on 3.11, several
@@ -449,7 +439,7 @@ class _Planner:
 
     def _join_opened(self, ni: NewIncident, alert: Alert, mapping: Mapping) -> None:
         """Another alert of a key this webhook opens: no severity event, the incident opens at the highest."""
-        if _rank(mapping.severity) > _rank(ni.severity):
+        if severity_rank(mapping.severity) > severity_rank(ni.severity):
             ni.severity = mapping.severity
         self._evidence(ni.metadata, alert)
         self._member(ni.id, alert, _FIRING, alert.ends_at)
@@ -500,7 +490,7 @@ class _Planner:
     def _raise_severity(self, target: IncidentState, ch: IncidentChange, severity: str) -> None:
         """Severity only rises while an incident is active. Rising to the highest re-arms escalation on its
         policy, even when acknowledged: the acknowledgement is cleared."""
-        if _rank(severity) <= _rank(ch.severity):
+        if severity_rank(severity) <= severity_rank(ch.severity):
             return
         self._event(target.id, "severity_raised", {"from": ch.severity, "to": severity})
         ch.severity = severity

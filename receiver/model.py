@@ -27,7 +27,15 @@ class Severity(StrEnum):
         return _SEVERITY_RANK[self]
 
 
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(Severity)}
+
+
+def severity_rank(severity: str) -> int:
+    """A severity's rank from its plain string (a member hashes as its string); one stored before a rename ranks
+    lowest instead of raising."""
+    return _SEVERITY_RANK.get(severity, 0)
+
+
 _REPLACEMENT = "\ufffd"
 
 

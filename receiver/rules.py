@@ -218,10 +218,6 @@ def normalise_severity(value: str | None) -> str:
     return "critical" if (value or "").strip().lower() in _CRITICAL else "warning"
 
 
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
-
-
 def _bound(value: str) -> str:
     """Keep a key part index-sized (in UTF-8 bytes: the index limit is in bytes); a digest keeps distinct
     long values distinct."""
