@@ -159,7 +159,9 @@ class BodyLimits:
         if refusal is not None:
             refusal.force_close()  # the unread body is not worth waiting for
             return refusal
-        return await handler(request.clone(client_max_size=limit))
+        if limit != request.client_max_size:  # webhooks keep the app's own (webhook.max_body_bytes): no clone
+            request = request.clone(client_max_size=limit)
+        return await handler(request)
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """The route's Expect handler (it runs before any middleware): refuse, or invite the body."""
