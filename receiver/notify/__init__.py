@@ -67,17 +67,6 @@ class SendResult:
         """Unknown: the request went out and no answer came; retried, and the retry may repeat the page."""
         return cls(False, True, error, unknown=True)
 
-    @property
-    def outcome(self) -> str:
-        """delivered | retry_after | retry | unknown | failed."""
-        if self.delivered:
-            return "delivered"
-        if not self.retry:
-            return "failed"
-        if self.unknown:
-            return "unknown"
-        return "retry_after" if self.retry_after is not None else "retry"
-
 
 class Notifier(ABC, Generic[M]):
     """One channel: `render` a context into the channel's message (pure), `send` it to a destination.
