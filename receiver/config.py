@@ -918,18 +918,19 @@ def _webhook(doc: _Doc, s: _Section, env: Mapping[str, str]) -> WebhookConfig:
     return webhook
 
 
-def _basic_auth(doc: _Doc, webhook: _Section, env: Mapping[str, str]) -> BasicAuth | None:
-    if webhook.value.get("basic_auth") is None:
-        webhook.used.add("basic_auth")
+def _basic_auth(doc: _Doc, parent: _Section, env: Mapping[str, str]) -> BasicAuth | None:
+    """`basic_auth: {username, password_env|password_file}` under `parent` (the webhook, alertmanager)."""
+    if parent.value.get("basic_auth") is None:
+        parent.used.add("basic_auth")
         return None
-    s = webhook.section("basic_auth")
+    s = parent.section("basic_auth")
     username = s.get("username", _string, None)
     password = s.secret("password", env)
     s.finish()
     if username and password is not None:
         return BasicAuth(username, password)
     if not (s.value.get("username") and s.names_secret("password")):  # else reported already
-        doc.report("webhook.basic_auth", "needs username and password_env or password_file")
+        doc.report(s.path, "needs username and password_env or password_file")
     return None
 
 
@@ -1033,17 +1034,7 @@ def _alertmanager(doc: _Doc, s: _Section, env: Mapping[str, str]) -> Alertmanage
     urls = s.get("urls", _peer_urls, None)
     receiver = s.get("receiver", _string, None)
     token = s.secret("token", env)
-    basic_auth = None
-    s.used.add("basic_auth")
-    if s.value.get("basic_auth") is not None:
-        b = s.section("basic_auth")
-        username = b.get("username", _string, None)
-        password = b.secret("password", env)
-        b.finish()
-        if username and password is not None:
-            basic_auth = BasicAuth(username, password)
-        elif not (b.value.get("username") and b.names_secret("password")):  # else reported already
-            doc.report(b.path, "needs username and password_env or password_file")
+    basic_auth = _basic_auth(doc, s, env)
     if token is not None and basic_auth is not None:
         doc.report(s.key("token_env"), "set a token or basic_auth, not both")
     timeout = s.get("timeout", _positive_duration, AlertmanagerConfig.timeout)
