@@ -48,21 +48,27 @@ async def dump(url: str) -> str:
         await conn.close()
 
     tables: dict[str, list[str]] = {}
+    options: dict[str, str] = {}
     for c in columns:
         line = f"    {c['column_name']} {c['type']}"
         if c["identity"]:
             line += f" {c['identity']}"
         if c["not_null"]:
             line += " NOT NULL"
-        if c["default_expr"] is not None:
+        if c["generated"]:
+            line += f" GENERATED ALWAYS AS ({c['default_expr']}) STORED"
+        elif c["default_expr"] is not None:
             line += f" DEFAULT {c['default_expr']}"
         tables.setdefault(c["table_name"], []).append(line)
+        if c["table_options"]:
+            options[c["table_name"]] = c["table_options"]
     for k in constraints:
         tables[k["table_name"]].append(f"    CONSTRAINT {k['name']} {k['definition']}")
 
     parts = [HEADER]
     for name, lines in tables.items():
-        parts.append(f"CREATE TABLE {name} (\n" + ",\n".join(lines) + "\n);\n")
+        with_options = f" WITH ({options[name]})" if name in options else ""
+        parts.append(f"CREATE TABLE {name} (\n" + ",\n".join(lines) + f"\n){with_options};\n")
     if indexes:
         parts.append("".join(f"{i['definition']};\n" for i in indexes))
     for t in triggers:

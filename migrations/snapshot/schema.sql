@@ -48,7 +48,7 @@ CREATE TABLE incident_alerts (
     CONSTRAINT incident_alerts_incident_id_fkey FOREIGN KEY (incident_id) REFERENCES incidents(id) ON DELETE CASCADE,
     CONSTRAINT incident_alerts_pkey PRIMARY KEY (incident_id, fingerprint),
     CONSTRAINT incident_alerts_status_check CHECK ((status = ANY (ARRAY['firing'::text, 'resolved'::text])))
-);
+) WITH (fillfactor=70);
 
 CREATE TABLE incident_events (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -89,10 +89,11 @@ CREATE TABLE incidents (
     silence_reason text,
     status_before_silence text,
     suppressed jsonb,
+    last_seen_minute timestamp with time zone GENERATED ALWAYS AS (date_bin('00:01:00'::interval, last_seen, '2000-01-01 00:00:00+00'::timestamp with time zone)) STORED,
     CONSTRAINT incidents_pkey PRIMARY KEY (id),
     CONSTRAINT incidents_severity_check CHECK ((severity = ANY (ARRAY['warning'::text, 'critical'::text]))),
     CONSTRAINT incidents_status_check CHECK ((status = ANY (ARRAY['open'::text, 'acknowledged'::text, 'silenced'::text, 'resolved'::text])))
-);
+) WITH (fillfactor=50);
 
 CREATE TABLE notifications (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -139,7 +140,7 @@ CREATE INDEX incident_alerts_fingerprint_idx ON public.incident_alerts USING btr
 CREATE INDEX incident_events_incident_idx ON public.incident_events USING btree (incident_id, id);
 CREATE INDEX incidents_acknowledged_at_idx ON public.incidents USING btree (acknowledged_at) WHERE (status = 'acknowledged'::text);
 CREATE UNIQUE INDEX incidents_active_key_uniq ON public.incidents USING btree (incident_key) WHERE (status <> 'resolved'::text);
-CREATE INDEX incidents_active_last_seen_idx ON public.incidents USING btree (last_seen) WHERE (status <> 'resolved'::text);
+CREATE INDEX incidents_active_last_seen_minute_idx ON public.incidents USING btree (last_seen_minute) WHERE (status <> 'resolved'::text);
 CREATE INDEX incidents_active_page_idx ON public.incidents USING btree (severity, first_seen, id) WHERE (status <> 'resolved'::text);
 CREATE INDEX incidents_first_seen_idx ON public.incidents USING btree (first_seen DESC, id);
 CREATE INDEX incidents_incident_key_idx ON public.incidents USING btree (incident_key);
