@@ -16,7 +16,7 @@ from receiver.app import create_app
 from receiver.config import parse_config
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
-from receiver.notify.messages import safe_link
+from receiver.notify.messages import fold, safe_link
 from tests.fakes import FakeSlack
 from tests.helpers import alert, payload
 
@@ -204,3 +204,22 @@ async def test_link_buttons_refuse_control_characters_and_separators(page: Calla
 async def test_link_buttons_percent_encode_other_letters(page: Callable[..., Any]) -> None:
     raw = await page({"path": "/links", "instance": "a"}, {"runbook_url": "https://wiki.example/Störung?q=ä&x=1"})
     assert b'"url": "https://wiki.example/St%C3%B6rung?q=%C3%A4&x=1"' in raw
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline", "expected"),
+    [
+        ("one\r\ntwo", True, "one\ntwo"),
+        ("one\r\ntwo", False, "one two"),
+        ("one\r\r\ntwo\n\rthree", True, "one\n\ntwo\n\nthree"),
+        ("a\u2028b\u2029c\x85d", True, "a\nb\nc\nd"),
+    ],
+)
+def test_a_crlf_is_one_line_break(text: str, multiline: bool, expected: str) -> None:
+    assert fold(text, multiline=multiline) == expected
+
+
+async def test_a_summary_written_on_windows_keeps_its_lines(page: Callable[..., Any]) -> None:
+    raw = await page({"instance": "a"}, {"summary": "first line\r\nsecond line\r\n"})
+    [section] = [b for b in json.loads(raw)["blocks"] if b["type"] == "section" and "text" in b]
+    assert "first line\nsecond line" in section["text"]["text"], section

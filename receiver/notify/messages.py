@@ -81,7 +81,8 @@ class Context:
 def fold(text: Any, *, multiline: bool = False) -> str:
     """An untrusted value as plain text: bidirectional overrides dropped, line separators folded to a space
     (or to "\\n" when `multiline`), other control characters (tabs, NUL, escape sequences) to a space."""
-    text = str(text).translate(_BIDI)
+    # a CRLF is one line break (folded one by one, it would become two)
+    text = str(text).translate(_BIDI).replace("\r\n", "\n")
     out = []
     for c in text:
         if c in _LINE_BREAKS:
@@ -90,7 +91,7 @@ def fold(text: Any, *, multiline: bool = False) -> str:
             out.append(" ")
         else:
             out.append(c)
-    return "".join(out).replace("\r\n", "\n")
+    return "".join(out)
 
 
 def cut(text: str, limit: int) -> str:
