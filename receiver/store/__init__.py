@@ -150,69 +150,20 @@ class Store:
         receiver); `event_detail` goes into each alert's timeline event."""
         alerts = correlation.dedupe(alerts)
         plan = correlation.Plan()
-        for chunk, keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
-            # the slot is taken per chunk, so other webhooks go in between the chunks of a huge one
-            async with self._ingest_slots or contextlib.nullcontext():
-                plan.merge(
-                    await self._ingest(
-                        chunk,
-                        mappings,
-                        keys,
-                        [a.fingerprint for a in chunk],
-                        now,
-                        reopen_window_start,
-                        external_url,
-                        owner_snapshot,
-                        resolve_notice_severities,
-                        actor,
-                        source,
-                        event_detail,
-                    )
-                )
-        return plan
-
-    async def _ingest(
-        self,
-        alerts: list[Alert],
-        mappings: dict[str, Mapping],
-        keys: list[str],
-        fingerprints: list[str],
-        now: datetime,
-        reopen_window_start: datetime,
-        external_url: str,
-        owner_snapshot: Callable[[str], dict[str, Any]],
-        resolve_notice_severities: frozenset[str],
-        actor: str = correlation.ACTOR,
-        source: str | None = None,
-        event_detail: dict[str, Any] | None = None,
-    ) -> correlation.Plan:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, reopen_window_start)
-
-                def plan_and_encode() -> tuple[correlation.Plan, _PlanRecords]:
-                    plan = correlation.plan(
-                        alerts,
-                        mappings,
-                        _state(rows),
-                        now,
-                        external_url=external_url,
-                        owner_snapshot=owner_snapshot,
-                        actor=actor,
-                        event_detail=event_detail,
-                    )
-                    return plan, _plan_records(plan, resolve_notice_severities, source)
-
-                if len(alerts) > OFF_LOOP_ALERTS:
-                    # pure CPU, ~13 us an alert: a 20,000-alert webhook would hold the loop for ~0.25 s
-                    plan, w = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
-                else:
-                    plan, w = plan_and_encode()
-                await conn.execute(
-                    QUERIES["apply_ingest"], now, w.new_incidents, w.changes, w.members, w.events, w.resolve_notices
-                )
-        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as e:
-            raise StoreUnavailable(type(e).__name__) from e
+        for chunk, _keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
+            # a transaction per chunk, so other webhooks go in between the chunks of a huge one
+            webhook = correlation.Webhook(
+                chunk,
+                mappings,
+                now,
+                reopen_window_start,
+                external_url=external_url,
+                owner_snapshot=owner_snapshot,
+                actor=actor,
+                event_detail=event_detail,
+            )
+            [chunk_plan] = await self.ingest_batch([webhook], resolve_notice_severities, [source])
+            plan.merge(chunk_plan)
         return plan
 
     async def ingest_batch(
