@@ -130,7 +130,10 @@ class _Pipeline:
         self.plan_kwargs = set(inspect.signature(correlation.plan).parameters)
         if hasattr(store_module, "_plan_records"):  # typed record sets (since the group commit work)
             records = store_module._plan_records
-            self.encode = lambda plan, now: records(plan, frozenset({"critical"}), "alertmanager/default")
+            if "now" in inspect.signature(records).parameters:  # records carry their webhook's time
+                self.encode = lambda plan, now: records(plan, now, frozenset({"critical"}), "alertmanager/default")
+            else:
+                self.encode = lambda plan, now: records(plan, frozenset({"critical"}), "alertmanager/default")
         else:
             args = store_module._apply_args
             self.encode = lambda plan, now: args(plan, now, frozenset({"critical"}))

@@ -174,10 +174,12 @@ class Store:
     ) -> list[correlation.Plan]:
         """Correlate several webhooks (each at most MAX_KEYS_PER_TRANSACTION keys; together, see the batcher)
         in one transaction: lock the union of their keys, read the state once, plan each in order against the
-        state the ones before it leave (correlation.plan_batch), write each plan with its own statement (one
-        pipelined round trip), commit once. Writes exactly what ingesting them one by one in this order would.
+        state the ones before it leave (correlation.plan_batch), write the plans (one statement for each run of
+        webhooks that write disjoint rows, the statements pipelined in one round trip), commit once. Writes
+        exactly what ingesting them one by one in this order would.
         Raises StoreUnavailable for a transient error, StoreRejected for one that would happen again."""
-        keys = sorted({mappings_key for w in webhooks for mappings_key in _keys_of(w)})
+        webhook_keys = [_keys_of(w) for w in webhooks]
+        keys = sorted(set().union(*webhook_keys))
         fingerprints = sorted({a.fingerprint for w in webhooks for a in w.alerts})
         since = min(w.reopen_window_start for w in webhooks)
         sources = list(sources) or [None] * len(webhooks)
@@ -185,24 +187,23 @@ class Store:
             async with self._ingest_slots or contextlib.nullcontext(), self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(QUERIES["ingest_state"], keys, fingerprints, since)
 
-                def plan_and_encode() -> tuple[list[correlation.Plan], list[_PlanRecords]]:
+                def plan_and_encode() -> tuple[list[correlation.Plan], list[_ApplyArgs]]:
                     plans = correlation.plan_batch(webhooks, _state(rows))
-                    return plans, [
-                        _plan_records(p, resolve_notice_severities, src) for p, src in zip(plans, sources, strict=True)
+                    records = [
+                        _plan_records(p, w.now, resolve_notice_severities, src)
+                        for p, w, src in zip(plans, webhooks, sources, strict=True)
                     ]
+                    return plans, _apply_statements(plans, records, webhook_keys)
 
                 if sum(len(w.alerts) for w in webhooks) > OFF_LOOP_ALERTS:
-                    plans, records = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
+                    plans, statements = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
                 else:
-                    plans, records = plan_and_encode()
-                # one statement per webhook, sent together: each sees what the ones before it wrote
-                await conn.executemany(
-                    QUERIES["apply_ingest"],
-                    [
-                        (w.now, r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)
-                        for w, r in zip(webhooks, records, strict=True)
-                    ],
-                )
+                    plans, statements = plan_and_encode()
+                if len(statements) == 1:
+                    await conn.execute(QUERIES["apply_ingest"], *statements[0])
+                else:
+                    # sent together; each statement sees what the ones before it wrote
+                    await conn.executemany(QUERIES["apply_ingest"], statements)
         except TRANSIENT_ERRORS as e:
             raise StoreUnavailable(type(e).__name__) from e
         except asyncpg.PostgresError as e:
@@ -683,14 +684,64 @@ def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
 
 
 class _PlanRecords(NamedTuple):
-    """A correlation plan as apply_ingest's JSON record sets ($2-$5; $6 the incidents to send resolve notices
-    for). Each record names its fields as the query's column definitions do."""
+    """A correlation plan as apply_ingest's JSON record sets, each the text of a JSON array: new incidents,
+    changes, members, events, and the incidents to send resolve notices for. Each record names its fields as
+    the query's column definitions do, its webhook's time (`at`) among them."""
 
     new_incidents: str
     changes: str
     members: str
     events: str
-    resolve_notices: list[uuid.UUID]
+    resolve_notices: str
+
+
+_ApplyArgs = tuple[str, str, str, str, str]  # apply_ingest's $1-$5
+
+
+def _apply_statements(
+    plans: Sequence[correlation.Plan], records: Sequence[_PlanRecords], webhook_keys: Sequence[set[str]]
+) -> list[_ApplyArgs]:
+    """apply_ingest's arguments for a batch's plans, in order: consecutive plans that share no incident key
+    and write no incident in common go in one statement. Within a statement no row is written twice, which
+    its CTEs need (they do not see each other's rows); a plan that touches what an earlier one of its run
+    wrote starts the next statement, which sees it."""
+    if len(records) == 1:
+        r = records[0]
+        return [(r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)]
+    runs: list[list[_PlanRecords]] = []
+    taken_keys: set[str] = set()
+    taken_ids: set[uuid.UUID] = set()
+    for plan, record, keys in zip(plans, records, webhook_keys, strict=True):
+        ids = _written_incidents(plan)
+        if not runs or not taken_keys.isdisjoint(keys) or not taken_ids.isdisjoint(ids):
+            runs.append([])
+            taken_keys, taken_ids = set(), set()
+        runs[-1].append(record)
+        taken_keys |= keys
+        taken_ids |= ids
+    return [
+        (
+            _join_arrays([r.new_incidents for r in run]),
+            _join_arrays([r.changes for r in run]),
+            _join_arrays([r.members for r in run]),
+            _join_arrays([r.events for r in run]),
+            _join_arrays([r.resolve_notices for r in run]),
+        )
+        for run in runs
+    ]
+
+
+def _written_incidents(plan: correlation.Plan) -> set[uuid.UUID]:
+    ids = {x.id for x in plan.new_incidents}
+    ids.update(plan.changes)
+    ids.update(m.incident_id for m in plan.members)
+    ids.update(e.incident_id for e in plan.events)
+    return ids
+
+
+def _join_arrays(texts: Sequence[str]) -> str:
+    """JSON arrays' texts as one array's text, in order."""
+    return "[" + ",".join(t[1:-1] for t in texts if t != "[]") + "]"
 
 
 class _IdText(dict[uuid.UUID, str]):
@@ -702,9 +753,12 @@ class _IdText(dict[uuid.UUID, str]):
         return text
 
 
-def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], source: str | None = None) -> _PlanRecords:
+def _plan_records(
+    plan: correlation.Plan, now: datetime, notice_severities: frozenset[str], source: str | None = None
+) -> _PlanRecords:
     changes = list(plan.changes.values())
     ids = _IdText()
+    at = now.isoformat()
     return _PlanRecords(
         new_incidents=_dumps_records(
             [
@@ -717,6 +771,7 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], sou
                     "owner": x.owner,
                     "metadata": x.metadata,
                     "mapping_rule": x.mapping_rule,
+                    "at": at,
                 }
                 for x in plan.new_incidents
             ]
@@ -733,6 +788,7 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], sou
                     "rearm": x.rearm,
                     "clear_ack": x.clear_ack,
                     "resolved_by": x.resolved_by,
+                    "at": at,
                 }
                 for x in changes
             ]
@@ -751,17 +807,20 @@ def _plan_records(plan: correlation.Plan, notice_severities: frozenset[str], sou
                     "generator_url": x.alert.generator_url,
                     "resolved_by": x.resolved_by,
                     "source": source,
+                    "at": at,
                 }
                 for x in plan.members
             ]
         ),
         events=_dumps_records(
             [
-                {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail}
+                {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail, "at": at}
                 for x in plan.events
             ]
         ),
-        resolve_notices=[x.id for x in changes if x.resolved and x.severity in notice_severities],
+        resolve_notices=_dumps_records(
+            [{"id": ids[x.id], "at": at} for x in changes if x.resolved and x.severity in notice_severities]
+        ),
     )
 
 

@@ -4,32 +4,34 @@
 SELECT * FROM ingest_state($1::text[], $2::text[], $3::timestamptz);
 
 -- apply_ingest --
--- Write a correlation plan in one statement: $1 now; JSON arrays of records ($2 new incidents, $3 changed
--- incidents, $4 member alerts, $5 timeline events in order) whose fields are named here and in the store's
--- _plan_records; $6 the incidents that resolved and send resolve notices.
+-- Write correlation plans in one statement: JSON arrays of records ($1 new incidents, $2 changed incidents,
+-- $3 member alerts, $4 timeline events in order, $5 the resolved incidents to send resolve notices for) whose
+-- fields are named here and in the store's _plan_records. Each record carries its webhook's time (`at`), so one
+-- statement can write the plans of several webhooks of a batch, provided no row is written twice (the store
+-- groups them so; the CTEs below do not see each other's rows).
 WITH new_incidents AS (
     INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
                            owner, metadata, mapping_rule, escalation_cycle, escalation_anchor_at, next_escalation_at)
-    SELECT n.id, n.incident_key, n.route, n.kind, n.severity, 'open', $1, $1,
-           n.owner, n.metadata, n.mapping_rule, 1, $1, $1
-    FROM jsonb_to_recordset($2::text::jsonb)
+    SELECT n.id, n.incident_key, n.route, n.kind, n.severity, 'open', n.at, n.at,
+           n.owner, n.metadata, n.mapping_rule, 1, n.at, n.at
+    FROM jsonb_to_recordset($1::text::jsonb)
          AS n(id uuid, incident_key text, route text, kind text, severity text, owner jsonb, metadata jsonb,
-              mapping_rule text)
+              mapping_rule text, at timestamptz)
 ), changed AS (
     UPDATE incidents AS i
     SET severity = c.severity,
         status = c.status,
         metadata = c.metadata,
         flap_count = c.flap_count,
-        last_seen = greatest(i.last_seen, $1),
-        resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, $1) END,
+        last_seen = greatest(i.last_seen, c.at),
+        resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, c.at) END,
         resolved_by = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_by, c.resolved_by, 'alertmanager') END,
         acknowledged_by = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_by END,
         acknowledged_at = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_at END,
         escalation_cycle = i.escalation_cycle + CASE WHEN c.rearm THEN 1 ELSE 0 END,
         escalation_level = CASE WHEN c.rearm THEN 0 ELSE i.escalation_level END,
-        escalation_anchor_at = CASE WHEN c.rearm THEN $1 ELSE i.escalation_anchor_at END,
-        next_escalation_at = CASE WHEN c.status = 'resolved' THEN NULL WHEN c.rearm THEN $1
+        escalation_anchor_at = CASE WHEN c.rearm THEN c.at ELSE i.escalation_anchor_at END,
+        next_escalation_at = CASE WHEN c.status = 'resolved' THEN NULL WHEN c.rearm THEN c.at
                                   ELSE i.next_escalation_at END,
         silenced_until = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL ELSE i.silenced_until END,
         -- what Alertmanager suppressed is looked at again by the next reconciliation; until then it pages
@@ -38,19 +40,19 @@ WITH new_incidents AS (
         status_before_silence = CASE WHEN c.reopened OR c.status = 'resolved' THEN NULL
                                      WHEN c.clear_ack AND i.status = 'silenced' THEN 'open'
                                      ELSE i.status_before_silence END
-    FROM jsonb_to_recordset($3::text::jsonb)
+    FROM jsonb_to_recordset($2::text::jsonb)
          AS c(id uuid, severity text, status text, metadata jsonb, flap_count int, reopened bool, rearm bool,
-              clear_ack bool, resolved_by text)
+              clear_ack bool, resolved_by text, at timestamptz)
     WHERE i.id = c.id
 ), members AS (
     INSERT INTO incident_alerts AS a (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                       generator_url, first_received_at, last_received_at, receive_count,
                                       resolved_by, source)
     SELECT m.incident_id, m.fingerprint, m.status, m.labels, m.annotations, m.starts_at, m.ends_at,
-           m.generator_url, $1, $1, 1, m.resolved_by, m.source
-    FROM jsonb_to_recordset($4::text::jsonb)
+           m.generator_url, m.at, m.at, 1, m.resolved_by, m.source
+    FROM jsonb_to_recordset($3::text::jsonb)
          AS m(incident_id uuid, fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
-              ends_at timestamptz, generator_url text, resolved_by text, source text)
+              ends_at timestamptz, generator_url text, resolved_by text, source text, at timestamptz)
     ON CONFLICT (incident_id, fingerprint) DO UPDATE
     SET status = excluded.status,
         resolved_by = excluded.resolved_by,
@@ -65,14 +67,15 @@ WITH new_incidents AS (
         receive_count = a.receive_count + 1
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
-    SELECT e.incident_id, $1, e.type, e.actor, e.detail
-    FROM ROWS FROM (jsonb_to_recordset($5::text::jsonb) AS (incident_id uuid, type text, actor text, detail jsonb))
-         WITH ORDINALITY AS e(incident_id, type, actor, detail, ord)
+    SELECT e.incident_id, e.at, e.type, e.actor, e.detail
+    FROM ROWS FROM (jsonb_to_recordset($4::text::jsonb)
+                    AS (incident_id uuid, type text, actor text, detail jsonb, at timestamptz))
+         WITH ORDINALITY AS e(incident_id, type, actor, detail, at, ord)
     ORDER BY e.ord
-), resolve_notices AS (
-    SELECT queue_resolve_notices($6::uuid[], $1) AS queued
 )
-SELECT queued FROM resolve_notices;
+SELECT coalesce(sum(queue_resolve_notices(r.ids, r.at)), 0)::int AS queued
+FROM (SELECT array_agg(n.id) AS ids, n.at FROM jsonb_to_recordset($5::text::jsonb) AS n(id uuid, at timestamptz)
+      GROUP BY n.at) AS r;
 
 -- list_incidents --
 -- The read API's list (IncidentView): newest first, keyset-paginated on (first_seen, id). Empty filter arrays

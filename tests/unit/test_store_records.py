@@ -66,16 +66,40 @@ def test_apply_ingest_records_are_the_querys_columns() -> None:
         members=[correlation.MemberWrite(incident_id, alert, "resolved", NOW)],
         events=[correlation.Event(incident_id, "resolved", {"reason": "all alerts resolved"})],
     )
-    records = store._plan_records(plan, frozenset({"critical"}))
+    records = store._plan_records(plan, NOW, frozenset({"critical"}))
     columns = recordset_columns("apply_ingest")
     assert columns == {
-        2: record_keys(records.new_incidents),
-        3: record_keys(records.changes),
-        4: record_keys(records.members),
-        5: record_keys(records.events),
+        1: record_keys(records.new_incidents),
+        2: record_keys(records.changes),
+        3: record_keys(records.members),
+        4: record_keys(records.events),
+        5: record_keys(records.resolve_notices),
     }
-    assert records.resolve_notices == [incident_id]  # $6, a plain uuid[]
-    assert "$7" not in store.QUERIES["apply_ingest"]
+    assert json.loads(records.resolve_notices) == [{"id": str(incident_id), "at": NOW.isoformat()}]
+    assert "$6" not in store.QUERIES["apply_ingest"]
+
+
+def test_plans_share_a_statement_only_when_they_write_disjoint_rows() -> None:
+    """Consecutive plans go in one statement unless one shares an incident key or an incident with a plan
+    before it in that statement (the statement's CTEs would not see each other's rows)."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+
+    def plan(incident_id: uuid.UUID) -> correlation.Plan:
+        return correlation.Plan(events=[correlation.Event(incident_id, "alert_fired", {})])
+
+    plans = [plan(a), plan(b), plan(b), plan(a), plan(a)]
+    records = [store._plan_records(p, NOW + timedelta(seconds=i), frozenset()) for i, p in enumerate(plans)]
+    keys = [{"k1"}, {"k2"}, {"k3"}, {"k4"}, {"k1"}]
+    statements = store._apply_statements(plans, records, keys)
+    # [a, b] | [b (same incident as before), a] | [a (same incident)]
+    assert [len(json.loads(s[3])) for s in statements] == [2, 2, 1]
+    assert [e["at"] for s in statements for e in json.loads(s[3])] == [
+        (NOW + timedelta(seconds=i)).isoformat() for i in range(5)
+    ]
+    # a shared key splits too, even when the incidents differ
+    split_by_key = store._apply_statements(plans[:2], records[:2], [{"k1"}, {"k1"}])
+    assert [len(json.loads(s[3])) for s in split_by_key] == [1, 1]
+    assert all(s[0] == "[]" and json.loads(s[2]) == [] for s in statements)
 
 
 def test_apply_escalations_records_are_the_querys_columns() -> None:
