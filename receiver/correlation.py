@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from .model import Alert, AlertStatus, IncidentStatus, Outcome, Severity, severity_rank
@@ -247,6 +248,11 @@ class Webhook:
     owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name}
     actor: str = ACTOR
     event_detail: dict[str, Any] | None = None
+
+    @cached_property
+    def keys(self) -> frozenset[str]:
+        """The incident keys of its alerts: what its transaction locks, what a batch must not share."""
+        return frozenset(self.mappings[a.fingerprint].incident_key for a in self.alerts)
 
 
 def plan_batch(webhooks: Iterable[Webhook], state: State) -> list[Plan]:

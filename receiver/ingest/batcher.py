@@ -63,8 +63,7 @@ class Batcher:
 
     async def submit(self, webhook: correlation.Webhook, *, source: str | None = None) -> correlation.Plan:
         """Queue one webhook (at most MAX_KEYS_PER_TRANSACTION keys) and return its plan once committed."""
-        keys = frozenset(webhook.mappings[a.fingerprint].incident_key for a in webhook.alerts)
-        waiting = _Waiting(webhook, keys, source, asyncio.get_running_loop().create_future())
+        waiting = _Waiting(webhook, webhook.keys, source, asyncio.get_running_loop().create_future())
         # its error is read here too: a caller that went away must not leave it "never retrieved"
         waiting.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(waiting)

@@ -15,6 +15,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -178,8 +179,7 @@ class Store:
         webhooks that write disjoint rows, the statements pipelined in one round trip), commit once. Writes
         exactly what ingesting them one by one in this order would.
         Raises StoreUnavailable for a transient error, StoreRejected for one that would happen again."""
-        webhook_keys = [_keys_of(w) for w in webhooks]
-        keys = sorted(set().union(*webhook_keys))
+        keys = sorted(frozenset().union(*(w.keys for w in webhooks)))
         fingerprints = sorted({a.fingerprint for w in webhooks for a in w.alerts})
         since = min(w.reopen_window_start for w in webhooks)
         sources = list(sources) or [None] * len(webhooks)
@@ -193,7 +193,7 @@ class Store:
                         _plan_records(p, w.now, resolve_notice_severities, src)
                         for p, w, src in zip(plans, webhooks, sources, strict=True)
                     ]
-                    return plans, _apply_statements(plans, records, webhook_keys)
+                    return plans, _apply_statements(plans, records, [w.keys for w in webhooks])
 
                 if sum(len(w.alerts) for w in webhooks) > OFF_LOOP_ALERTS:
                     plans, statements = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
@@ -633,10 +633,6 @@ class Store:
             raise StoreUnavailable(type(e).__name__) from e
 
 
-def _keys_of(w: correlation.Webhook) -> set[str]:
-    return {w.mappings[a.fingerprint].incident_key for a in w.alerts}
-
-
 def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping], size: int) -> list[tuple[list[Alert], list[str]]]:
     """The alerts cut into chunks of at most `size` incident keys (sorted, as the locks are taken), every
     alert of a key in the same chunk.
@@ -699,7 +695,7 @@ _ApplyArgs = tuple[str, str, str, str, str]  # apply_ingest's $1-$5
 
 
 def _apply_statements(
-    plans: Sequence[correlation.Plan], records: Sequence[_PlanRecords], webhook_keys: Sequence[set[str]]
+    plans: Sequence[correlation.Plan], records: Sequence[_PlanRecords], webhook_keys: Sequence[AbstractSet[str]]
 ) -> list[_ApplyArgs]:
     """apply_ingest's arguments for a batch's plans, in order: consecutive plans that share no incident key
     and write no incident in common go in one statement. Within a statement no row is written twice, which
