@@ -85,11 +85,12 @@ class IncidentState:
     status: str  # an IncidentStatus value
     severity: str  # a Severity value
     metadata: dict[str, Any]
-    firing: set[str]  # fingerprints of the members that fire
+    firing: set[str]  # fingerprints of the members that fire (the store names those of the batch's alerts)
     flap_count: int = 0
     resolved_at: datetime | None = None
     kind: str = ""
     first_seen: datetime | None = None
+    firing_elsewhere: bool = False  # a member `firing` does not name fires (no alert of the batch is it)
 
 
 @dataclass(frozen=True)
@@ -399,7 +400,7 @@ class _Planner:
         """No firing member left: the incident resolves (incidents opened by this webhook always fire)."""
         for inc_id in list(self.plan.keys):
             inc = self.state.incidents.get(inc_id)
-            if inc is None or inc.status == _INCIDENT_RESOLVED or inc.firing:
+            if inc is None or inc.status == _INCIDENT_RESOLVED or inc.firing or inc.firing_elsewhere:
                 continue
             ch = self._change(inc)
             ch.status, ch.resolved, ch.resolved_by = _INCIDENT_RESOLVED, True, self.actor
@@ -613,6 +614,7 @@ def _working_copy(state: State) -> State:
                 inc.resolved_at,
                 inc.kind,
                 inc.first_seen,
+                inc.firing_elsewhere,
             )
         return copy
 

@@ -93,6 +93,21 @@ async def test_duplicates_change_only_counts_and_last_seen(ingestor: Ingestor, d
     assert [r["receive_count"] for r in counts] == [3, 3]
 
 
+async def test_a_member_no_webhook_names_keeps_its_incident_open(ingestor: Ingestor, db: Any) -> None:
+    """The store reads only the webhook's own members and whether another fires: one that fires, named by an
+    earlier webhook only, keeps the incident open until it resolves too."""
+    await post(ingestor, payload(alert(instance="a")))
+    await post(ingestor, payload(alert(instance="b")), T0 + timedelta(seconds=1))
+    ends = "2026-11-27T10:05:00Z"
+    await post(ingestor, payload(alert("resolved", instance="a", ends_at=ends)), T0 + timedelta(minutes=5))
+    [inc] = await incidents(db)
+    assert inc["status"] == "open"
+    plan = await post(ingestor, payload(alert("resolved", instance="b", ends_at=ends)), T0 + timedelta(minutes=6))
+    assert plan.summary()[0]["action"] == "resolved"
+    [inc] = await incidents(db)
+    assert inc["status"] == "resolved"
+
+
 async def test_resolves_when_every_member_has_resolved(ingestor: Ingestor, db: Any) -> None:
     await post(ingestor, payload(alert(instance="a"), alert(instance="b")))
     # a notification marked "firing" may carry a resolved alert: act per alert

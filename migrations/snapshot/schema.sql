@@ -153,7 +153,7 @@ CREATE INDEX incidents_status_idx ON public.incidents USING btree (status);
 CREATE INDEX notifications_pending_idx ON public.notifications USING btree (next_attempt_at) WHERE (status = 'pending'::text);
 
 CREATE OR REPLACE FUNCTION public.ingest_state(p_keys text[], p_fingerprints text[], p_reopen_since timestamp with time zone)
- RETURNS TABLE(id uuid, incident_key text, status text, severity text, metadata jsonb, flap_count integer, resolved_at timestamp with time zone, kind text, first_seen timestamp with time zone, reopenable boolean, firing text[], member_fingerprints text[], member_statuses text[], member_starts timestamp with time zone[], member_resolvers text[])
+ RETURNS TABLE(id uuid, incident_key text, status text, severity text, metadata jsonb, flap_count integer, resolved_at timestamp with time zone, kind text, first_seen timestamp with time zone, reopenable boolean, firing text[], firing_count integer, member_fingerprints text[], member_statuses text[], member_starts timestamp with time zone[], member_resolvers text[])
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
@@ -191,9 +191,10 @@ BEGIN
            i.id IN (SELECT r.id FROM recent AS r),
            coalesce(
                (SELECT array_agg(a.fingerprint) FROM incident_alerts AS a
-                WHERE a.incident_id = i.id AND a.status = 'firing'),
+                WHERE a.incident_id = i.id AND a.fingerprint = any(p_fingerprints) AND a.status = 'firing'),
                '{}'
            ),
+           (SELECT count(*) FROM incident_alerts AS a WHERE a.incident_id = i.id AND a.status = 'firing')::int,
            coalesce(g.fingerprints, '{}'), coalesce(g.statuses, '{}'), coalesce(g.starts, '{}'),
            coalesce(g.resolvers, '{}')
     FROM incidents AS i

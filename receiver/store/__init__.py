@@ -667,6 +667,8 @@ def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
             resolved_at=r["resolved_at"],
             kind=r["kind"],
             first_seen=r["first_seen"],
+            # `firing` names the batch's fingerprints only: the others that fire are counted
+            firing_elsewhere=r["firing_count"] > len(r["firing"]),
         )
         state.incidents[inc.id] = inc
         if inc.status != "resolved":

@@ -1,6 +1,6 @@
 -- ingest_state --
 -- Lock the keys, then read the incidents to plan with and the latest instance of each fingerprint:
--- one round trip (the function is in migrations/0006_ingest_state.sql). $3: reopen window start.
+-- one round trip (the function is in migrations/0012_ingest_state_bounded.sql). $3: reopen window start.
 SELECT * FROM ingest_state($1::text[], $2::text[], $3::timestamptz);
 
 -- apply_ingest --

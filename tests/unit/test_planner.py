@@ -67,6 +67,7 @@ def incident(
     firing: tuple[str, ...] = (),
     key: str = KEY,
     flap_count: int = 0,
+    firing_elsewhere: bool = False,
 ) -> IncidentState:
     return IncidentState(
         uuid.uuid4(),
@@ -78,6 +79,7 @@ def incident(
         flap_count=flap_count,
         kind=KIND,
         first_seen=T0,
+        firing_elsewhere=firing_elsewhere,
     )
 
 
@@ -371,6 +373,16 @@ def test_a_resolve_marks_its_member_and_leaves_the_incident_open_while_another_f
     assert ch.status == IncidentStatus.OPEN and not ch.resolved
     assert p.actions == {inc.id: Action.UPDATED}
     assert outcomes(p) == {Outcome.UPDATED: 1}
+
+
+def test_a_member_firing_outside_the_batch_keeps_the_incident_open() -> None:
+    """The store names only the batch's firing members and says whether another fires."""
+    inc = incident(firing=("a",), firing_elsewhere=True)
+    p = run([resolved("a")], state(inc, members=(member("a", inc),)))
+    assert p.changes[inc.id].status == IncidentStatus.OPEN and not p.changes[inc.id].resolved
+    assert p.actions == {inc.id: Action.UPDATED}
+    alone = incident(firing=("a",))
+    assert run([resolved("a")], state(alone, members=(member("a", alone),))).changes[alone.id].resolved
 
 
 def test_a_resolve_without_ends_at_ends_now() -> None:

@@ -25,6 +25,7 @@ def _incident(key: str, status: str) -> IncidentState:
         resolved_at=T0,
         kind="error_rate",
         first_seen=T0,
+        firing_elsewhere=True,
     )
 
 
