@@ -3,8 +3,10 @@
 -- the batch's fingerprints that fire in it (found by the primary key), `firing_count` counts them all (the
 -- planner only asks whether any other fires). It sent every firing fingerprint, so each webhook into an
 -- incident of 20,000 firing members carried 20,000 of them to the receiver, which built a set of them.
-DROP FUNCTION ingest_state(text[], text[], timestamptz);
-CREATE FUNCTION ingest_state(p_keys text[], p_fingerprints text[], p_reopen_since timestamptz)
+-- A new name, not a new body for ingest_state: a replica of the previous release, still running during a
+-- rolling upgrade, reads `firing` as every firing member (given fewer, it would resolve incidents too soon).
+-- A later migration can drop ingest_state.
+CREATE FUNCTION ingest_state_v2(p_keys text[], p_fingerprints text[], p_reopen_since timestamptz)
 RETURNS TABLE (id uuid, incident_key text, status text, severity text, metadata jsonb, flap_count int,
                resolved_at timestamptz, kind text, first_seen timestamptz, reopenable boolean, firing text[],
                firing_count int, member_fingerprints text[], member_statuses text[],

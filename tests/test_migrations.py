@@ -337,7 +337,7 @@ def test_schema_snapshot_is_what_the_migrations_produce(empty_db: str) -> None:
     # the snapshot's own checks: every table and function of the migrations is in it, nothing of yoyo's is
     for table in ("incidents", "incident_alerts", "incident_events", "notifications", "settings", "used_links"):
         assert f"CREATE TABLE {table} (" in snapshot
-    for function in ("ingest_state", "queue_resolve_notices"):
+    for function in ("ingest_state", "ingest_state_v2", "queue_resolve_notices"):
         assert f"FUNCTION public.{function}(" in snapshot
     assert "yoyo" not in snapshot
 

@@ -1,7 +1,7 @@
 -- ingest_state --
 -- Lock the keys, then read the incidents to plan with and the latest instance of each fingerprint:
 -- one round trip (the function is in migrations/0012_ingest_state_bounded.sql). $3: reopen window start.
-SELECT * FROM ingest_state($1::text[], $2::text[], $3::timestamptz);
+SELECT * FROM ingest_state_v2($1::text[], $2::text[], $3::timestamptz);
 
 -- apply_ingest --
 -- Write correlation plans in one statement: JSON arrays of records ($1 new incidents, $2 changed incidents,
