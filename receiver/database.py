@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from . import jsontext
+
 log = logging.getLogger(__name__)
 
 
@@ -484,8 +486,8 @@ def rollback_all(url: str) -> None:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=jsontext.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=jsontext.loads, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

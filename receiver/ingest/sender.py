@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsontext
 from ..model import Notification
 
 
@@ -33,7 +34,7 @@ class Sender:
 def decode_json(body: bytes) -> tuple[Any, bool]:
     """The JSON value of a body, and whether its strings may need `clean_text` before they are stored."""
     try:
-        data = json.loads(body)
+        data = jsontext.loads(body)
     except UnicodeDecodeError:
         raise PayloadError("the body is not valid UTF-8") from None
     except RecursionError:

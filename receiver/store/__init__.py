@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
-from .. import correlation
+from .. import correlation, jsontext
 from ..model import (
     ActiveCount,
     ActiveIncidents,
@@ -104,8 +103,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # Webhooks with more alerts are planned in a worker thread (the planner and the encoding are pure functions).
 OFF_LOOP_ALERTS = 500
 
-# one encoder for every call: json.dumps with options builds a new one each time
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = jsontext.dumps
 
 
 def _dumps_records(records: list[dict[str, Any]]) -> str:
