@@ -25,7 +25,7 @@ import aiosmtplib
 
 from ..model import TargetType
 from . import CONNECT_TIMEOUT, Notifier, SendResult
-from .messages import Context, cut, fold, headline, link_list, safe_link
+from .messages import Context, ack_link, cut, fold, headline, headline_mark, link_list
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,7 +50,7 @@ def destination(
 
 def mail_text(ctx: Context) -> tuple[str, str]:
     """(subject, body) of the message, both plain text."""
-    mark = "RESOLVED" if ctx.event == "resolved" else ctx.severity.upper()
+    mark = headline_mark(ctx)
     subject = cut(fold(f"[{mark}] {headline(ctx)}"), 200)
     lines = [fold(headline(ctx)), ""]
     if ctx.summary:
@@ -66,8 +66,7 @@ def mail_text(ctx: Context) -> tuple[str, str]:
         f"Level:         {ctx.level}",
         "",
     ]
-    ack_url = safe_link(ctx.ack_url)
-    if ack_url and ctx.event != "resolved" and ctx.status == "open":
+    if ack_url := ack_link(ctx):
         lines.append(f"Acknowledge: {ack_url}")
     lines += [f"{label}: {url}" for label, url in link_list(ctx)]
     return subject, "\n".join(lines).rstrip() + "\n"

@@ -1,5 +1,6 @@
-"""What a notification says, whatever the channel: the `Context` built from an outbox item, its headline, and
-the links it offers. Pure functions; each channel (slack.py, teams.py, ...) renders a Context its own way.
+"""What a notification says, whatever the channel: the `Context` built from an outbox item, its headline and
+the mark beside it, and the links it offers (the acknowledge link only while the incident is open). Pure
+functions; each channel (slack.py, teams.py, ...) renders a Context its own way.
 
 Label values, annotations and link URLs are untrusted. `fold` makes a value one harmless line (or lines) of
 text for any channel: control characters and line separators folded, bidirectional overrides dropped. Links
@@ -127,6 +128,25 @@ def headline(ctx: Context) -> str:
     if ctx.event == "escalated":
         return f"Escalated to level {ctx.level}: {ctx.incident_key}"
     return f"Incident opened: {ctx.incident_key}"
+
+
+_NO_MARKS: Mapping[str, str] = {}
+
+
+def headline_mark(ctx: Context, *, resolved: str = "RESOLVED", severities: Mapping[str, str] = _NO_MARKS) -> str:
+    """The mark beside the headline: `resolved` once the incident is, else the severity's mark in `severities`
+    (a channel's own spelling of the severities it knows), else the severity in capitals."""
+    if ctx.event == "resolved":
+        return resolved
+    return severities.get(ctx.severity, ctx.severity.upper())
+
+
+def ack_link(ctx: Context) -> str | None:
+    """The acknowledge link a message offers, a `safe_link`: only while the incident is open, never on its
+    resolve notice."""
+    if ctx.event == "resolved" or ctx.status != "open":
+        return None
+    return safe_link(ctx.ack_url)
 
 
 def link_list(ctx: Context) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from typing import Any
 from ..model import TargetType
 from . import Notifier, SendResult
 from .http import post_json
-from .messages import Context, fold, headline, link_list, safe_link
+from .messages import Context, ack_link, fold, headline, headline_mark, link_list
 
 _SEVERITY_MARK = {"critical": "\N{LARGE RED CIRCLE} CRITICAL", "warning": "\N{LARGE YELLOW CIRCLE} WARNING"}
 _RESOLVED_MARK = "\N{WHITE HEAVY CHECK MARK} RESOLVED"
@@ -52,7 +52,7 @@ def plain(text: str) -> dict[str, Any]:
 
 
 def slack_message(ctx: Context) -> dict[str, Any]:
-    mark = _RESOLVED_MARK if ctx.event == "resolved" else _SEVERITY_MARK.get(ctx.severity, ctx.severity.upper())
+    mark = headline_mark(ctx, resolved=_RESOLVED_MARK, severities=_SEVERITY_MARK)
     fields = [
         # our words and values from fixed sets: mrkdwn, for bold names
         {"type": "mrkdwn", "text": f"*Severity*\n{fit(ctx.severity, 50)}", "verbatim": True},
@@ -71,8 +71,7 @@ def slack_message(ctx: Context) -> dict[str, Any]:
         {"type": "section", "fields": fields},
     ]
     buttons = []
-    ack_url = safe_link(ctx.ack_url)
-    if ack_url and ctx.event != "resolved" and ctx.status == "open":
+    if ack_url := ack_link(ctx):
         buttons.append({"type": "button", "style": "danger", "text": plain("Acknowledge"), "url": ack_url})
     for label, url in link_list(ctx):
         buttons.append({"type": "button", "text": plain(label), "url": url})

@@ -19,7 +19,7 @@ from typing import Any
 from ..model import TargetType
 from . import Notifier, SendResult
 from .http import check_status, post_json
-from .messages import Context, cut, fold, headline, link_list, safe_link
+from .messages import Context, ack_link, cut, fold, headline, headline_mark, link_list
 
 _COLOR = {"critical": "Attention", "warning": "Warning"}
 
@@ -44,15 +44,14 @@ def fact(name: str, value: dict[str, Any]) -> dict[str, Any]:
 
 
 def teams_message(ctx: Context) -> dict[str, Any]:
-    resolved = ctx.event == "resolved"
-    mark = "RESOLVED" if resolved else ctx.severity.upper()
+    mark = headline_mark(ctx)
     body: list[dict[str, Any]] = [
         run(
             headline(ctx),
             300,
             weight="Bolder",
             size="Large",
-            color="Good" if resolved else _COLOR.get(ctx.severity, "Default"),
+            color="Good" if ctx.event == "resolved" else _COLOR.get(ctx.severity, "Default"),
         ),
         {"type": "TextBlock", "text": cut(fold(mark), 50), "weight": "Bolder", "spacing": "None"},
         run(ctx.summary, 2000, multiline=True),
@@ -65,8 +64,7 @@ def teams_message(ctx: Context) -> dict[str, Any]:
         fact("Level", run(ctx.level, 20)),
     ]
     actions = []
-    ack_url = safe_link(ctx.ack_url)
-    if ack_url and not resolved and ctx.status == "open":
+    if ack_url := ack_link(ctx):
         actions.append({"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack_url, "style": "destructive"})
     actions += [{"type": "Action.OpenUrl", "title": label, "url": url} for label, url in link_list(ctx)]
     card: dict[str, Any] = {
