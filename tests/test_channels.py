@@ -14,14 +14,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from receiver.app import create_app
 from receiver.config import Config, parse_config
 from receiver.ingest.alertmanager import parse_notification
 from receiver.keys import DELIVERER, ESCALATOR, INGESTOR
 from receiver.model import TargetType
-from receiver.notify import delivery
+from receiver.notify import SendResult, delivery
+from receiver.notify.http import MAX_ANSWER_BYTES, post_json
 from receiver.notify.registry import NOTIFIERS
 from tests.fakes import FakePagerDuty, FakeSMTP, FakeTarget, FakeTeams
 from tests.helpers import alert, payload
@@ -49,6 +52,40 @@ def test_every_channel_has_one_notifier_and_the_deliverer_names_none() -> None:
     source = inspect.getsource(delivery)
     for channel in TargetType:
         assert f'"{channel}"' not in source and f"'{channel}'" not in source
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("size", [10, MAX_ANSWER_BYTES, MAX_ANSWER_BYTES + 1, 100_000])
+async def test_a_channel_reads_an_answer_up_to_its_first_64_kib(aiohttp_server: Any, size: int, chunked: bool) -> None:
+    """What `check` sees of an answer: all of it up to MAX_ANSWER_BYTES, then only those first bytes; with a
+    Content-Length or without one (chunked: the size is learned by reading)."""
+    answer = bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if not chunked:
+            return web.Response(body=answer)
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, size, 10_000):
+            await resp.write(answer[start : start + 10_000])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/", reply)
+    server = await aiohttp_server(app)
+    seen: list[tuple[int, bytes]] = []
+
+    def check(status: int, headers: Any, body: bytes, now: datetime) -> SendResult:
+        seen.append((status, body))
+        return SendResult.ok()
+
+    async with aiohttp.ClientSession() as session:
+        result = await post_json(session, str(server.make_url("/")), {"a": 1}, timeout=5, now=T0, check=check)
+    assert result == SendResult.ok()
+    assert seen == [(200, answer[:MAX_ANSWER_BYTES])]
 
 
 class Env:

@@ -44,13 +44,15 @@ INTERVAL = timedelta(minutes=1)
 
 @dataclass
 class FakePeer:
-    """GET /api/v2/alerts answers `alerts` (or `status` when it is not 200; `delay` seconds late); GET
-    /api/v2/silence/{id} answers from `silences`. Records the query strings and Authorization headers."""
+    """GET /api/v2/alerts answers `alerts` (or `status` when it is not 200, or `body`, `chunked` without a
+    Content-Length; `delay` seconds late); GET /api/v2/silence/{id} answers from `silences`. Records the query
+    strings and Authorization headers."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     silences: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: int = 200
     body: bytes | None = None
+    chunked: bool = False
     delay: float = 0.0
     queries: list[dict[str, str]] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
@@ -68,11 +70,19 @@ class FakePeer:
         self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         return self
 
-    async def _alerts(self, request: web.Request) -> web.Response:
+    async def _alerts(self, request: web.Request) -> web.StreamResponse:
         self.queries.append(dict(request.query))
         self.auth.append(request.headers.get("Authorization"))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.body is not None and self.chunked:
+            resp = web.StreamResponse(status=self.status)
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for start in range(0, len(self.body), 100):
+                await resp.write(self.body[start : start + 100])
+            await resp.write_eof()
+            return resp
         if self.body is not None:
             return web.Response(status=self.status, body=self.body)
         if self.status != 200:
@@ -254,6 +264,23 @@ async def test_client_errors_say_why_and_never_hold_the_token(make_env: Any, mon
         await api.alerts(peer.url)
     with pytest.raises(AlertmanagerError, match="ClientConnectorError"):
         await api.alerts("http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_up_to_the_limit_is_read_and_a_byte_more_refused(
+    make_env: Any, monkeypatch: Any, chunked: bool
+) -> None:
+    """With a Content-Length (refused before reading) or without one (chunked: refused while reading)."""
+    env = await make_env()
+    peer = env.peers[0]
+    api = AlertmanagerAPI(env.config.alertmanager, env.session)
+    monkeypatch.setattr(alertmanager_api, "MAX_ALERTS_BYTES", 1000)
+    peer.chunked = chunked
+    peer.body = b"[" + b" " * 998 + b"]"
+    assert await api.alerts(peer.url) == []
+    peer.body = b"[" + b" " * 999 + b"]"
+    with pytest.raises(AlertmanagerError, match="larger than 1000 bytes"):
+        await api.alerts(peer.url)
 
 
 # --- lost resolves ---------------------------------------------------------------------------------------------
