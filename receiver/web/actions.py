@@ -16,7 +16,7 @@ from ..links import LinkError, verify
 from ..model import Incident, Transition
 from ..store import LinkAlreadyUsed, Store
 from ..timeutil import utcnow
-from .auth import api_actor
+from .auth import api_actor, unauthorized
 from .handlers import incident_json, json_response, parse_incident_id
 from .middleware import json_error
 
@@ -76,11 +76,7 @@ async def perform(
 async def api_action(request: web.Request) -> web.Response:
     actor = api_actor(request.app[CONFIG], request.headers.get("Authorization"))
     if actor is None:
-        return web.json_response(
-            {"error": "a valid API token is required"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
-        )
+        raise unauthorized()
     incident_id = parse_incident_id(request)
     action = request.match_info["action"]
     body: dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """Authentication of the webhook, exactly as Alertmanager's `http_config` sends it.
 
 `authorization: {credentials: T}` or `bearer_token` sends `Authorization: Bearer T`; `basic_auth`
-sends `Authorization: Basic base64(user:password)`. Comparisons run in constant time.
+sends `Authorization: Basic base64(user:password)`. Comparisons run in constant time. API tokens are
+Bearer tokens too, and `unauthorized` is the 401 of every JSON endpoint that refuses a request without one.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
+
+from aiohttp import web
 
 from ..config import Config, WebhookConfig
 
@@ -54,3 +58,14 @@ def api_actor(config: Config, header: str | None) -> str | None:
         if _same(value.strip(), token.token.value):
             found = token.name
     return found
+
+
+def unauthorized(
+    reason: str = "a valid API token is required", challenge: str = 'Bearer realm="receiver"'
+) -> web.HTTPUnauthorized:
+    """401 (to raise) with the reason in JSON and a challenge for the credentials the endpoint accepts."""
+    return web.HTTPUnauthorized(
+        text=json.dumps({"error": reason}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": challenge},
+    )

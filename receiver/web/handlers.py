@@ -23,7 +23,7 @@ from ..model import ACTIVE_STATUSES, AlertStatus, Incident, IncidentStatus, Noti
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from . import detail
-from .auth import api_actor
+from .auth import api_actor, unauthorized
 from .middleware import json_error
 from .users import current_user
 
@@ -159,10 +159,9 @@ async def require_reader(request: web.Request) -> None:
         return
     if api_actor(config, request.headers.get("Authorization")) or await current_user(request):
         return
-    raise web.HTTPUnauthorized(
-        text=json.dumps({"error": "sign in (Basic) or send an API token (Bearer) to read incidents"}),
-        content_type="application/json",
-        headers={"WWW-Authenticate": 'Bearer realm="receiver", Basic realm="receiver", charset="UTF-8"'},
+    raise unauthorized(
+        "sign in (Basic) or send an API token (Bearer) to read incidents",
+        'Bearer realm="receiver", Basic realm="receiver", charset="UTF-8"',
     )
 
 

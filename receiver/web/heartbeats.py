@@ -13,7 +13,7 @@ from ..config import Heartbeat
 from ..keys import CONFIG, HEARTBEATS
 from ..model import HeartbeatState
 from ..timeutil import utcnow
-from .auth import api_actor
+from .auth import api_actor, unauthorized
 from .handlers import json_response, require_reader
 from .middleware import json_error
 from .pages import _render, viewer
@@ -62,11 +62,7 @@ async def ping(request: web.Request) -> web.Response:
     name no heartbeat has. The body, if any, is ignored."""
     actor = api_actor(request.app[CONFIG], request.headers.get("Authorization"))
     if actor is None:
-        return web.json_response(
-            {"error": "a valid API token is required"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
-        )
+        raise unauthorized()
     monitor = request.app[HEARTBEATS]
     hb = monitor.by_name.get(request.match_info["name"])
     if hb is None:
