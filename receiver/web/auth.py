@@ -28,22 +28,32 @@ def webhook_authorized(config: WebhookConfig, header: str | None) -> bool:
     if not header:
         return False
     scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    value = value.strip()
-    if scheme == "bearer" and config.token is not None:
-        return _same(value, config.token.value)
-    if scheme == "basic" and config.basic_auth is not None:
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return False
-        user_ok = _same(user, config.basic_auth.username)
-        password_ok = _same(password, config.basic_auth.password.value)
-        return user_ok and password_ok
-    return False
+    if scheme.lower() == "bearer" and config.token is not None:
+        return _same(value.strip(), config.token.value)
+    if config.basic_auth is None:
+        return False
+    credentials = parse_basic(header)
+    if credentials is None:
+        return False
+    user, password = credentials
+    user_ok = _same(user, config.basic_auth.username)
+    password_ok = _same(password, config.basic_auth.password.value)
+    return user_ok and password_ok
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """(name, password) from `Authorization: Basic ...` (any case of the scheme), or None: the webhook's
+    credentials and the page users' are read alike."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        name, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (name, password) if sep else None
 
 
 def api_actor(config: Config, header: str | None) -> str | None:

@@ -34,6 +34,7 @@ from aiohttp import web
 from ..config import Config
 from ..keys import CONFIG, LINK_SECRET, SIGN_IN
 from ..model import clean_text
+from .auth import parse_basic
 
 SESSION_COOKIE = "receiver_session"
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -84,20 +85,6 @@ def _dummy_hash(like: str | None) -> str:
         except ValueError:
             pass
     return f"scrypt${n}${r}${p}${_b64(secrets.token_bytes(16))}${_b64(secrets.token_bytes(32))}"
-
-
-def parse_basic(header: str | None) -> tuple[str, str] | None:
-    """(name, password) from `Authorization: Basic ...`, or None."""
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        name, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (name, password) if sep else None
 
 
 BucketKey = tuple[str, str | bytes]
