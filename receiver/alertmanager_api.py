@@ -23,6 +23,7 @@ import aiohttp
 
 from .config import AlertmanagerConfig
 from .model import clean_text
+from .notify.http import read_at_most
 from .timeutil import parse_rfc3339
 
 MAX_ALERTS_BYTES = 64 * 1024 * 1024  # about 40,000 alerts of a usual size; more is refused as an error
@@ -275,16 +276,13 @@ class _TooLarge(Exception):
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body; _TooLarge when it is longer than `limit` bytes (told by reading one byte past it)."""
     if resp.content_length is not None and resp.content_length > limit:
         raise _TooLarge
-    chunks = []
-    size = 0
-    while chunk := await resp.content.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_at_most(resp, limit + 1)
+    if len(body) > limit:
+        raise _TooLarge
+    return body
 
 
 def _regex_quote(value: str) -> str:

@@ -3,7 +3,8 @@
 `post` makes one request under a hard time bound and tells apart what failed before the request went out
 (certainly not sent) from what failed after (unknown). `check_status` is Alertmanager's `Retrier.Check`:
 2xx delivered, 429 retry after the target's Retry-After, 5xx retry, any other status failed for good. A
-channel whose target answers differently passes its own `check`.
+channel whose target answers differently passes its own `check`. `read_at_most` reads an answer no further than
+a byte limit (the Alertmanager client reads its answers with it too).
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def check_status(status: int, headers: Mapping[str, str], body: bytes, now: date
     return SendResult.failed(error)
 
 
+async def read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The first `limit` bytes of an answer's body (all of it when shorter); the rest is left unread."""
+    chunks = []
+    remaining = limit
+    while remaining > 0 and (chunk := await resp.content.read(remaining)):
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 async def post_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -63,12 +74,7 @@ async def post_json(
             ) as resp,
         ):
             status, headers = resp.status, resp.headers
-            chunks = []
-            remaining = MAX_ANSWER_BYTES
-            while remaining > 0 and (chunk := await resp.content.read(remaining)):
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            body = b"".join(chunks)
+            body = await read_at_most(resp, MAX_ANSWER_BYTES)
     except aiohttp.InvalidURL:
         return SendResult.failed("invalid URL")
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
