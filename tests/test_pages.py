@@ -410,6 +410,41 @@ async def test_an_action_without_or_with_a_wrong_csrf_token_is_403(aiohttp_clien
     assert (await api_incident(client, incident_id))["status"] == "open"
 
 
+@pytest.mark.parametrize("action", ["actions/ack", "alertmanager-silence"])
+async def test_every_form_action_checks_the_user_then_the_incident_then_the_csrf_token(
+    aiohttp_client: Any, database_url: str, action: str
+) -> None:
+    client = await start(aiohttp_client, database_url)
+    incident_id = (await ingest(client, alert(path="/a")))[0]["id"]
+    good = csrf_of(await page(client, f"/incidents/{incident_id}"))
+    same = {**ALICE, "Origin": origin(client)}
+
+    async def post(ident: str, headers: dict[str, str], csrf: str) -> Any:
+        return await client.post(f"/incidents/{ident}/{action}", data={"csrf": csrf}, headers=headers)
+
+    resp = await post("not-an-id", {"Origin": origin(client)}, "x")
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Basic ")
+    assert "sign in to act on incidents" in await resp.text()
+    resp = await post("not-an-id", same, "x")
+    assert resp.status == 404 and await resp.text() == "no such incident"
+    resp = await post(incident_id, same, "x")
+    assert resp.status == 403 and "security token is missing or wrong" in await resp.text()
+    assert "Content-Security-Policy" in resp.headers  # a page of ours, with its headers
+    resp = await post(incident_id, {**ALICE, "Origin": "http://evil.example"}, good)
+    assert resp.status == 403 and "Refused: the request came from another site" in await resp.text()
+    resp = await client.post(
+        f"/incidents/{incident_id}/{action}",
+        data=b"csrf=%ff",
+        headers={**same, "Content-Type": "application/x-www-form-urlencoded; charset=no-such-charset"},
+    )
+    assert resp.status == 400 and "the form could not be read" in await resp.text()
+    resp = await post(incident_id, same, good)  # past the opening: what each action does
+    if action == "actions/ack":
+        assert resp.status == 200 and (await api_incident(client, incident_id))["status"] == "acknowledged"
+    else:
+        assert resp.status == 404 and "Silences in Alertmanager are not enabled." in await resp.text()
+
+
 @pytest.mark.parametrize(
     "headers",
     [

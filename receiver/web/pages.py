@@ -318,8 +318,9 @@ async def _alertmanager_silences(
     }
 
 
-async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
-    """POST: try again to silence a silenced incident's alerts in Alertmanager (CSRF-safe like every action)."""
+async def _open_action(request: web.Request) -> tuple[str, uuid.UUID, Any] | web.Response:
+    """How every form action starts: the signed-in user (401 without one), the incident's id (404), the form
+    (400 when it cannot be read), the CSRF check. (user, incident id, form), or the refusal page to answer."""
     user = await current_user(request)
     if user is None:
         raise challenge("sign in to act on incidents")
@@ -329,6 +330,15 @@ async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
     refused = check_csrf(request, submitted if isinstance(submitted, str) else "", user)
     if refused:
         return _render(request, "error.html", status=403, message=f"Refused: {refused}.")
+    return user, incident_id, form
+
+
+async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
+    """POST: try again to silence a silenced incident's alerts in Alertmanager (CSRF-safe like every action)."""
+    opened = await _open_action(request)
+    if isinstance(opened, web.Response):
+        return opened
+    user, incident_id, _ = opened
     silencer = request.app.get(SILENCER)
     if silencer is None:
         return _render(request, "error.html", status=404, message="Silences in Alertmanager are not enabled.")
@@ -348,16 +358,11 @@ async def alertmanager_silence(request: web.Request) -> web.StreamResponse:
 
 
 async def incident_action(request: web.Request) -> web.StreamResponse:
-    user = await current_user(request)
-    if user is None:
-        raise challenge("sign in to act on incidents")
-    incident_id = parse_incident_id(request)
+    opened = await _open_action(request)
+    if isinstance(opened, web.Response):
+        return opened
+    user, incident_id, form = opened
     action = request.match_info["action"]
-    form = await read_form(request)
-    submitted = form.get("csrf")
-    refused = check_csrf(request, submitted if isinstance(submitted, str) else "", user)
-    if refused:
-        return _render(request, "error.html", status=403, message=f"Refused: {refused}.")
     body = {"duration": form.get("duration"), "reason": form.get("reason")}
     try:
         result = await perform(request.app, incident_id, action, user, utcnow(), body)
