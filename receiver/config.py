@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -184,7 +185,7 @@ class UiConfig:
     require_login: bool | None = None  # None: required once users or proxy auth exist
     refresh: timedelta = timedelta(seconds=30)
     proxy_header: str | None = None
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # parsed once, here
     page_size: int = 100
 
     @property
@@ -777,17 +778,16 @@ def _ui(doc: _Doc, s: _Section, env: Mapping[str, str]) -> UiConfig:
     return ui
 
 
-def _cidrs(value: Any) -> tuple[str, ...]:
-    import ipaddress
-
+def _cidrs(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("expected a list of addresses or networks such as 10.0.0.0/8")
+    networks = []
     for v in value:
         try:
-            ipaddress.ip_network(v, strict=False)
+            networks.append(ipaddress.ip_network(v, strict=False))
         except ValueError:
             raise ValueError(f"{v!r} is not an address or network") from None
-    return tuple(value)
+    return tuple(networks)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -253,7 +253,7 @@ def _trusted(config: Config, address: str | None) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in ipaddress.ip_network(c, strict=False) for c in config.ui.trusted_proxies)
+    return any(ip in network for network in config.ui.trusted_proxies)
 
 
 def client_address(config: Config, request: web.Request) -> str:
