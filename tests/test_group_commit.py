@@ -23,7 +23,7 @@ from receiver import correlation
 from receiver.config import parse_config
 from receiver.database import _init_connection, create_pool
 from receiver.ingest.alertmanager import parse_notification
-from receiver.ingest.batcher import Batcher
+from receiver.ingest.batcher import PARALLEL_BATCH_ALERTS, Batcher
 from receiver.ingest.service import Ingestor
 from receiver.model import Alert
 from receiver.store import MAX_KEYS_PER_TRANSACTION, Store, StoreRejected, StoreUnavailable, key_chunks
@@ -331,18 +331,23 @@ async def test_a_lone_webhook_is_written_at_once_and_disjoint_batches_run_togeth
     # idle: written at once, alone
     await _submit(ingestor, alert(path="/alone"))
     assert batches == [(1, 1)]
-    # one batch held on /x: a webhook on /y needs no other batch to end, one on /x waits
+    # one batch held on /x: a batch worth a transaction of its own on /y needs no other batch to end
     entered, release, restore = _held(ingestor)
     held = asyncio.ensure_future(_submit(ingestor, alert(path="/x")))
     await asyncio.wait_for(entered.wait(), deadline(10))
     restore()
-    await asyncio.wait_for(_submit(ingestor, alert(path="/y")), deadline(10))
+    big = [alert(path="/y", instance=f"y{i}") for i in range(PARALLEL_BATCH_ALERTS)]
+    await asyncio.wait_for(_submit(ingestor, *big), deadline(10))
+    assert batches[-1] == (1, PARALLEL_BATCH_ALERTS)
+    # a small one on /z waits for the running writer (cheaper than a transaction of its own); one on /x must
     waiting = asyncio.ensure_future(_submit(ingestor, alert(path="/x", instance="other")))
-    await eventually(_queued(ingestor, 1), "the /x webhook waiting", 10)
-    assert not waiting.done()
+    small = asyncio.ensure_future(_submit(ingestor, alert(path="/z")))
+    await eventually(_queued(ingestor, 2), "the /x and /z webhooks waiting", 10)
+    assert not waiting.done() and not small.done()
     release.set()
-    await asyncio.gather(held, waiting)
-    assert batches[-1] == (1, 1) and len(batches) == 4
+    await asyncio.gather(held, waiting, small)
+    # the held batch, then both waiting ones together, once it is done
+    assert batches[2:] == [(1, 1), (2, 2)]
 
 
 async def test_a_refused_webhook_fails_alone_and_the_rest_of_its_batch_is_committed(pool: Any, db: Any) -> None:
