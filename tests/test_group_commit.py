@@ -350,6 +350,24 @@ async def test_a_lone_webhook_is_written_at_once_and_disjoint_batches_run_togeth
     assert batches[2:] == [(1, 1), (2, 2)]
 
 
+async def test_a_small_webhook_never_waits_for_a_big_batch_on_other_keys(pool: Any) -> None:
+    """Beside a batch of PARALLEL_BATCH_ALERTS alerts or more (which takes long), a one-alert webhook on another
+    key gets a writer of its own at once: the bystander of a huge webhook is answered while it is written."""
+    ingestor = Ingestor(CONFIG, Store(pool))
+    batches: list[tuple[int, int]] = []
+    ingestor.batcher.on_batch = lambda webhooks, alerts: batches.append((webhooks, alerts))
+    entered, release, restore = _held(ingestor)
+    big = [alert(path="/big", instance=f"b{i}") for i in range(PARALLEL_BATCH_ALERTS)]
+    held = asyncio.ensure_future(_submit(ingestor, *big))
+    await asyncio.wait_for(entered.wait(), deadline(10))
+    restore()
+    await asyncio.wait_for(_submit(ingestor, alert(path="/tiny")), deadline(10))
+    assert batches == [(1, 1)] and not held.done()
+    release.set()
+    await held
+    assert batches == [(1, 1), (1, PARALLEL_BATCH_ALERTS)]
+
+
 async def test_a_refused_webhook_fails_alone_and_the_rest_of_its_batch_is_committed(pool: Any, db: Any) -> None:
     """A trigger (installed by this test only) refuses one payload's member: only that webhook fails."""
     await db.execute("""

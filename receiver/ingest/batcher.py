@@ -29,12 +29,14 @@ from ..store import Store, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# While a batch is being written, another writer starts only for a batch of at least this many alerts; smaller
-# ones wait for the running writer, which takes everything queued when it is done. A transaction's fixed work
-# (four round trips, the commit) costs the process about what planning and writing a few dozen small alerts
-# does: 16 one-alert webhooks in flight took ~200 us of the process's CPU each with a writer per batch of ~2.7,
-# ~130 us in the bigger batches of one writer, and went ~30 % faster (bench/ceiling.py ingestor, BENCHMARKS.md).
-# A batch of bigger webhooks is worth its own transaction: writers side by side keep PostgreSQL's cores busy.
+# While only batches of fewer alerts than this are being written, another writer starts only for a batch of at
+# least this many; smaller ones wait for a running writer, which takes everything queued when it is done. A
+# transaction's fixed work (four round trips, the commit) costs the process about what planning and writing a
+# few dozen small alerts does: 16 one-alert webhooks in flight took ~200 us of the process's CPU each with a
+# writer per batch of ~2.7, ~130 us in the bigger batches of one writer, and went ~30 % faster (bench/ceiling.py
+# ingestor, BENCHMARKS.md). Beside a batch of more alerts, which takes longer, anything gets its own writer, so
+# a small webhook never waits for a big one on other keys; and batches of big webhooks are worth writing side
+# by side, keeping PostgreSQL's cores busy.
 PARALLEL_BATCH_ALERTS = 30
 
 
@@ -67,7 +69,7 @@ class Batcher:
         self.on_batch = on_batch  # (webhooks, alerts) of each batch written: the metrics and the benchmark count
         self._queue: deque[_Waiting] = deque()
         self._busy: set[str] = set()  # the keys of the running batches
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], int] = {}  # the running writers, with their batch's alerts
 
     async def submit(self, webhook: correlation.Webhook, *, source: str | None = None) -> correlation.Plan:
         """Queue one webhook (at most MAX_KEYS_PER_TRANSACTION keys) and return its plan once committed."""
@@ -85,12 +87,14 @@ class Batcher:
 
     def _dispatch(self) -> None:
         while self._queue and len(self._running) < self.writers:
-            # a second writer only for a batch worth a transaction of its own (see PARALLEL_BATCH_ALERTS)
-            batch = self._take(PARALLEL_BATCH_ALERTS if self._running else 1)
+            # beside small batches, another writer only for a batch worth a transaction of its own; beside a big
+            # one (which takes long), for anything (see PARALLEL_BATCH_ALERTS)
+            small_running = self._running and max(self._running.values()) < PARALLEL_BATCH_ALERTS
+            batch = self._take(PARALLEL_BATCH_ALERTS if small_running else 1)
             if not batch:
                 return
             task = asyncio.get_running_loop().create_task(self._write(batch))
-            self._running.add(task)
+            self._running[task] = sum(w.alerts for w in batch)
 
     def _take(self, min_alerts: int) -> list[_Waiting]:
         """The next batch: the queued webhooks, in arrival order, that neither overlap a running batch nor an
@@ -148,7 +152,7 @@ class Batcher:
                 self._busy -= w.keys
                 if not w.future.done():  # never leave a caller waiting
                     w.future.set_exception(StoreUnavailable("ingest batch ended without an answer"))
-            self._running.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type,unused-ignore]
             self._dispatch()
 
     async def _commit(self, batch: list[_Waiting]) -> None:
