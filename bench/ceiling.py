@@ -29,7 +29,6 @@ import json
 import pickle
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from receiver.store import Store, StoreUnavailable
 from receiver.timeutil import utcnow
 
 from .loadgen import Result, drive
-from .payloads import PayloadStream, Workload
+from .payloads import add_load_arguments, stream_from
 
 # (incident keys, alert count) of the payload being ingested by the current task
 _payload: contextvars.ContextVar[tuple[list[str], int]] = contextvars.ContextVar("payload")
@@ -133,21 +132,6 @@ def _store_options(config: Any) -> dict[str, Any]:
     return options
 
 
-def _workload(args: argparse.Namespace) -> Workload:
-    return Workload(
-        alerts_per_payload=args.alerts_per_payload,
-        routes=args.routes,
-        kinds=args.kinds,
-        instances=args.instances,
-        resolved_share=args.resolved_share,
-        seed=args.seed,
-    )
-
-
-def _stream(args: argparse.Namespace) -> Iterator[tuple[bytes, int]]:
-    return iter(PayloadStream(_workload(args), group=args.storm_group))
-
-
 async def _ingestor_work(args: argparse.Namespace, capture: bool) -> tuple[Result, list[dict[str, Any]]]:
     config = parse_config("", env={})
     pool_size = args.pool or config.database.pool_max
@@ -175,7 +159,7 @@ async def _ingestor_work(args: argparse.Namespace, capture: bool) -> tuple[Resul
     try:
         result = await drive(
             work,
-            _stream(args),
+            stream_from(args),
             concurrency=args.concurrency,
             duration=args.duration,
             max_requests=args.max_requests,
@@ -237,19 +221,8 @@ async def _replay(args: argparse.Namespace) -> Result:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
     parser.add_argument("mode", choices=("ingestor", "record", "replay"))
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--concurrency", type=int, default=16)
+    add_load_arguments(parser)
     parser.add_argument("--pool", type=int, default=0, help="pool size (ingestor/record; default: the receiver's)")
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--max-requests", type=int, default=10_000_000)
-    parser.add_argument("--alerts-per-payload", type=int, default=10)
-    parser.add_argument("--routes", type=int, default=50)
-    parser.add_argument("--kinds", type=int, default=3)
-    parser.add_argument("--instances", type=int, default=4)
-    parser.add_argument("--resolved-share", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--storm-group", type=int, default=None)
     parser.add_argument("--recording", type=Path)
     parser.add_argument("--free", action="store_true")
     args = parser.parse_args(argv)

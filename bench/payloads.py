@@ -14,6 +14,7 @@ repeats (duplicates), resolves, incidents resolving and reopening, as a real ale
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
@@ -256,3 +257,33 @@ def probe_body(n: int) -> bytes:
         ],
     }
     return json.dumps(body).encode()
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a process that drives the payload stream against a database itself (bench/ceiling.py,
+    bench/yardstick.py): where, how hard, and the workload's shape (see Workload)."""
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--max-requests", type=int, default=10_000_000)
+    parser.add_argument("--alerts-per-payload", type=int, default=10)
+    parser.add_argument("--routes", type=int, default=50)
+    parser.add_argument("--kinds", type=int, default=3)
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--resolved-share", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--storm-group", type=int, default=None)
+
+
+def stream_from(args: argparse.Namespace) -> Iterator[tuple[bytes, int]]:
+    """The payload stream that add_load_arguments' options describe."""
+    workload = Workload(
+        alerts_per_payload=args.alerts_per_payload,
+        routes=args.routes,
+        kinds=args.kinds,
+        instances=args.instances,
+        resolved_share=args.resolved_share,
+        seed=args.seed,
+    )
+    return iter(PayloadStream(workload, group=args.storm_group))

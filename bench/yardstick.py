@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from .loadgen import drive
-from .payloads import PayloadStream, Workload
+from .payloads import add_load_arguments, stream_from
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS yardstick_incidents (
@@ -155,19 +155,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 retries += 1
         return 503
 
-    w = Workload(
-        alerts_per_payload=args.alerts_per_payload,
-        routes=args.routes,
-        kinds=args.kinds,
-        instances=args.instances,
-        resolved_share=args.resolved_share,
-        seed=args.seed,
-    )
     cpu = time.process_time()
     try:
         result = await drive(
             work,
-            iter(PayloadStream(w, group=args.storm_group)),
+            stream_from(args),
             concurrency=args.concurrency,
             duration=args.duration,
             max_requests=args.max_requests,
@@ -182,18 +174,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.yardstick")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--max-requests", type=int, default=10_000_000)
-    parser.add_argument("--alerts-per-payload", type=int, default=10)
-    parser.add_argument("--routes", type=int, default=50)
-    parser.add_argument("--kinds", type=int, default=3)
-    parser.add_argument("--instances", type=int, default=4)
-    parser.add_argument("--resolved-share", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--storm-group", type=int, default=None)
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = asyncio.run(run(args))
