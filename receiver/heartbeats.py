@@ -179,6 +179,11 @@ class HeartbeatMonitor:
     async def states(self) -> dict[str, HeartbeatState]:
         return {s.name: s for s in await self.store.heartbeats(list(self.by_name))}
 
+    async def state(self, name: str) -> HeartbeatState | None:
+        """One heartbeat's state (None before its clock first started), reading its row only."""
+        found = await self.store.heartbeats([name])
+        return found[0] if found else None
+
     async def tick(self, now: datetime) -> CheckResult:
         """One check of every heartbeat at `now`: declare missed, keep asserting, or resolve."""
         result = CheckResult()

@@ -70,8 +70,7 @@ async def ping(request: web.Request) -> web.Response:
     now = utcnow()
     if await monitor.ping(hb.name, f"api ({actor})", now):
         monitor.wakeup.set()  # it was missed: the check resolves its incident now
-    found = await monitor.store.heartbeats([hb.name])  # this heartbeat's row only, not every heartbeat's
-    return json_response(heartbeat_json(hb, found[0] if found else None, now))
+    return json_response(heartbeat_json(hb, await monitor.state(hb.name), now))
 
 
 async def page(request: web.Request) -> web.Response:
