@@ -1,4 +1,4 @@
-"""A small client of Alertmanager's API v2: the alerts one receiver sees, and silences (list, create, expire).
+"""A small client of Alertmanager's API v2: the alerts one receiver sees, and silences (get, create, expire).
 
 One `AlertmanagerAPI` per app, on the app's aiohttp session. Every call is bounded: by `alertmanager.timeout`
 (connect, send and answer together) and by the bytes it reads (`MAX_ALERTS_BYTES` for the alert list, which
@@ -27,7 +27,7 @@ from .notify.http import read_at_most
 from .timeutil import parse_rfc3339
 
 MAX_ALERTS_BYTES = 64 * 1024 * 1024  # about 40,000 alerts of a usual size; more is refused as an error
-MAX_SMALL_BYTES = 1024 * 1024  # a silence, a list of silences, an error message
+MAX_SMALL_BYTES = 1024 * 1024  # a silence, a created silence's id, an error message
 _PARSE_INLINE_BYTES = 256 * 1024  # larger answers are decoded in a thread (10 MB of JSON is ~100 ms of CPU)
 _REASON_CHARS = 200
 _CONVERT_SLICE = 1000  # alerts checked between two yields to the event loop
@@ -56,7 +56,6 @@ class APIAlert:
     state: str  # active | suppressed | unprocessed
     silenced_by: tuple[str, ...] = ()
     inhibited_by: tuple[str, ...] = ()
-    receivers: tuple[str, ...] = ()
 
     def raw(self) -> dict[str, Any]:
         """The alert as a firing webhook alert, for the same parser and ingest path a webhook takes."""
@@ -93,19 +92,6 @@ class Silence:
     ends_at: datetime | None
     created_by: str
     comment: str
-    updated_at: datetime | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """What a page or the API shows of it."""
-        return {
-            "id": self.id,
-            "state": self.state,
-            "created_by": self.created_by,
-            "comment": self.comment,
-            "starts_at": self.starts_at.isoformat() if self.starts_at else None,
-            "ends_at": self.ends_at.isoformat() if self.ends_at else None,
-            "matchers": [m.json() for m in self.matchers],
-        }
 
 
 class AlertmanagerAPI:
@@ -155,14 +141,6 @@ class AlertmanagerAPI:
         return alerts
 
     # --- silences --------------------------------------------------------------------------------
-
-    async def silences(self, peer: str, *, matchers: Sequence[str] = ()) -> list[Silence]:
-        """The peer's silences (every state), optionally those matching `filter` matchers like 'alertname="X"'."""
-        params = [("filter", m) for m in matchers]
-        data = await self._request("GET", peer, "/api/v2/silences", params=params, limit=MAX_ALERTS_BYTES)
-        if not isinstance(data, list):
-            raise AlertmanagerError(peer, "the silence list is not a JSON list")
-        return [s for s in (_silence(raw) for raw in data) if s is not None]
 
     async def silence(self, peer: str, silence_id: str) -> Silence | None:
         """One silence by id; None when the peer does not know it."""
@@ -323,8 +301,6 @@ def _alert(raw: Any) -> APIAlert | None:
     if not isinstance(fingerprint, str) or not fingerprint or len(fingerprint) > 128 or not labels or not starts_at:
         return None
     status = _mapping(raw.get("status"))
-    receivers = raw.get("receivers")
-    receivers = receivers if isinstance(receivers, list) else []
     generator_url = raw.get("generatorURL")
     return APIAlert(
         fingerprint=clean_text(fingerprint),
@@ -336,9 +312,6 @@ def _alert(raw: Any) -> APIAlert | None:
         state=str(status.get("state") or "unprocessed"),
         silenced_by=_ids(status.get("silencedBy")),
         inhibited_by=_ids(status.get("inhibitedBy")),
-        receivers=tuple(
-            clean_text(r["name"]) for r in receivers if isinstance(r, dict) and isinstance(r.get("name"), str)
-        ),
     )
 
 
@@ -366,5 +339,4 @@ def _silence(raw: Any) -> Silence | None:
         ends_at=_time(raw.get("endsAt")),
         created_by=clean_text(str(raw.get("createdBy") or ""))[:256],
         comment=clean_text(str(raw.get("comment") or ""))[:1024],
-        updated_at=_time(raw.get("updatedAt")),
     )
