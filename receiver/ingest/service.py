@@ -12,11 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import correlation, heartbeats
-from .. import store as store_module
 from ..config import Config
 from ..model import Notification
 from ..rules import Mapping
-from ..store import Store, key_chunks
+from ..store import Store, webhook_chunks
 from .batcher import Batcher
 from .cache import SizedLRU, str_bytes
 
@@ -101,21 +100,17 @@ class Ingestor:
             for a in alerts[start : start + MAP_SLICE]:
                 mappings[a.fingerprint] = self.map(a.labels)
         plan = correlation.Plan()
+        chunks = webhook_chunks(
+            alerts,
+            mappings,
+            now,
+            reopen_window_start=now - self.config.correlation.reopen_window,
+            external_url=notification.external_url,
+            owner_snapshot=self.owner_snapshot,
+            actor=notification.sender,  # the timeline says which sender's alert did it
+            event_detail=event_detail,
+        )
         # a webhook of very many keys goes in chunks, each committed before the next is queued (see key_chunks)
-        for chunk, _keys in key_chunks(alerts, mappings, store_module.MAX_KEYS_PER_TRANSACTION):
-            plan.merge(
-                await self.batcher.submit(
-                    correlation.Webhook(
-                        chunk,
-                        mappings,
-                        now,
-                        reopen_window_start=now - self.config.correlation.reopen_window,
-                        external_url=notification.external_url,
-                        owner_snapshot=self.owner_snapshot,
-                        actor=notification.sender,  # the timeline says which sender's alert did it
-                        event_detail=event_detail,
-                    ),
-                    source=source,
-                )
-            )
+        for webhook in chunks:
+            plan.merge(await self.batcher.submit(webhook, source=source))
         return plan

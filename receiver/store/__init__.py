@@ -147,20 +147,19 @@ class Store:
         `actor`, the sender's name, is the actor of the timeline events its alerts cause; `source`
         ('<sender>/<receiver>') is kept on the member alerts written (reconciliation compares those of its
         receiver); `event_detail` goes into each alert's timeline event."""
-        alerts = correlation.dedupe(alerts)
         plan = correlation.Plan()
-        for chunk, _keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION):
+        chunks = webhook_chunks(
+            correlation.dedupe(alerts),
+            mappings,
+            now,
+            reopen_window_start=reopen_window_start,
+            external_url=external_url,
+            owner_snapshot=owner_snapshot,
+            actor=actor,
+            event_detail=event_detail,
+        )
+        for webhook in chunks:
             # a transaction per chunk, so other webhooks go in between the chunks of a huge one
-            webhook = correlation.Webhook(
-                chunk,
-                mappings,
-                now,
-                reopen_window_start,
-                external_url=external_url,
-                owner_snapshot=owner_snapshot,
-                actor=actor,
-                event_detail=event_detail,
-            )
             [chunk_plan] = await self.ingest_batch([webhook], resolve_notice_severities, [source])
             plan.merge(chunk_plan)
         return plan
@@ -645,6 +644,34 @@ def key_chunks(alerts: list[Alert], mappings: dict[str, Mapping], size: int) -> 
         by_key.setdefault(mappings[a.fingerprint].incident_key, []).append(a)
     keys = sorted(by_key)
     return [([a for k in keys[i : i + size] for a in by_key[k]], keys[i : i + size]) for i in range(0, len(keys), size)]
+
+
+def webhook_chunks(
+    alerts: list[Alert],
+    mappings: dict[str, Mapping],
+    now: datetime,
+    *,
+    reopen_window_start: datetime,
+    external_url: str = "",
+    owner_snapshot: Callable[[str], dict[str, Any]] = lambda name: {"name": name},
+    actor: str = correlation.ACTOR,
+    event_detail: dict[str, Any] | None = None,
+) -> list[correlation.Webhook]:
+    """One webhook's (deduplicated) alerts as correlation.Webhooks, one per key chunk (see key_chunks): what
+    Store.ingest writes, and what the Ingestor queues for group commit, one after the other."""
+    return [
+        correlation.Webhook(
+            chunk,
+            mappings,
+            now,
+            reopen_window_start,
+            external_url=external_url,
+            owner_snapshot=owner_snapshot,
+            actor=actor,
+            event_detail=event_detail,
+        )
+        for chunk, _keys in key_chunks(alerts, mappings, MAX_KEYS_PER_TRANSACTION)
+    ]
 
 
 def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
