@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import correlation
 from .. import store as store_module
@@ -43,13 +43,16 @@ PARALLEL_BATCH_ALERTS = 30
 @dataclass(eq=False)
 class _Waiting:
     webhook: correlation.Webhook
-    keys: frozenset[str]
     source: str | None
     future: asyncio.Future[correlation.Plan]
-    alerts: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.alerts = len(self.webhook.alerts)
+    @property
+    def keys(self) -> frozenset[str]:
+        return self.webhook.keys
+
+    @property
+    def alerts(self) -> int:
+        return len(self.webhook.alerts)
 
 
 class Batcher:
@@ -73,7 +76,7 @@ class Batcher:
 
     async def submit(self, webhook: correlation.Webhook, *, source: str | None = None) -> correlation.Plan:
         """Queue one webhook (at most MAX_KEYS_PER_TRANSACTION keys) and return its plan once committed."""
-        waiting = _Waiting(webhook, webhook.keys, source, asyncio.get_running_loop().create_future())
+        waiting = _Waiting(webhook, source, asyncio.get_running_loop().create_future())
         # its error is read here too: a caller that went away must not leave it "never retrieved"
         waiting.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(waiting)
