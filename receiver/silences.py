@@ -167,11 +167,6 @@ def _widest(sets: Sequence[MatcherSet]) -> tuple[MatcherSet, ...]:
     return tuple(kept)
 
 
-def api_matchers(matcher_set: MatcherSet) -> list[dict[str, object]]:
-    """One matcher set in Alertmanager's API v2 form."""
-    return [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in matcher_set]
-
-
 def describe(matcher_set: Iterable[tuple[str, str]]) -> str:
     """A matcher set as Alertmanager writes it: {alertname="X", job=""}."""
     return "{" + ", ".join(f'{k}="{_escape(v)}"' for k, v in matcher_set) + "}"
