@@ -55,7 +55,7 @@ MAX_LABELS = 32
 MAX_LABEL_CHARS = 200
 # Alerts that reconciliation read from Alertmanager's API (receiver/reconcile.py's actor) show that Alertmanager
 # holds them, not that its webhooks reach us: a heartbeat's alert read there is dropped, never a ping.
-NOT_PINGS = frozenset({"reconciler"})
+NOT_PINGS = frozenset({correlation.RECONCILER})
 
 
 def route(name: str) -> str:
