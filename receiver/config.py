@@ -1104,9 +1104,7 @@ def _heartbeats(doc: _Doc, value: Any, owners: Mapping[str, Owner], default_owne
         every = s.get("every", _positive_duration, None)
         if every is None and ("every" not in s.value or s.value["every"] is None):
             doc.report(s.key("every"), "a heartbeat needs every: how often it pings at least (a duration)")
-        grace = s.get("grace", _duration, HEARTBEAT_GRACE)
-        if grace.total_seconds() < 0:
-            doc.report(s.key("grace"), "expected a duration of 0s or more")
+        grace = s.get("grace", _duration, HEARTBEAT_GRACE)  # parse_duration refuses a negative duration
         owner = s.get("owner", _string, default_owner)
         if owner not in owners:
             doc.report(s.key("owner"), f"no owner named {owner!r} in owners")
