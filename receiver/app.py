@@ -283,7 +283,7 @@ def create_app(config: Config, database_url: str, *, loops: bool = True) -> web.
         per_route=config.metrics.per_route,
         route_cap=config.metrics.route_cap,
         kinds=[r.kind for r in config.rules if r.kind] + ([HEARTBEAT_KIND] if config.heartbeats else []),
-        heartbeats={hb.name: hb.allowed.total_seconds() for hb in config.heartbeats},
+        heartbeats=config.heartbeats,
     )
     app[METRICS] = metrics
     app[ESCALATION_WAKEUP] = asyncio.Event()

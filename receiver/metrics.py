@@ -16,7 +16,8 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import (
@@ -31,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from . import heartbeats as heartbeats_mod
+from .config import Heartbeat
 from .model import ACTIVE_STATUSES, AlertStatus, Outcome, Severity, TargetType
 from .store import Store, StoreError
 
@@ -84,14 +87,13 @@ class Metrics:
         state_timeout: float = 5.0,
         process_metrics: bool = True,
         registry: CollectorRegistry | None = None,
-        heartbeats: Mapping[str, float] | None = None,
+        heartbeats: Sequence[Heartbeat] = (),
     ) -> None:
         """`kinds`: the kinds the mapping rules name, pre-initialised beside the built-in ones.
         `kind_cap`: at most this many further kinds get their own series; the rest count as "other".
         `per_route`/`route_cap`: per-route active incident series, the largest `route_cap` routes
         by count and the rest summed as route="other". `state_timeout` bounds the scrape-time query.
-        `heartbeats`: each configured heartbeat's name and how long it may stay silent (every + grace), in
-        seconds; their state is read at scrape time with the incidents'."""
+        `heartbeats`: the configured heartbeats; their state is read at scrape time with the incidents'."""
         if route_cap < 1:
             raise ValueError("route_cap must be at least 1")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
@@ -114,7 +116,7 @@ class Metrics:
         self._delivery_metrics(r)
         self._database_metrics(r)
         self._state_metrics(r)
-        self._heartbeat_metrics(r, heartbeats or {})
+        self._heartbeat_metrics(r, heartbeats)
         self._silence_metrics(r)
         self._reconcile_metrics(r)
         self._preinit()
@@ -301,10 +303,10 @@ class Metrics:
                 registry=r,
             )
 
-    def _heartbeat_metrics(self, r: CollectorRegistry, heartbeats: Mapping[str, float]) -> None:
+    def _heartbeat_metrics(self, r: CollectorRegistry, heartbeats: Sequence[Heartbeat]) -> None:
         """Each configured heartbeat (receiver/heartbeats.py; names come from the config, so the series are
         bounded): seconds since its last sign of life, read from the database at scrape time, and its allowance."""
-        self.heartbeats = dict(heartbeats)
+        self.heartbeats = {hb.name: hb for hb in heartbeats}
         self.heartbeat_age = Gauge(
             "receiver_heartbeat_last_ping_age_seconds",
             "Seconds since the heartbeat's last ping (or since its clock started, when that is later: see the "
@@ -324,8 +326,8 @@ class Metrics:
             ["heartbeat"],
             registry=r,
         )
-        for name, allowed in self.heartbeats.items():
-            self.heartbeat_allowed.labels(name).set(allowed)
+        for name, hb in self.heartbeats.items():
+            self.heartbeat_allowed.labels(name).set(hb.allowed.total_seconds())
 
     def _preinit(self) -> None:
         for code in WEBHOOK_CODES:
@@ -473,15 +475,13 @@ class Metrics:
     async def _collect_heartbeats(self, store: Store, now: float) -> None:
         async with asyncio.timeout(self.state_timeout):
             states = {s.name: s for s in await store.heartbeats(list(self.heartbeats))}
-        for name, allowed in self.heartbeats.items():
-            state = states.get(name)
-            if state is None:  # not registered yet (start-up): its clock has not started
-                self.heartbeat_age.labels(name).set(0)
-                self.heartbeat_up.labels(name).set(1)
-                continue
-            age = max(now - state.last_seen.timestamp(), 0.0)
+        when = datetime.fromtimestamp(now, UTC)
+        for name, hb in self.heartbeats.items():
+            state = states.get(name)  # None: not registered yet (start-up), its clock has not started
+            age = max(now - state.last_seen.timestamp(), 0.0) if state is not None else 0.0
             self.heartbeat_age.labels(name).set(age)
-            self.heartbeat_up.labels(name).set(0 if state.missed_at is not None or age >= allowed else 1)
+            # up unless missed, by the rule the API and the page show (receiver/heartbeats.py)
+            self.heartbeat_up.labels(name).set(0 if heartbeats_mod.status(state, hb, when) == "missed" else 1)
 
     def _reset_state(self) -> None:
         """Known combinations at 0; combinations of other kinds disappear until seen again."""

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.config import Heartbeat
 from receiver.database import create_pool
 from receiver.metrics import Metrics, make_metrics_handler
 from receiver.store import Store
@@ -710,7 +712,8 @@ def test_dashboard_is_importable_with_a_datasource_variable() -> None:
 
 
 async def test_every_metric_in_dashboard_and_rules_exists(serve: Any) -> None:
-    client = await serve(Metrics(per_route=True, heartbeats={"prod-prometheus": 420.0}))
+    heartbeat = Heartbeat("prod-prometheus", (), timedelta(minutes=6), timedelta(minutes=1), "default", "critical")
+    client = await serve(Metrics(per_route=True, heartbeats=[heartbeat]))
     text, _ = await scrape(client)
     exposed = {s.name for s in samples(text)} | SYNTHETIC
     used: dict[str, set[str]] = {}
