@@ -1,5 +1,6 @@
 """The load generator: a fixed number of requests in flight over keep-alive connections, bounded by a
-request count and a time limit. Loopback targets only.
+request count and a time limit (a closed loop: how fast can it go), or requests sent at a fixed rate (an open
+loop: how long does an answer take at a given load). Loopback targets only.
 
 Only 2xx responses that complete inside the measured window (end of the warm-up to the deadline) are
 counted, for throughput and for latency; latency is from send to the full response. Requests still in
@@ -104,10 +105,16 @@ class Recorder:
         else:
             self.samples.append((ended, ended - started, alerts))
 
-    def result(self) -> Result:
-        last = max((s[0] for s in self.samples), default=self.warmup_end)
-        end = min(self.deadline, last)
-        counted = [s for s in self.samples if self.warmup_end <= s[0] <= end]
+    def result(self, *, by_start: bool = False) -> Result:
+        """With `by_start`, the requests counted are those *started* inside the window, however late they
+        complete (for a paced run, whose answers after the deadline are part of what it measures)."""
+        if by_start:
+            end = self.deadline
+            counted = [s for s in self.samples if self.warmup_end <= s[0] - s[1] < end]
+        else:
+            last = max((s[0] for s in self.samples), default=self.warmup_end)
+            end = min(self.deadline, last)
+            counted = [s for s in self.samples if self.warmup_end <= s[0] <= end]
         lat = sorted(s[1] for s in counted)
         seconds = end - self.warmup_end if counted else 0.0
         return Result(
@@ -164,6 +171,56 @@ async def drive(
     return result
 
 
+async def drive_paced(
+    work: Callable[[bytes], Awaitable[int | None]],
+    bodies: Iterator[tuple[bytes, int]],
+    *,
+    rate: float,
+    max_in_flight: int,
+    duration: float,
+    warmup: float,
+    drain_timeout: float | None = None,
+) -> Result:
+    """Start `work(body)` at `rate` per second, on a fixed schedule whatever the answers do (an open loop, as
+    Alertmanager sends: a slow answer does not slow the sender down). Latency counts from the time a request
+    was *due*, so a client that fell behind its schedule cannot hide the wait (no coordinated omission). When
+    `max_in_flight` requests are unanswered, a due request is not sent but counted as `shed`: the server is
+    past its capacity at this rate, and the percentiles no longer describe it."""
+    rec = Recorder(warmup, duration)
+    tasks: set[asyncio.Task[None]] = set()
+    shed = 0
+
+    async def one(due: float, body: bytes, n: int) -> None:
+        try:
+            status = await work(body)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            status = None
+        rec.add(due, time.perf_counter(), n, status)
+
+    for i in itertools.count():
+        due = rec.t0 + i / rate
+        if due >= rec.deadline:
+            break
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        if len(tasks) >= max_in_flight:
+            shed += 1
+            continue
+        body, n = next(bodies)
+        task = asyncio.ensure_future(one(due, body, n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    pending: set[asyncio.Task[None]] = set()
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=drain_timeout)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    result = rec.result(by_start=True)
+    result.extra.update(abandoned=len(pending), shed=shed, offered_per_s=rate)
+    return result
+
+
 async def run_http(
     url: str | list[str],
     bodies: Iterator[tuple[bytes, int]],
@@ -175,8 +232,11 @@ async def run_http(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     drain_timeout: float | None = None,
+    rate: float | None = None,
 ) -> Result:
-    """POST webhook bodies to `url` (loopback only) and measure. Several URLs (replicas) take turns."""
+    """POST webhook bodies to `url` (loopback only) and measure: `concurrency` in flight, or with `rate`,
+    that many requests per second (at most `concurrency` in flight, see drive_paced). Several URLs (replicas)
+    take turns."""
     urls = [url] if isinstance(url, str) else list(url)
     for u in urls:
         check_loopback(u)
@@ -190,6 +250,16 @@ async def run_http(
                 await resp.read()
                 return resp.status
 
+        if rate is not None:
+            return await drive_paced(
+                post,
+                bodies,
+                rate=rate,
+                max_in_flight=concurrency,
+                duration=duration,
+                warmup=warmup,
+                drain_timeout=drain_timeout,
+            )
         return await drive(
             post,
             bodies,

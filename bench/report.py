@@ -189,6 +189,30 @@ def markdown(r: dict[str, Any]) -> str:
         if r.get("alerta_error"):
             out.append(f"alerta-server: {r['alerta_error']}\n")
 
+    if "paced" in r:
+        pc = r["paced"]
+        out.append(
+            f"### Latency at a fixed load: requests sent at a fixed rate whatever the answers (an open loop, as "
+            f"Alertmanager sends), latency from when each was due, at most {pc['max_in_flight']} in flight; "
+            f"median of {opts.get('repeats')} runs (min–max)\n"
+        )
+        out.append(
+            "| alerts/payload | offered alerts/s | row | answered alerts/s | p50 ms | p95 ms | p99 ms | max ms "
+            "| shed | non-2xx |"
+        )
+        out.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for load in pc["loads"]:
+            for row, v in load["rows"].items():
+                s = v["summary"]
+                out.append(
+                    f"| {load['alerts_per_payload']} | {load['offered_alerts_per_s']:,.0f} | "
+                    f"{ROW_NAMES.get(row, row)} | "
+                    f"{_mmm(s['alerts_per_s'])} | {_mmm(s['p50_ms'], 1)} | {_f(s['p95_ms']['median'], 1)} | "
+                    f"{_mmm(s['p99_ms'], 1)} | {_f(s['max_ms']['median'], 1)} | {s.get('shed', 0)} | "
+                    f"{s['non2xx'] + s['errors']} |"
+                )
+        out.append("")
+
     if "storm" in r:
         st = r["storm"]
         out.append(

@@ -39,7 +39,7 @@ ROWS = {
     "fixed4": "fixed ceiling (raw asyncpg correlation, 4 in flight)",
     "alerta": "alerta-server (gunicorn, 2 workers)",
 }
-SECTIONS = ("ingest", "storm", "history", "tick", "pages", "blocking", "memory")
+SECTIONS = ("ingest", "paced", "storm", "history", "tick", "pages", "blocking", "memory")
 
 
 def log(msg: str) -> None:
@@ -67,6 +67,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["non2xx"] = sum(r["non2xx"] for r in runs)
     out["errors"] = sum(r["errors"] for r in runs)
     out["requests"] = sum(r["requests"] for r in runs)
+    out["shed"] = sum(r["extra"].get("shed", 0) for r in runs)
     return out
 
 
@@ -249,6 +250,7 @@ class Bench:
         timeout: float = 60.0,
         drain_timeout: float | None = None,
         bodies: Iterator[tuple[bytes, int]] | None = None,
+        rate: float | None = None,
     ) -> Result:
         if bodies is None:
             bodies = iter(PayloadStream(w, group=storm_group))
@@ -262,6 +264,7 @@ class Bench:
                 max_requests=max_requests,
                 timeout=timeout,
                 drain_timeout=drain_timeout,
+                rate=rate,
             )
         )
 
@@ -276,6 +279,7 @@ class Bench:
         recording: Path | None = None,
         free: bool = False,
         db: str | None = None,
+        rate: float | None = None,
     ) -> Result:
         """One measured run of one row on a fresh database (or `db`), with the CPU seconds each side used:
         the server (or the ceiling's process), PostgreSQL (all its processes) and the load generator."""
@@ -288,6 +292,7 @@ class Bench:
             recording=recording,
             free=free,
             db=db,
+            rate=rate,
         )
         if r.requests == 0 and row != "alerta":
             raise RuntimeError(f"{row}: no request succeeded ({r.statuses}); logs in {self.logdir}")
@@ -316,6 +321,7 @@ class Bench:
         recording: Path | None = None,
         free: bool = False,
         db: str | None = None,
+        rate: float | None = None,
     ) -> Result:
         fresh = db is None
         if fresh:
@@ -336,6 +342,7 @@ class Bench:
                             concurrency=concurrency,
                             duration=duration,
                             storm_group=storm_group,
+                            rate=rate,
                         ),
                         *started,
                     )
@@ -402,6 +409,8 @@ class Bench:
                         extra=["--recording", str(recording), *(["--free"] if free else [])],
                     )
                 )
+            if rate is not None:
+                raise ValueError(f"{row}: only the receiver rows run paced")
             raise ValueError(row)
         finally:
             if fresh:
@@ -480,6 +489,45 @@ class Bench:
                         f"non2xx {r.non2xx} err {r.errors}"
                     )
         self.results["ingest"] = {size: self._with_ratios(per_row, rows) for size, per_row in raw.items()}
+
+    def paced(self) -> None:
+        """Latency at a fixed offered load (an open loop, as Alertmanager sends), the receiver (and the
+        candidate) side by side at the same rates: what the closed-loop rows, which run at saturation, cannot
+        compare when one side is faster."""
+        a = self.args
+        rows = ["receiver"] + (["candidate"] if self.candidate else [])
+        raw: dict[str, dict[str, list[dict[str, Any]]]] = {
+            f"{s}:{x:g}": {r: [] for r in rows} for s, x in a.paced_rates
+        }
+        for rep in range(a.repeats):
+            for size, alerts_per_s in a.paced_rates:
+                for row in rotate(rows, rep):
+                    r = self.run_row(
+                        row,
+                        self.workload(size),
+                        concurrency=a.paced_max_in_flight,
+                        duration=a.duration,
+                        rate=alerts_per_s / size,
+                    )
+                    raw[f"{size}:{alerts_per_s:g}"][row].append(r.as_dict())
+                    log(
+                        f"paced rep {rep + 1}/{a.repeats} size {size:>3} {row:<9} offered {alerts_per_s:,.0f} "
+                        f"got {r.alerts_per_s:9.0f} alerts/s p50 {r.p50_ms:7.1f} p99 {r.p99_ms:7.1f} "
+                        f"max {r.max_ms:7.1f} ms shed {r.extra.get('shed', 0)} non2xx {r.non2xx} err {r.errors}"
+                    )
+        self.results["paced"] = {
+            "max_in_flight": a.paced_max_in_flight,
+            "loads": [
+                {
+                    "alerts_per_payload": size,
+                    "offered_alerts_per_s": alerts_per_s,
+                    "rows": {
+                        r: {"summary": summarize(v), "runs": v} for r, v in raw[f"{size}:{alerts_per_s:g}"].items() if v
+                    },
+                }
+                for size, alerts_per_s in a.paced_rates
+            ],
+        }
 
     def _with_ratios(self, per_row: dict[str, list[dict[str, Any]]], rows: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": {r: {"summary": summarize(v), "runs": v} for r, v in per_row.items() if v}}
@@ -895,6 +943,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=12.0,
         help="measured seconds per alerta run (it answers a 100-alert payload in seconds)",
     )
+    p.add_argument(
+        "--paced-rates",
+        default="1:1000,10:6000,100:15000",
+        help="the paced section's loads, as alerts-per-payload:alerts-per-second pairs",
+    )
+    p.add_argument(
+        "--paced-max-in-flight",
+        type=int,
+        default=64,
+        help="paced runs: a due request is shed (not sent, counted) while this many are unanswered",
+    )
     p.add_argument("--storm-size", type=int, default=100)
     p.add_argument("--storm-duration", type=float, default=5.0)
     p.add_argument("--history-incidents", type=int, default=1_000_000)
@@ -956,6 +1015,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
     args.blocking_sizes = [int(s) for s in str(args.blocking_sizes).split(",") if s]
+    args.paced_rates = [
+        (int(size), float(rate))
+        for size, rate in (pair.split(":") for pair in str(args.paced_rates).split(",") if pair)
+    ]
     if args.quick:  # every section, tiny: the smoke test (tests/test_bench_smoke.py)
         args.sizes = [10]
         args.repeats = 1
@@ -973,6 +1036,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.memory_sample_every = 0.2
         args.alerta_duration = 2.0
         args.blocking_sizes = [150, 1000]
+        args.paced_rates = [(10, 500.0)]
         args.blocking_bodies = 1
     sections = list(SECTIONS) if "all" in args.sections else args.sections
     unknown = set(sections) - set(SECTIONS)

@@ -69,6 +69,12 @@ def _run_quick(tmp_path: Path, tmp: Path) -> None:
         for row, v in data["rows"].items():
             check(v["summary"], f"ingest {size} {row}")
         assert data["ratios"]["receiver/sql"]["median"] > 0
+    [paced] = results["paced"]["loads"]  # one load at --quick: 10 alerts/payload, 500 alerts/s
+    check(paced["rows"]["receiver"]["summary"], "paced receiver")
+    # sent on its schedule: about the offered rate answered, nothing shed
+    assert paced["rows"]["receiver"]["summary"]["alerts_per_s"]["median"] > paced["offered_alerts_per_s"] / 2
+    assert paced["rows"]["receiver"]["summary"]["shed"] == 0
+    assert "### Latency at a fixed load" in stdout
     assert len(results["storm"]["variants"]) >= 3
     for name, v in results["storm"]["variants"].items():
         check(v["summary"], f"storm {name}")
