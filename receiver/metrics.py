@@ -497,11 +497,13 @@ class Metrics:
 
     def clear_incident_state(self) -> None:
         """Drop the scrape-time series when the database cannot be read: better absent than stale, and
-        the oldest age is NaN (unknown), not 0, which would claim that nothing waits."""
+        the oldest age is NaN (unknown), not 0, which would claim that nothing waits. So are a heartbeat's age
+        and whether it is up: a stale 1 would claim that a heartbeat which may have stopped meanwhile is fine."""
         self.active.clear()
         self.oldest_unacked.set(math.nan)
         for name in self.heartbeats:
             self.heartbeat_age.labels(name).set(math.nan)
+            self.heartbeat_up.labels(name).set(math.nan)
         if self.active_by_route is not None:
             self.active_by_route.clear()
 

@@ -8,6 +8,7 @@ and delivery with `now` themselves (the app runs without loops).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -521,6 +522,23 @@ async def test_the_gauges_are_read_from_the_database_at_scrape_time(env: Any) ->
     assert sum_samples(text, "receiver_heartbeat_up", backup) == 1
     await e.monitor.tick(now - timedelta(minutes=1) + ALLOWED)
     assert sum_samples(await scrape(), "receiver_heartbeat_up", labels) == 0
+
+
+async def test_the_gauges_are_unknown_not_stale_while_the_database_cannot_be_read(env: Any, db: Any) -> None:
+    e = await env()
+    await e.monitor.start(datetime.now(UTC))
+    labels = {"heartbeat": "prod-prometheus"}
+    assert sum_samples(await (await e.client.get("/metrics")).text(), "receiver_heartbeat_up", labels) == 1
+    await db.execute("ALTER TABLE heartbeats RENAME TO heartbeats_away")  # the scrape's read fails
+    reply = await e.client.get("/metrics")
+    assert reply.status == 200
+    text = await reply.text()
+    assert sum_samples(text, "receiver_database_errors_total", {"operation": "metrics"}) == 1
+    # neither the last age nor the last "up": the heartbeat may have stopped since
+    assert math.isnan(sum_samples(text, "receiver_heartbeat_last_ping_age_seconds", labels))
+    assert math.isnan(sum_samples(text, "receiver_heartbeat_up", labels))
+    await db.execute("ALTER TABLE heartbeats_away RENAME TO heartbeats")
+    assert sum_samples(await (await e.client.get("/metrics")).text(), "receiver_heartbeat_up", labels) == 1
 
 
 async def test_a_webhook_whose_pings_cannot_be_written_is_answered_503_and_retried_whole(env: Any, db: Any) -> None:
