@@ -265,6 +265,7 @@ class Bench:
                 timeout=timeout,
                 drain_timeout=drain_timeout,
                 rate=rate,
+                client=self.args.http_client,
             )
         )
 
@@ -931,6 +932,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the capture for the SQL replay runs this many times --duration",
     )
     p.add_argument("--concurrency", type=int, default=16, help="requests (transactions) in flight")
+    p.add_argument(
+        "--http-client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the load generator's HTTP client: bench/loadgen.py's LeanHttpClient, or aiohttp's (as before "
+        "2026-11-30; it costs the shared cores ~3x the CPU per request)",
+    )
     p.add_argument("--routes", type=int, default=50)
     p.add_argument("--kinds", type=int, default=3)
     p.add_argument("--instances", type=int, default=4)
