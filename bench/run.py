@@ -507,7 +507,7 @@ class Bench:
                         row,
                         self.workload(size),
                         concurrency=a.paced_max_in_flight,
-                        duration=a.duration,
+                        duration=a.paced_duration,
                         rate=alerts_per_s / size,
                     )
                     raw[f"{size}:{alerts_per_s:g}"][row].append(r.as_dict())
@@ -953,8 +953,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--paced-rates",
-        default="1:1000,10:6000,100:15000",
+        default="1:1000,10:6000,100:15000,100:20000",
         help="the paced section's loads, as alerts-per-payload:alerts-per-second pairs",
+    )
+    p.add_argument(
+        "--paced-duration",
+        type=float,
+        default=10.0,
+        help="measured seconds per paced run: a p99 needs a few thousand requests",
     )
     p.add_argument(
         "--paced-max-in-flight",
@@ -1030,7 +1036,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:  # every section, tiny: the smoke test (tests/test_bench_smoke.py)
         args.sizes = [10]
         args.repeats = 1
-        args.duration = args.storm_duration = 0.6
+        args.duration = args.storm_duration = args.paced_duration = 0.6
         args.warmup = 0.2
         args.history_incidents = 1000
         args.tick_incidents = 1000
