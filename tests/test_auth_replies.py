@@ -51,3 +51,32 @@ async def test_the_401_reply(
     assert await resp.text() == body
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
     assert resp.headers.getall("WWW-Authenticate") == [challenge]
+
+
+@pytest.mark.parametrize(
+    ("webhook", "challenge"),
+    [
+        pytest.param({"token_env": "WEBHOOK_TOKEN"}, 'Bearer realm="receiver"', id="token"),
+        pytest.param(
+            {"basic_auth": {"username": "am", "password_env": "WEBHOOK_PASSWORD"}},
+            'Basic realm="receiver", charset="UTF-8"',
+            id="basic",
+        ),
+        pytest.param(
+            {"token_env": "WEBHOOK_TOKEN", "basic_auth": {"username": "am", "password_env": "WEBHOOK_PASSWORD"}},
+            'Bearer realm="receiver", Basic realm="receiver", charset="UTF-8"',
+            id="both",
+        ),
+    ],
+)
+async def test_the_webhook_challenges_for_what_it_accepts(
+    aiohttp_client: Any, database_url: str, webhook: dict[str, Any], challenge: str
+) -> None:
+    env = {"WEBHOOK_TOKEN": "webhook-token", "WEBHOOK_PASSWORD": "webhook-password"}
+    config = parse_config(json.dumps({"webhook": webhook}), env=env)
+    client = await aiohttp_client(create_app(config, database_url, loops=False))
+    for path in ("/webhook", "/webhook/grafana"):
+        resp = await client.post(path, data=b"{}")
+        assert resp.status == 401
+        assert await resp.text() == '{"error": "missing or wrong credentials"}'
+        assert resp.headers.getall("WWW-Authenticate") == [challenge]

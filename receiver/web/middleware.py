@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
+from ..config import WebhookConfig
 from ..ingest import SENDER_PATHS
 from ..keys import CONFIG, METRICS
 from ..server import BodyTimeout, LogLimiter, held_back
@@ -95,11 +96,15 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def webhook_unauthorized() -> web.Response:
+def webhook_unauthorized(config: WebhookConfig) -> web.Response:
+    """401, challenging for the credentials the webhook accepts (RFC 9110: a challenge that applies to it)."""
+    challenges = (['Bearer realm="receiver"'] if config.token is not None else []) + (
+        ['Basic realm="receiver", charset="UTF-8"'] if config.basic_auth is not None else []
+    )
     return web.json_response(
         {"error": "missing or wrong credentials"},
         status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="receiver"'},
+        headers={"WWW-Authenticate": ", ".join(challenges)},
     )
 
 
@@ -126,7 +131,7 @@ class BodyLimits:
             header = request.headers.get(hdrs.AUTHORIZATION)
             if not webhook_authorized(config.webhook, header):
                 self._log_rejected(request, header)
-                return webhook_unauthorized(), limit
+                return webhook_unauthorized(config.webhook), limit
             limit = config.webhook.max_body_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
