@@ -18,6 +18,8 @@ ROW_NAMES = {
     "alerta": "alerta-server 9.1.0 (gunicorn, 2 workers)",
 }
 
+CLIENT_NAMES = {"lean": "lean (bench/loadgen.py's LeanHttpClient)", "aiohttp": "aiohttp"}
+
 
 def _f(v: float, digits: int = 0) -> str:
     if v >= 100 or digits == 0:
@@ -171,7 +173,8 @@ def markdown(r: dict[str, Any]) -> str:
         out.append(
             "CPU time per alert in µs (median over the runs; all requests of a run, warm-up included). "
             "'process' is the server, or the ceiling's own process; the load generator is the bench's "
-            "aiohttp client. On a shared machine this is steadier than throughput.\n"
+            f"{CLIENT_NAMES.get(opts.get('http_client', 'aiohttp'), 'HTTP')} client. On a shared machine this is "
+            "steadier than throughput.\n"
         )
         out.append("| alerts/payload | row | process | PostgreSQL | load generator | total |")
         out.append("|---:|---|---:|---:|---:|---:|")
