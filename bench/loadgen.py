@@ -218,6 +218,14 @@ class Recorder:
         )
 
 
+async def _answer(work: Callable[[bytes], Awaitable[int | None]], body: bytes) -> int | None:
+    """`work(body)`'s status, or None when no answer came (NO_ANSWER)."""
+    try:
+        return await work(body)
+    except NO_ANSWER:
+        return None
+
+
 async def drive(
     work: Callable[[bytes], Awaitable[int | None]],
     bodies: Iterator[tuple[bytes, int]],
@@ -240,10 +248,7 @@ async def drive(
             body, n = next(bodies)
             sent += 1
             started = time.perf_counter()
-            try:
-                status = await work(body)
-            except NO_ANSWER:
-                status = None
+            status = await _answer(work, body)
             rec.add(started, time.perf_counter(), n, status)
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
@@ -277,10 +282,7 @@ async def drive_paced(
     shed = 0
 
     async def one(due: float, body: bytes, n: int) -> None:
-        try:
-            status = await work(body)
-        except NO_ANSWER:
-            status = None
+        status = await _answer(work, body)
         rec.add(due, time.perf_counter(), n, status)
 
     for i in itertools.count():
