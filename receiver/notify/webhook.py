@@ -34,7 +34,7 @@ def webhook_message(ctx: Context) -> dict[str, Any]:
             "duration_seconds": int(((ctx.resolved_at or ctx.now) - ctx.first_seen).total_seconds()),
             "firing_alerts": ctx.firing,
             "total_alerts": ctx.total,
-            "summary": ctx.metadata.get("summary"),
+            "summary": ctx.summary or None,  # as Slack, Teams and mail show it: summary, else description
         },
         "links": {label.lower(): url for label, url in link_list(ctx)}
         | ({"acknowledge": ctx.ack_url} if ctx.ack_url else {}),

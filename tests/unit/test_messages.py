@@ -14,6 +14,7 @@ from receiver.notify.mail import mail_text
 from receiver.notify.messages import Context
 from receiver.notify.slack import slack_message
 from receiver.notify.teams import teams_message
+from receiver.notify.webhook import webhook_message
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 ACK = "https://receiver.example/incidents/7/ack?t=abc"
@@ -200,3 +201,22 @@ def ack_links(ctx: Context) -> tuple[str | None, str | None, str | None]:
 )
 def test_an_acknowledge_link_only_while_open_and_only_a_safe_one(ctx: Context, expected: str | None) -> None:
     assert ack_links(ctx) == (expected, expected, expected)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"summary": "p99 is high"}, "p99 is high"),
+        ({"description": "only a description"}, "only a description"),
+        ({"summary": "p99 is high", "description": "and why"}, "p99 is high"),
+    ],
+)
+def test_every_channel_shows_the_same_summary(metadata: dict[str, str], expected: str) -> None:
+    ctx = dataclasses.replace(CTX, metadata=metadata)
+    assert webhook_message(ctx)["incident"]["summary"] == expected
+    for rendered in (json.dumps(slack_message(ctx)), json.dumps(teams_message(ctx)), json.dumps(mail_text(ctx))):
+        assert json.dumps(expected)[1:-1] in rendered
+
+
+def test_a_webhook_without_summary_or_description_says_null() -> None:
+    assert webhook_message(dataclasses.replace(CTX, metadata={}))["incident"]["summary"] is None
