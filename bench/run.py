@@ -324,6 +324,8 @@ class Bench:
         db: str | None = None,
         rate: float | None = None,
     ) -> Result:
+        if rate is not None and row not in ("receiver", "candidate", "replicas"):
+            raise ValueError(f"{row}: only the receiver rows run paced")
         fresh = db is None
         if fresh:
             db = self.fresh_db(row)
@@ -410,8 +412,6 @@ class Bench:
                         extra=["--recording", str(recording), *(["--free"] if free else [])],
                     )
                 )
-            if rate is not None:
-                raise ValueError(f"{row}: only the receiver rows run paced")
             raise ValueError(row)
         finally:
             if fresh:
@@ -937,7 +937,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("lean", "aiohttp"),
         default="lean",
         help="the load generator's HTTP client: bench/loadgen.py's LeanHttpClient, or aiohttp's (as before "
-        "2026-11-30; it costs the shared cores ~3x the CPU per request)",
+        "2026-11-30; it costs the shared cores 2.4-2.6x the CPU per request)",
     )
     p.add_argument("--routes", type=int, default=50)
     p.add_argument("--kinds", type=int, default=3)
