@@ -193,15 +193,17 @@ async def test_a_stall_of_the_client_sheds_nothing(aiohttp_server: Any) -> None:
     server, seen = await _server(aiohttp_server)
 
     def stall() -> None:
-        time.sleep(0.4)  # the client's own loop stops: 40 requests fall due meanwhile
+        time.sleep(0.4)  # the client's own loop stops until after the schedule's end: 35 requests fall due
 
     asyncio.get_running_loop().call_later(0.25, stall)
     result = await loadgen.run_http(
         f"http://127.0.0.1:{server.port}/length",
         iter([(b"{}", 1)] * 1000),
         rate=100,
-        concurrency=20,  # sent and unanswered at most: the 40 overdue ones are not in flight when they fall due
-        duration=1.0,
+        # sent and unanswered at most: the overdue ones are sent when the loop resumes, none of them in flight
+        # yet when it falls due (counting the requests merely started, 5 of them were shed)
+        concurrency=30,
+        duration=0.6,
         warmup=0.0,
     )
-    assert result.extra["shed"] == 0 and len(seen) == 100 and result.errors == 0
+    assert result.extra["shed"] == 0 and len(seen) == 60 and result.errors == 0
