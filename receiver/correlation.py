@@ -156,8 +156,7 @@ class Event:
     actor: str = ACTOR
 
 
-# what a change does beyond its values (the store writes a change without any by refreshing rows)
-CHANGE_FLAGS = ("resolved", "reopened", "severity_raised", "rearm", "clear_ack")
+_FLAGS = ("resolved", "reopened", "severity_raised", "rearm", "clear_ack")
 
 
 @dataclass
@@ -183,7 +182,7 @@ class Plan:
         for inc_id, ch in later.changes.items():
             before = self.changes.get(inc_id)
             if before is not None:
-                for flag in CHANGE_FLAGS:
+                for flag in _FLAGS:
                     setattr(ch, flag, getattr(ch, flag) or getattr(before, flag))
             self.changes[inc_id] = ch
         self.members.extend(later.members)

@@ -100,31 +100,6 @@ DISJOINT = [
     (("webhook", [("/c", "i2", "critical", "firing", M1)], "alertmanager", 20), True),
 ]
 
-# an HA pair's duplicates in one batch, folded into the records of the rows they refresh: the same group three
-# times (one from the reconciler's source), then a resolve, which is not folded
-DUPLICATES = [
-    (
-        ("webhook", [("/a", "i1", "warning", "firing", T0), ("/a", "i2", "warning", "firing", T0)], "alertmanager", 1),
-        True,
-    ),
-    (
-        ("webhook", [("/a", "i1", "warning", "firing", T0), ("/a", "i2", "warning", "firing", T0)], "alertmanager", 1),
-        False,
-    ),
-    (
-        (
-            "webhook",
-            [("/a", "i1", "warning", "firing", T0), ("/a", "i2", "warning", "firing", T0)],
-            correlation.RECONCILER,
-            20,
-        ),
-        False,
-    ),
-    (("webhook", [("/a", "i1", "warning", "firing", T0)], "alertmanager", 20), False),
-    (("webhook", [("/a", "i1", "warning", "resolved", T0)], "alertmanager", 20), False),
-    (("webhook", [("/a", "i2", "warning", "firing", T0)], "alertmanager", 1), False),
-]
-
 
 def _alerts(spec: list[tuple[str, str, str, str, datetime]]) -> list[Alert]:
     body = payload(
@@ -216,7 +191,6 @@ def _reply(plan: correlation.Plan, names: dict[uuid.UUID, Any]) -> Any:
 @example(steps=REOPEN)
 @example(steps=REFIRE)
 @example(steps=DISJOINT)
-@example(steps=DUPLICATES)
 def test_a_batch_writes_what_one_by_one_ingest_writes(
     make_database: Callable[[], str], steps: list[tuple[Any, bool]]
 ) -> None:

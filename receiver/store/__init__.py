@@ -186,11 +186,11 @@ class Store:
 
                 def plan_and_encode() -> tuple[list[correlation.Plan], list[_ApplyArgs]]:
                     plans = correlation.plan_batch(webhooks, _state(rows))
-                    lists = [
-                        _plan_lists(p, w.now, resolve_notice_severities, src)
+                    records = [
+                        _plan_records(p, w.now, resolve_notice_severities, src)
                         for p, w, src in zip(plans, webhooks, sources, strict=True)
                     ]
-                    return plans, _apply_statements(plans, lists, [w.keys for w in webhooks])
+                    return plans, _apply_statements(plans, records, [w.keys for w in webhooks])
 
                 if sum(len(w.alerts) for w in webhooks) > OFF_LOOP_ALERTS:
                     plans, statements = await asyncio.get_running_loop().run_in_executor(None, plan_and_encode)
@@ -706,23 +706,10 @@ def _state(rows: Sequence[asyncpg.Record]) -> correlation.State:
     return state
 
 
-Record = dict[str, Any]
-
-
-class _PlanLists(NamedTuple):
-    """A correlation plan as apply_ingest's record sets: new incidents, changes, members, events, and the
-    incidents to send resolve notices for. Each record names its fields as the query's column definitions do,
-    its webhook's time (`at`) among them."""
-
-    new_incidents: list[Record]
-    changes: list[Record]
-    members: list[Record]
-    events: list[Record]
-    resolve_notices: list[Record]
-
-
 class _PlanRecords(NamedTuple):
-    """_PlanLists as the texts of JSON arrays, apply_ingest's $1-$5."""
+    """A correlation plan as apply_ingest's JSON record sets, each the text of a JSON array: new incidents,
+    changes, members, events, and the incidents to send resolve notices for. Each record names its fields as
+    the query's column definitions do, its webhook's time (`at`) among them."""
 
     new_incidents: str
     changes: str
@@ -734,95 +721,37 @@ class _PlanRecords(NamedTuple):
 _ApplyArgs = tuple[str, str, str, str, str]  # apply_ingest's $1-$5
 
 
-def _encode(lists: _PlanLists) -> _PlanRecords:
-    return _PlanRecords(*(_dumps_records(records) for records in lists))
-
-
-class _Run:
-    """The record sets of one apply_ingest statement: plans that write disjoint rows, and plans folded in."""
-
-    def __init__(self) -> None:
-        self.lists = _PlanLists([], [], [], [], [])
-        self.keys: set[str] = set()
-        self.ids: set[uuid.UUID] = set()
-        self.new_ids: set[str] = set()
-        self.changes: dict[str, Record] = {}
-        self.members: dict[tuple[str, str], Record] = {}
-
-    def add(self, lists: _PlanLists, keys: AbstractSet[str], ids: set[uuid.UUID]) -> None:
-        for mine, theirs in zip(self.lists, lists, strict=True):
-            mine.extend(theirs)
-        self.new_ids.update(r["id"] for r in lists.new_incidents)
-        self.changes.update((r["id"], r) for r in lists.changes)
-        self.members.update(((r["incident_id"], r["fingerprint"]), r) for r in lists.members)
-        self.keys |= keys
-        self.ids |= ids
-
-    def fold(self, plan: correlation.Plan, lists: _PlanLists, keys: AbstractSet[str], ids: set[uuid.UUID]) -> bool:
-        """Write a later plan that only refreshes rows (duplicates: receive counts, last seen, evidence) by
-        this statement's records, when one already writes its row: the row's record takes the later values, and
-        counts the receive and the later time (`receives`, `last_at`). What ingesting them one after the other
-        writes: later values win, `at` stays the first (first received, resolve and escalation times), and
-        nothing the later plan does depends on a flag or an event. False, with nothing changed, otherwise."""
-        if (
-            plan.new_incidents
-            or plan.events
-            or lists.resolve_notices
-            or any(getattr(c, flag) for c in plan.changes.values() for flag in correlation.CHANGE_FLAGS)
-            or any(r["id"] in self.new_ids for r in lists.changes)  # its row is inserted by this statement
-        ):
-            return False
-        for r in lists.changes:
-            before = self.changes.get(r["id"])
-            if before is None:
-                self.lists.changes.append(r)
-                self.changes[r["id"]] = r
-            else:
-                before.update(
-                    severity=r["severity"],
-                    status=r["status"],
-                    metadata=r["metadata"],
-                    flap_count=r["flap_count"],
-                    last_at=r["at"],
-                )
-        for r in lists.members:
-            key = (r["incident_id"], r["fingerprint"])
-            before = self.members.get(key)
-            if before is None:
-                self.lists.members.append(r)
-                self.members[key] = r
-            else:
-                source = r["source"] if r["source"] is not None else before["source"]
-                receives = before.get("receives", 1) + 1
-                before.update(r, at=before["at"], source=source, receives=receives, last_at=r["at"])
-        self.keys |= keys
-        self.ids |= ids
-        return True
-
-
 def _apply_statements(
-    plans: Sequence[correlation.Plan], lists: Sequence[_PlanLists], webhook_keys: Sequence[AbstractSet[str]]
+    plans: Sequence[correlation.Plan], records: Sequence[_PlanRecords], webhook_keys: Sequence[AbstractSet[str]]
 ) -> list[_ApplyArgs]:
     """apply_ingest's arguments for a batch's plans, in order: consecutive plans that share no incident key
     and write no incident in common go in one statement. Within a statement no row is written twice, which
-    its CTEs need (they do not see each other's rows): a plan that touches what an earlier one of its run
-    wrote starts the next statement, which sees it, unless it only refreshes rows the run writes (duplicates,
-    as an HA pair of Alertmanagers sends them): then their records take it in (_Run.fold)."""
-    if len(lists) == 1:
-        return [_encode(lists[0])]
-    runs: list[_Run] = []
-    for plan, plan_lists, keys in zip(plans, lists, webhook_keys, strict=True):
+    its CTEs need (they do not see each other's rows); a plan that touches what an earlier one of its run
+    wrote starts the next statement, which sees it."""
+    if len(records) == 1:
+        r = records[0]
+        return [(r.new_incidents, r.changes, r.members, r.events, r.resolve_notices)]
+    runs: list[list[_PlanRecords]] = []
+    taken_keys: set[str] = set()
+    taken_ids: set[uuid.UUID] = set()
+    for plan, record, keys in zip(plans, records, webhook_keys, strict=True):
         ids = _written_incidents(plan)
-        run = runs[-1] if runs else None
-        if run is not None and (not run.keys.isdisjoint(keys) or not run.ids.isdisjoint(ids)):
-            if run.fold(plan, plan_lists, keys, ids):
-                continue
-            run = None
-        if run is None:
-            run = _Run()
-            runs.append(run)
-        run.add(plan_lists, keys, ids)
-    return [_encode(run.lists) for run in runs]
+        if not runs or not taken_keys.isdisjoint(keys) or not taken_ids.isdisjoint(ids):
+            runs.append([])
+            taken_keys, taken_ids = set(), set()
+        runs[-1].append(record)
+        taken_keys |= keys
+        taken_ids |= ids
+    return [
+        (
+            _join_arrays([r.new_incidents for r in run]),
+            _join_arrays([r.changes for r in run]),
+            _join_arrays([r.members for r in run]),
+            _join_arrays([r.events for r in run]),
+            _join_arrays([r.resolve_notices for r in run]),
+        )
+        for run in runs
+    ]
 
 
 def _written_incidents(plan: correlation.Plan) -> set[uuid.UUID]:
@@ -831,6 +760,11 @@ def _written_incidents(plan: correlation.Plan) -> set[uuid.UUID]:
     ids.update(m.incident_id for m in plan.members)
     ids.update(e.incident_id for e in plan.events)
     return ids
+
+
+def _join_arrays(texts: Sequence[str]) -> str:
+    """JSON arrays' texts as one array's text, in order."""
+    return "[" + ",".join(t[1:-1] for t in texts if t != "[]") + "]"
 
 
 class _IdText(dict[uuid.UUID, str]):
@@ -845,69 +779,71 @@ class _IdText(dict[uuid.UUID, str]):
 def _plan_records(
     plan: correlation.Plan, now: datetime, notice_severities: frozenset[str], source: str | None = None
 ) -> _PlanRecords:
-    return _encode(_plan_lists(plan, now, notice_severities, source))
-
-
-def _plan_lists(
-    plan: correlation.Plan, now: datetime, notice_severities: frozenset[str], source: str | None = None
-) -> _PlanLists:
     changes = list(plan.changes.values())
     ids = _IdText()
     at = now.isoformat()
-    return _PlanLists(
-        new_incidents=[
-            {
-                "id": ids[x.id],
-                "incident_key": x.incident_key,
-                "route": x.route,
-                "kind": x.kind,
-                "severity": x.severity,
-                "owner": x.owner,
-                "metadata": x.metadata,
-                "mapping_rule": x.mapping_rule,
-                "at": at,
-            }
-            for x in plan.new_incidents
-        ],
-        changes=[
-            {
-                "id": ids[x.id],
-                "severity": x.severity,
-                "status": x.status,
-                "metadata": x.metadata,
-                "flap_count": x.flap_count,
-                "reopened": x.reopened,
-                "rearm": x.rearm,
-                "clear_ack": x.clear_ack,
-                "resolved_by": x.resolved_by,
-                "at": at,
-            }
-            for x in changes
-        ],
+    return _PlanRecords(
+        new_incidents=_dumps_records(
+            [
+                {
+                    "id": ids[x.id],
+                    "incident_key": x.incident_key,
+                    "route": x.route,
+                    "kind": x.kind,
+                    "severity": x.severity,
+                    "owner": x.owner,
+                    "metadata": x.metadata,
+                    "mapping_rule": x.mapping_rule,
+                    "at": at,
+                }
+                for x in plan.new_incidents
+            ]
+        ),
+        changes=_dumps_records(
+            [
+                {
+                    "id": ids[x.id],
+                    "severity": x.severity,
+                    "status": x.status,
+                    "metadata": x.metadata,
+                    "flap_count": x.flap_count,
+                    "reopened": x.reopened,
+                    "rearm": x.rearm,
+                    "clear_ack": x.clear_ack,
+                    "resolved_by": x.resolved_by,
+                    "at": at,
+                }
+                for x in changes
+            ]
+        ),
         # one JSON array: for a webhook of many alerts, cheaper to build than eight arrays of parameters
-        members=[
-            {
-                "incident_id": ids[x.incident_id],
-                "fingerprint": x.alert.fingerprint,
-                "status": x.status,
-                "labels": x.alert.labels,
-                "annotations": x.alert.annotations,
-                "starts_at": x.alert.starts_at.isoformat(),
-                "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
-                "generator_url": x.alert.generator_url,
-                "resolved_by": x.resolved_by,
-                "source": source,
-                "at": at,
-            }
-            for x in plan.members
-        ],
-        events=[
-            {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail, "at": at}
-            for x in plan.events
-        ],
-        resolve_notices=[
-            {"id": ids[x.id], "at": at} for x in changes if x.resolved and x.severity in notice_severities
-        ],
+        members=_dumps_records(
+            [
+                {
+                    "incident_id": ids[x.incident_id],
+                    "fingerprint": x.alert.fingerprint,
+                    "status": x.status,
+                    "labels": x.alert.labels,
+                    "annotations": x.alert.annotations,
+                    "starts_at": x.alert.starts_at.isoformat(),
+                    "ends_at": x.ends_at.isoformat() if x.ends_at is not None else None,
+                    "generator_url": x.alert.generator_url,
+                    "resolved_by": x.resolved_by,
+                    "source": source,
+                    "at": at,
+                }
+                for x in plan.members
+            ]
+        ),
+        events=_dumps_records(
+            [
+                {"incident_id": ids[x.incident_id], "type": x.type, "actor": x.actor, "detail": x.detail, "at": at}
+                for x in plan.events
+            ]
+        ),
+        resolve_notices=_dumps_records(
+            [{"id": ids[x.id], "at": at} for x in changes if x.resolved and x.severity in notice_severities]
+        ),
     )
 
 

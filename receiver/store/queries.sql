@@ -6,11 +6,9 @@ SELECT * FROM ingest_state_v2($1::text[], $2::text[], $3::timestamptz);
 -- apply_ingest --
 -- Write correlation plans in one statement: JSON arrays of records ($1 new incidents, $2 changed incidents,
 -- $3 member alerts, $4 timeline events in order, $5 the resolved incidents to send resolve notices for) whose
--- fields are named here and in the store's _plan_lists. Each record carries its webhook's time (`at`), so one
+-- fields are named here and in the store's _plan_records. Each record carries its webhook's time (`at`), so one
 -- statement can write the plans of several webhooks of a batch, provided no row is written twice (the store
--- groups them so; the CTEs below do not see each other's rows). A record into which the store folded later
--- webhooks' refreshes of its row (duplicates) also carries the last one's time (`last_at`) and, for a member,
--- how many receives it stands for (`receives`); both are absent otherwise.
+-- groups them so; the CTEs below do not see each other's rows).
 WITH new_incidents AS (
     INSERT INTO incidents (id, incident_key, route, kind, severity, status, first_seen, last_seen,
                            owner, metadata, mapping_rule, escalation_cycle, escalation_anchor_at, next_escalation_at)
@@ -25,7 +23,7 @@ WITH new_incidents AS (
         status = c.status,
         metadata = c.metadata,
         flap_count = c.flap_count,
-        last_seen = greatest(i.last_seen, coalesce(c.last_at, c.at)),
+        last_seen = greatest(i.last_seen, c.at),
         resolved_at = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_at, c.at) END,
         resolved_by = CASE WHEN c.status = 'resolved' THEN coalesce(i.resolved_by, c.resolved_by, 'alertmanager') END,
         acknowledged_by = CASE WHEN c.clear_ack THEN NULL ELSE i.acknowledged_by END,
@@ -44,18 +42,17 @@ WITH new_incidents AS (
                                      ELSE i.status_before_silence END
     FROM jsonb_to_recordset($2::text::jsonb)
          AS c(id uuid, severity text, status text, metadata jsonb, flap_count int, reopened bool, rearm bool,
-              clear_ack bool, resolved_by text, at timestamptz, last_at timestamptz)
+              clear_ack bool, resolved_by text, at timestamptz)
     WHERE i.id = c.id
 ), members AS (
     INSERT INTO incident_alerts AS a (incident_id, fingerprint, status, labels, annotations, starts_at, ends_at,
                                       generator_url, first_received_at, last_received_at, receive_count,
                                       resolved_by, source)
     SELECT m.incident_id, m.fingerprint, m.status, m.labels, m.annotations, m.starts_at, m.ends_at,
-           m.generator_url, m.at, coalesce(m.last_at, m.at), coalesce(m.receives, 1), m.resolved_by, m.source
+           m.generator_url, m.at, m.at, 1, m.resolved_by, m.source
     FROM jsonb_to_recordset($3::text::jsonb)
          AS m(incident_id uuid, fingerprint text, status text, labels jsonb, annotations jsonb, starts_at timestamptz,
-              ends_at timestamptz, generator_url text, resolved_by text, source text, at timestamptz,
-              last_at timestamptz, receives int)
+              ends_at timestamptz, generator_url text, resolved_by text, source text, at timestamptz)
     ON CONFLICT (incident_id, fingerprint) DO UPDATE
     SET status = excluded.status,
         resolved_by = excluded.resolved_by,
@@ -67,7 +64,7 @@ WITH new_incidents AS (
         ends_at = excluded.ends_at,
         generator_url = excluded.generator_url,
         last_received_at = greatest(a.last_received_at, excluded.last_received_at),
-        receive_count = a.receive_count + excluded.receive_count
+        receive_count = a.receive_count + 1
 ), events AS (
     INSERT INTO incident_events (incident_id, at, type, actor, detail)
     SELECT e.incident_id, e.at, e.type, e.actor, e.detail

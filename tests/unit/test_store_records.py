@@ -70,8 +70,8 @@ def test_apply_ingest_records_are_the_querys_columns() -> None:
     columns = recordset_columns("apply_ingest")
     assert columns == {
         1: record_keys(records.new_incidents),
-        2: [*record_keys(records.changes), "last_at"],  # set only in a record that folds duplicates
-        3: [*record_keys(records.members), "last_at", "receives"],
+        2: record_keys(records.changes),
+        3: record_keys(records.members),
         4: record_keys(records.events),
         5: record_keys(records.resolve_notices),
     }
@@ -88,65 +88,18 @@ def test_plans_share_a_statement_only_when_they_write_disjoint_rows() -> None:
         return correlation.Plan(events=[correlation.Event(incident_id, "alert_fired", {})])
 
     plans = [plan(a), plan(b), plan(b), plan(a), plan(a)]
-    lists = [store._plan_lists(p, NOW + timedelta(seconds=i), frozenset()) for i, p in enumerate(plans)]
+    records = [store._plan_records(p, NOW + timedelta(seconds=i), frozenset()) for i, p in enumerate(plans)]
     keys = [{"k1"}, {"k2"}, {"k3"}, {"k4"}, {"k1"}]
-    statements = store._apply_statements(plans, lists, keys)
+    statements = store._apply_statements(plans, records, keys)
     # [a, b] | [b (same incident as before), a] | [a (same incident)]
     assert [len(json.loads(s[3])) for s in statements] == [2, 2, 1]
     assert [e["at"] for s in statements for e in json.loads(s[3])] == [
         (NOW + timedelta(seconds=i)).isoformat() for i in range(5)
     ]
     # a shared key splits too, even when the incidents differ
-    split_by_key = store._apply_statements(plans[:2], lists[:2], [{"k1"}, {"k1"}])
+    split_by_key = store._apply_statements(plans[:2], records[:2], [{"k1"}, {"k1"}])
     assert [len(json.loads(s[3])) for s in split_by_key] == [1, 1]
     assert all(s[0] == "[]" and json.loads(s[2]) == [] for s in statements)
-
-
-def test_duplicates_fold_into_the_records_of_the_rows_they_refresh() -> None:
-    """A later plan that only refreshes rows the statement already writes (an HA peer's duplicate) is taken
-    into their records, in the query's columns: later values, the first time, the last time, the receives."""
-    inc, other = uuid.uuid4(), uuid.uuid4()
-
-    def duplicate(incident_id: uuid.UUID, fingerprint: str, summary: str) -> correlation.Plan:
-        a = Alert(0, fingerprint, "firing", {"alertname": "A"}, {"summary": summary}, NOW, None, "")
-        change = correlation.IncidentChange(incident_id, "warning", "open", {"alerts_received": summary}, 0)
-        return correlation.Plan(
-            changes={incident_id: change}, members=[correlation.MemberWrite(incident_id, a, "firing", None)]
-        )
-
-    plans = [duplicate(inc, "f1", "1"), duplicate(inc, "f1", "2"), duplicate(inc, "f2", "3"), duplicate(inc, "f1", "4")]
-    sources = ["am/a", "am/b", None, None]
-    lists = [
-        store._plan_lists(p, NOW + timedelta(seconds=i), frozenset(), src)
-        for i, (p, src) in enumerate(zip(plans, sources, strict=True))
-    ]
-    [statement] = store._apply_statements(plans, lists, [{"k"}] * 4)
-    at = [(NOW + timedelta(seconds=i)).isoformat() for i in range(4)]
-    members = json.loads(statement[2])
-    assert [
-        (m["fingerprint"], m["annotations"], m["at"], m.get("last_at"), m.get("receives"), m["source"]) for m in members
-    ] == [
-        ("f1", {"summary": "4"}, at[0], at[3], 3, "am/b"),  # the last source that named one
-        ("f2", {"summary": "3"}, at[2], None, None, None),
-    ]
-    assert sorted(members[0]) == sorted(recordset_columns("apply_ingest")[3])
-    [change] = json.loads(statement[1])
-    assert (change["metadata"], change["at"], change["last_at"]) == ({"alerts_received": "4"}, at[0], at[3])
-    assert sorted(change) == sorted(recordset_columns("apply_ingest")[2])
-
-    # what changes more than values is never folded: an event, a flag, a row this statement inserts
-    fired = duplicate(inc, "f1", "5")
-    fired.events.append(correlation.Event(inc, "alert_fired", {}))
-    rearmed = duplicate(inc, "f1", "6")
-    rearmed.changes[inc].rearm = True
-    opened = correlation.Plan(
-        new_incidents=[correlation.NewIncident(other, "k2", "r", "latency", "warning", {}, "default", {})]
-    )
-    into_new = duplicate(other, "f9", "7")
-    for later, first in ((fired, plans[0]), (rearmed, plans[0]), (into_new, opened)):
-        pair = [first, later]
-        pair_lists = [store._plan_lists(p, NOW, frozenset()) for p in pair]
-        assert len(store._apply_statements(pair, pair_lists, [{"k", "k2"}] * 2)) == 2
 
 
 def test_apply_escalations_records_are_the_querys_columns() -> None:
