@@ -100,6 +100,18 @@ DISJOINT = [
     (("webhook", [("/c", "i2", "critical", "firing", M1)], "alertmanager", 20), True),
 ]
 
+# duplicates in one batch, as a storm or a resend sends them (one from the reconciler's source), then a
+# resolve and a re-fire: each a statement of its own, as they share their rows
+TWO = [("/a", "i1", "warning", "firing", T0), ("/a", "i2", "warning", "firing", T0)]
+DUPLICATES = [
+    (("webhook", TWO, "alertmanager", 1), True),
+    (("webhook", TWO, "alertmanager", 1), False),
+    (("webhook", TWO, correlation.RECONCILER, 20), False),
+    (("webhook", [("/a", "i1", "warning", "firing", T0)], "alertmanager", 20), False),
+    (("webhook", [("/a", "i1", "warning", "resolved", T0)], "alertmanager", 20), False),
+    (("webhook", [("/a", "i2", "warning", "firing", T0)], "alertmanager", 1), False),
+]
+
 
 def _alerts(spec: list[tuple[str, str, str, str, datetime]]) -> list[Alert]:
     body = payload(
@@ -191,6 +203,7 @@ def _reply(plan: correlation.Plan, names: dict[uuid.UUID, Any]) -> Any:
 @example(steps=REOPEN)
 @example(steps=REFIRE)
 @example(steps=DISJOINT)
+@example(steps=DUPLICATES)
 def test_a_batch_writes_what_one_by_one_ingest_writes(
     make_database: Callable[[], str], steps: list[tuple[Any, bool]]
 ) -> None:
