@@ -16,6 +16,10 @@ from aiohttp import web
 
 from ..config import Config, WebhookConfig
 
+# The WWW-Authenticate challenges (RFC 9110 section 11.6.1) for the two kinds of credentials we accept
+BEARER_CHALLENGE = 'Bearer realm="receiver"'
+BASIC_CHALLENGE = 'Basic realm="receiver", charset="UTF-8"'
+
 
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
@@ -71,7 +75,7 @@ def api_actor(config: Config, header: str | None) -> str | None:
 
 
 def unauthorized(
-    reason: str = "a valid API token is required", challenge: str = 'Bearer realm="receiver"'
+    reason: str = "a valid API token is required", challenge: str = BEARER_CHALLENGE
 ) -> web.HTTPUnauthorized:
     """401 (to raise) with the reason in JSON and a challenge for the credentials the endpoint accepts."""
     return web.HTTPUnauthorized(

@@ -23,7 +23,7 @@ from ..model import ACTIVE_STATUSES, AlertStatus, Incident, IncidentStatus, Noti
 from ..store import StoreUnavailable
 from ..timeutil import utcnow
 from . import detail
-from .auth import api_actor, unauthorized
+from .auth import BASIC_CHALLENGE, BEARER_CHALLENGE, api_actor, unauthorized
 from .middleware import json_error
 from .users import current_user
 
@@ -161,7 +161,7 @@ async def require_reader(request: web.Request) -> None:
         return
     raise unauthorized(
         "sign in (Basic) or send an API token (Bearer) to read incidents",
-        'Bearer realm="receiver", Basic realm="receiver", charset="UTF-8"',
+        f"{BEARER_CHALLENGE}, {BASIC_CHALLENGE}",
     )
 
 

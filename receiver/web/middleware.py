@@ -16,7 +16,7 @@ from ..ingest import SENDER_PATHS
 from ..keys import CONFIG, METRICS
 from ..server import BodyTimeout, LogLimiter, held_back
 from ..store import StoreUnavailable
-from .auth import webhook_authorized
+from .auth import BASIC_CHALLENGE, BEARER_CHALLENGE, webhook_authorized
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def _client_gone(request: web.Request) -> bool:
 
 def webhook_unauthorized(config: WebhookConfig) -> web.Response:
     """401, challenging for the credentials the webhook accepts (RFC 9110: a challenge that applies to it)."""
-    challenges = (['Bearer realm="receiver"'] if config.token is not None else []) + (
-        ['Basic realm="receiver", charset="UTF-8"'] if config.basic_auth is not None else []
+    challenges = ([BEARER_CHALLENGE] if config.token is not None else []) + (
+        [BASIC_CHALLENGE] if config.basic_auth is not None else []
     )
     return web.json_response(
         {"error": "missing or wrong credentials"},

@@ -34,7 +34,7 @@ from aiohttp import web
 from ..config import Config
 from ..keys import CONFIG, LINK_SECRET, SIGN_IN
 from ..model import clean_text
-from .auth import parse_basic
+from .auth import BASIC_CHALLENGE, parse_basic
 
 SESSION_COOKIE = "receiver_session"
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -294,9 +294,7 @@ def known_user(request: web.Request) -> str | None:
 
 
 def challenge(message: str = "sign in to continue") -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(
-        text=f"401: {message}", headers={"WWW-Authenticate": 'Basic realm="receiver", charset="UTF-8"'}
-    )
+    return web.HTTPUnauthorized(text=f"401: {message}", headers={"WWW-Authenticate": BASIC_CHALLENGE})
 
 
 # --- sessions and CSRF ---------------------------------------------------------------------------------
