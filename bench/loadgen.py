@@ -12,6 +12,7 @@ server is idle when the next run starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import math
@@ -231,14 +232,6 @@ class Recorder:
         )
 
 
-async def _answer(work: Callable[[bytes], Awaitable[int | None]], body: bytes) -> int | None:
-    """`work(body)`'s status, or None when no answer came (NO_ANSWER)."""
-    try:
-        return await work(body)
-    except NO_ANSWER:
-        return None
-
-
 async def drive(
     work: Callable[[bytes], Awaitable[int | None]],
     bodies: Iterator[tuple[bytes, int]],
@@ -261,7 +254,10 @@ async def drive(
             body, n = next(bodies)
             sent += 1
             started = time.perf_counter()
-            status = await _answer(work, body)
+            try:
+                status = await work(body)
+            except NO_ANSWER:
+                status = None
             rec.add(started, time.perf_counter(), n, status)
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
@@ -300,8 +296,8 @@ async def drive_paced(
         nonlocal in_flight
         in_flight += 1
         try:
-            status = await _answer(work, body)
-        except Exception:  # a bug in the client: an error in the counts, not a request that vanished
+            status = await work(body)
+        except Exception:  # no answer (NO_ANSWER), or a bug in the client: an error, not a request that vanished
             status = None
         finally:
             in_flight -= 1
@@ -352,63 +348,52 @@ async def run_http(
     for u in urls:
         check_loopback(u)
     hdrs = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0", **(headers or {})}
-    if client == "lean":
-        lean = [LeanHttpClient(u, hdrs, timeout) for u in urls]
-        turns = itertools.cycle(lean)
-
-        async def post_lean(body: bytes) -> int:
-            return await next(turns).post(body)
-
-        try:
-            return await _drive_http(
-                post_lean, bodies, concurrency, duration, max_requests, warmup, drain_timeout, rate
-            )
-        finally:
+    async with contextlib.AsyncExitStack() as stack:
+        post: Callable[[bytes], Awaitable[int]]
+        if client == "lean":
+            lean = [LeanHttpClient(u, hdrs, timeout) for u in urls]
             for c in lean:
-                c.close()
-    if client != "aiohttp":
-        raise ValueError(f"unknown client {client!r}")
-    turn = itertools.cycle(urls)
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+                stack.callback(c.close)
+            turns = itertools.cycle(lean)
 
-        async def post(body: bytes) -> int:
-            async with session.post(next(turn), data=body, headers=hdrs) as resp:
-                await resp.read()
-                return resp.status
+            async def post_lean(body: bytes) -> int:
+                return await next(turns).post(body)
 
-        return await _drive_http(post, bodies, concurrency, duration, max_requests, warmup, drain_timeout, rate)
+            post = post_lean
+        elif client == "aiohttp":
+            turn = itertools.cycle(urls)
+            connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+            )
 
+            async def post_aiohttp(body: bytes) -> int:
+                async with session.post(next(turn), data=body, headers=hdrs) as resp:
+                    await resp.read()
+                    return resp.status
 
-async def _drive_http(
-    post: Callable[[bytes], Awaitable[int | None]],
-    bodies: Iterator[tuple[bytes, int]],
-    concurrency: int,
-    duration: float,
-    max_requests: int,
-    warmup: float,
-    drain_timeout: float | None,
-    rate: float | None,
-) -> Result:
-    if rate is not None:
-        return await drive_paced(
+            post = post_aiohttp
+        else:
+            raise ValueError(f"unknown client {client!r}")
+        if rate is not None:
+            return await drive_paced(
+                post,
+                bodies,
+                rate=rate,
+                max_in_flight=concurrency,
+                duration=duration,
+                warmup=warmup,
+                drain_timeout=drain_timeout,
+            )
+        return await drive(
             post,
             bodies,
-            rate=rate,
-            max_in_flight=concurrency,
+            concurrency=concurrency,
             duration=duration,
+            max_requests=max_requests,
             warmup=warmup,
             drain_timeout=drain_timeout,
         )
-    return await drive(
-        post,
-        bodies,
-        concurrency=concurrency,
-        duration=duration,
-        max_requests=max_requests,
-        warmup=warmup,
-        drain_timeout=drain_timeout,
-    )
 
 
 async def time_gets(url: str, n: int, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -39,6 +39,7 @@ ROWS = {
     "fixed4": "fixed ceiling (raw asyncpg correlation, 4 in flight)",
     "alerta": "alerta-server (gunicorn, 2 workers)",
 }
+RECEIVER_ROWS = ("receiver", "candidate", "replicas")  # the rows that start receiver processes
 SECTIONS = ("ingest", "paced", "storm", "history", "tick", "pages", "blocking", "memory")
 
 
@@ -324,14 +325,14 @@ class Bench:
         db: str | None = None,
         rate: float | None = None,
     ) -> Result:
-        if rate is not None and row not in ("receiver", "candidate", "replicas"):
+        if rate is not None and row not in RECEIVER_ROWS:
             raise ValueError(f"{row}: only the receiver rows run paced")
         fresh = db is None
         if fresh:
             db = self.fresh_db(row)
         assert db is not None
         try:
-            if row in ("receiver", "candidate", "replicas"):
+            if row in RECEIVER_ROWS:
                 root = self.candidate if row == "candidate" and self.candidate else servers.ROOT
                 n = self.args.replicas if row == "replicas" else 1
                 started: list[servers.Server] = []
@@ -497,11 +498,9 @@ class Bench:
         compare when one side is faster."""
         a = self.args
         rows = ["receiver"] + (["candidate"] if self.candidate else [])
-        raw: dict[str, dict[str, list[dict[str, Any]]]] = {
-            f"{s}:{x:g}": {r: [] for r in rows} for s, x in a.paced_rates
-        }
+        raw: list[dict[str, list[dict[str, Any]]]] = [{r: [] for r in rows} for _ in a.paced_rates]
         for rep in range(a.repeats):
-            for size, alerts_per_s in a.paced_rates:
+            for load, (size, alerts_per_s) in enumerate(a.paced_rates):
                 for row in rotate(rows, rep):
                     r = self.run_row(
                         row,
@@ -510,7 +509,7 @@ class Bench:
                         duration=a.paced_duration,
                         rate=alerts_per_s / size,
                     )
-                    raw[f"{size}:{alerts_per_s:g}"][row].append(r.as_dict())
+                    raw[load][row].append(r.as_dict())
                     log(
                         f"paced rep {rep + 1}/{a.repeats} size {size:>3} {row:<9} offered {alerts_per_s:,.0f} "
                         f"got {r.alerts_per_s:9.0f} alerts/s p50 {r.p50_ms:7.1f} p99 {r.p99_ms:7.1f} "
@@ -522,11 +521,9 @@ class Bench:
                 {
                     "alerts_per_payload": size,
                     "offered_alerts_per_s": alerts_per_s,
-                    "rows": {
-                        r: {"summary": summarize(v), "runs": v} for r, v in raw[f"{size}:{alerts_per_s:g}"].items() if v
-                    },
+                    "rows": {r: {"summary": summarize(v), "runs": v} for r, v in runs.items() if v},
                 }
-                for size, alerts_per_s in a.paced_rates
+                for (size, alerts_per_s), runs in zip(a.paced_rates, raw, strict=True)
             ],
         }
 
